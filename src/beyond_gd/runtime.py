@@ -1,0 +1,46 @@
+"""The device, threads and seeds a stage runs with."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from beyond_gd.config import RuntimeConfig
+from beyond_gd.errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator in play and ask torch for deterministic kernels.
+
+    Same seed, same device: same numbers. cuBLAS needs its workspace pinned
+    before first use for determinism (PyTorch's reproducibility notes).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("runtime.device: cuda was asked for but torch sees no CUDA device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("runtime.device: mps was asked for but torch sees no MPS device")
+    return torch.device(name)
+
+
+def setup_runtime(cfg: RuntimeConfig) -> torch.device:
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    return device
