@@ -123,9 +123,11 @@ def section(params: Mapping[str, Any], key: str, schema: type[T]) -> T:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(raw)))
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        where = f"{key}.{exc.full_key}" if getattr(exc, "full_key", None) else key
+        sub = getattr(exc, "full_key", None) or ""
+        types = {f.name: f.type for f in dataclasses.fields(schema)}
+        expected = f" (expected {types[sub]})" if sub in types else ""
         msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: {msg}") from None
+        raise ConfigError(f"{key}.{sub}: {msg}{expected}" if sub else f"{key}: {msg}") from None
     for f in dataclasses.fields(schema):
         _check(f"{key}.{f.name}", getattr(obj, f.name), f.metadata)
     return obj  # type: ignore[return-value]

