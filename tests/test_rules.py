@@ -1,0 +1,104 @@
+"""The chapter's update rules against torch.optim, and Adam's second-moment bias against 1 - beta2^i."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from beyond_gd.config import OptimizerConfig, section
+from beyond_gd.optim import rules
+from conftest import composed
+
+STEPS = 100
+# Agreement required where the maths is the same; float64 round-off is ~1e-15.
+TOL = 1e-6
+# The chapter's AdaGrad text: "a tiny delta (~10^-7) in the denominator".
+BOOK_DELTA = 1e-7
+# A step-decay schedule of the usual kind: the rate halves half way.
+LR_DROP = 0.5
+# A small regression whose feature scales span 1 to 1e-6, so some gradients
+# are as small as the optimizers' delta/eps and their placement shows.
+STREAM = {"samples": 256, "features": 8, "outputs": 3, "batch_size": 32, "steps": STEPS,
+          "min_feature_scale": 1e-6, "seed": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """These tensors are tiny; on a loaded 2-core machine a second thread makes each op ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def configs() -> dict[str, OptimizerConfig]:
+    """The book's torch.optim calls (conf/optimizer/), by config name."""
+    names = {c.optimizer for c in rules.COMPARISONS}
+    return {n: section(composed(f"optimizer={n}"), "optimizer", OptimizerConfig) for n in names}
+
+
+@pytest.fixture(scope="module")
+def stream() -> rules.GradientStream:
+    return rules.regression_stream(**STREAM)
+
+
+@pytest.fixture(scope="module")
+def findings(configs: dict[str, OptimizerConfig], stream: rules.GradientStream) -> list[rules.Finding]:
+    return rules.findings(configs, stream, STEPS, BOOK_DELTA, LR_DROP, TOL)
+
+
+@pytest.mark.parametrize("name", sorted(rules.REGISTRY))
+def test_rule_beside_torch_optim(name: str, configs: dict[str, OptimizerConfig], stream: rules.GradientStream) -> None:
+    """Each rule runs beside its torch.optim class for 100 steps of one gradient stream: the same path
+    to 1e-6 where the maths is the same, a real difference where the book's text says otherwise."""
+    comp = next(c for c in rules.COMPARISONS if c.rule == name and c.primary)
+    diff = rules.run_comparison(comp, configs, stream, STEPS, BOOK_DELTA, LR_DROP)
+    if comp.same_maths:
+        assert diff <= TOL, f"{name}: {diff:.3e} from torch.optim"
+    else:
+        assert diff > TOL, f"{name}: expected to differ from torch.optim, got {diff:.3e}"
+
+
+def test_every_rule_has_one_torch_pairing() -> None:
+    primary = [c.rule for c in rules.COMPARISONS if c.primary]
+    assert sorted(primary) == sorted(rules.REGISTRY)
+
+
+def test_findings_are_measured_and_bear_out_the_algebra(findings: list[rules.Finding]) -> None:
+    """Every recorded difference is real (above round-off by far) and every claimed identity holds."""
+    assert len(findings) == len(rules.COMPARISONS)
+    for f in findings:
+        assert f.agrees == f.same_maths, f
+
+
+def test_torch_nesterov_stores_the_lookahead_point(findings: list[rules.Finding]) -> None:
+    """Same trajectory, different variable: torch's p is Sutskever's theta + m v, off theta by m v."""
+    by_case = {(f.rule, f.case): f for f in findings}
+    assert by_case[("nesterov", "torch p vs theta + m v")].max_abs_diff <= TOL
+    assert by_case[("nesterov", "torch p vs theta")].max_abs_diff > TOL
+
+
+def test_rules_do_not_change_their_inputs(stream: rules.GradientStream) -> None:
+    params = [p.clone() for p in stream.start]
+    before = [p.clone() for p in params]
+    rule = rules.adam(lr=0.1, beta1=0.9, beta2=0.99, delta=1e-8)
+    state = rule.init(params)
+    grads = stream.grads(params, 0)
+    new, new_state = rule.update(grads, state, params)
+    assert all(torch.equal(a, b) for a, b in zip(params, before, strict=True))
+    assert state.count == 0 and new_state.count == 1
+    assert not any(torch.equal(a, b) for a, b in zip(new, params, strict=True))
+
+
+def test_adam_second_moment_bias_is_one_minus_beta2_power() -> None:
+    """E[v_i] / E[g^2] = 1 - beta2^i (the chapter's derivation), measured on i.i.d. gradients."""
+    beta2 = section(composed("optimizer=adam"), "optimizer", OptimizerConfig).kwargs["betas"][1]
+    # 20,000 streams: the relative standard error of E[v_1] is sqrt(2/20000) = 1% for normal g.
+    ratio, theory = rules.second_moment_bias(beta2, steps=STEPS, repeats=20_000, seed=0)
+    assert ratio.shape == theory.shape == (STEPS,)
+    assert torch.allclose(ratio, theory, rtol=0.05, atol=0.0)
+    # Uncorrected, v_1 is (1 - beta2) of E[g^2]: far too small, which is why Adam divides it out.
+    assert ratio[0] < 10 * (1 - beta2)
