@@ -11,7 +11,15 @@ import pytest
 import torch
 import yaml
 
-from beyond_gd.config import ModelConfig, OptimizerConfig, RuntimeConfig, TrainConfig, load_params, section
+from beyond_gd.config import (
+    ModelConfig,
+    OptimizerConfig,
+    RuntimeConfig,
+    TrainConfig,
+    load_params,
+    section,
+    section_map,
+)
 from beyond_gd.errors import ConfigError
 from beyond_gd.optim.registry import OPTIMIZERS, build_optimizer
 from conftest import REPO, composed, write_params
@@ -100,3 +108,17 @@ def test_stage_cli_reports_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == "error: train.batch_size: must be > 0, got -1"
     assert not (tmp_path / "out").exists()
+
+
+def test_optimizers_section_holds_every_conf_optimizer_file() -> None:
+    table = section_map(composed(), "optimizers", OptimizerConfig)
+    assert sorted(table) == OPTIMIZER_CONFIGS
+    for name, cfg in table.items():
+        assert cfg == section(composed(f"optimizer={name}"), "optimizer", OptimizerConfig)
+
+
+def test_nested_section_errors_name_the_full_key() -> None:
+    params = copy.deepcopy(composed())
+    params["optimizers"]["adam"]["lr"] = -1
+    with pytest.raises(ConfigError, match=r"^optimizers\.adam\.lr: must be > 0"):
+        section_map(params, "optimizers", OptimizerConfig)

@@ -102,23 +102,25 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def section(params: Mapping[str, Any], key: str, schema: type[T]) -> T:
+def section(params: Mapping[str, Any], key: str, schema: type[T], *, parent: str = "") -> T:
     """Validate `params[key]` against `schema` and return the typed object.
 
     Unknown keys, missing keys, wrong types and values outside a field's
-    checks all raise `ConfigError("key.sub: what is wrong; what is allowed")`.
+    checks all raise `ConfigError("key.sub: what is wrong; what is allowed")`;
+    `parent` prefixes the key for sections nested in another.
     """
+    where = f"{parent}.{key}" if parent else key
     if key not in params:
-        raise ConfigError(f"{key}: missing section (expected keys: {_names(schema)})")
+        raise ConfigError(f"{where}: missing section (expected keys: {_names(schema)})")
     raw = params[key]
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{key}: must be a mapping with keys {_names(schema)}")
+        raise ConfigError(f"{where}: must be a mapping with keys {_names(schema)}")
     for name in raw:
         if name not in {f.name for f in dataclasses.fields(schema)}:
-            raise ConfigError(f"{key}.{name}: unknown key (allowed: {_names(schema)})")
+            raise ConfigError(f"{where}.{name}: unknown key (allowed: {_names(schema)})")
     for f in dataclasses.fields(schema):
         if f.name not in raw:
-            raise ConfigError(f"{key}.{f.name}: missing (required by {schema.__name__})")
+            raise ConfigError(f"{where}.{f.name}: missing (required by {schema.__name__})")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(raw)))
         obj = OmegaConf.to_object(merged)
@@ -127,10 +129,18 @@ def section(params: Mapping[str, Any], key: str, schema: type[T]) -> T:
         types = {f.name: f.type for f in dataclasses.fields(schema)}
         expected = f" (expected {types[sub]})" if sub in types else ""
         msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{key}.{sub}: {msg}{expected}" if sub else f"{key}: {msg}") from None
+        raise ConfigError(f"{where}.{sub}: {msg}{expected}" if sub else f"{where}: {msg}") from None
     for f in dataclasses.fields(schema):
-        _check(f"{key}.{f.name}", getattr(obj, f.name), f.metadata)
+        _check(f"{where}.{f.name}", getattr(obj, f.name), f.metadata)
     return obj  # type: ignore[return-value]
+
+
+def section_map(params: Mapping[str, Any], key: str, schema: type[T]) -> dict[str, T]:
+    """A section that maps names to sections of one schema (e.g. `optimizers`)."""
+    table = params.get(key)
+    if not isinstance(table, Mapping) or not table:
+        raise ConfigError(f"{key}: must be a non-empty mapping of name -> {schema.__name__} sections")
+    return {name: section(table, name, schema, parent=key) for name in table}
 
 
 def _names(schema: type) -> str:
