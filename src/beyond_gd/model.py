@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from beyond_gd.config import ModelConfig
+from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.runtime import seed_everything
 
 
 class Net(nn.Module):
@@ -36,3 +41,27 @@ class Net(nn.Module):
 
 def build_model(cfg: ModelConfig) -> Net:
     return Net(cfg.in_dim, cfg.hidden_dim, cfg.out_dim, cfg.final_relu)
+
+
+def load_state(path: Path, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """A checkpoint's state_dict on `device`, checked against `model` (one-line errors)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (run the train_baseline stage)") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"model: {path} does not fit the model section ({detail})") from None
+    return state
+
+
+def fresh_init(cfg: ModelConfig, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The initialisation train_baseline would draw with `train.seed = seed`.
+
+    Same calls in the same order (seed_everything, then build_model on the CPU),
+    so seed 0 reproduces the baseline's own init.pt when it was trained with seed 0.
+    """
+    seed_everything(seed)
+    return {k: v.to(device) for k, v in build_model(cfg).state_dict().items()}

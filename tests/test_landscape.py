@@ -1,0 +1,446 @@
+"""The loss landscape: interpolation paths (Fig 6-3), symmetries (Fig 6-2), Hessian spectra.
+
+Maths against references (a per-alpha loop of `training.evaluate`, a dense
+Hessian, exact factorials); the three stages run end to end on a tiny fake
+MNIST and a tiny model; bad params are one-line errors naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from beyond_gd.data import mnist
+from beyond_gd.errors import ConfigError
+from beyond_gd.landscape import hessian as hs
+from beyond_gd.landscape import identifiability as ident
+from beyond_gd.landscape.interpolation import affine_head, alpha_grid, mix, path_loss, sub_state, summarize_path
+from beyond_gd.model import Net
+from beyond_gd.stages import hessian as hessian_stage
+from beyond_gd.stages import identifiability as identifiability_stage
+from beyond_gd.stages import interpolate as interpolate_stage
+from beyond_gd.training import evaluate
+from conftest import REPO, write_params
+
+STAGES = {"interpolate": interpolate_stage, "identifiability": identifiability_stage, "hessian": hessian_stage}
+
+
+def states(in_dim: int, hidden: int, out_dim: int, *seeds: int, dtype: torch.dtype = torch.float32) -> list[dict]:
+    out = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        out.append({k: v.to(dtype) for k, v in Net(in_dim, hidden, out_dim).state_dict().items()})
+    return out
+
+
+def toy_data(n: int, dim: int, classes: int, seed: int = 0, dtype: torch.dtype = torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, dim, generator=gen, dtype=dtype), torch.randint(0, classes, (n,), generator=gen)
+
+
+# --------------------------------------------------------------------------
+# Interpolation
+# --------------------------------------------------------------------------
+def test_books_grid_has_80_points_with_0_and_1_exactly() -> None:
+    grid = alpha_grid(-2.0, 2.0, 0.05)
+    assert len(grid) == len(torch.arange(-2, 2, 0.05)) == 80
+    assert 0.0 in grid and 1.0 in grid and grid[0] == -2.0 and grid[-1] < 2.0
+
+
+def test_grid_that_misses_an_endpoint_gets_it() -> None:
+    grid = alpha_grid(0.1, 2.0, 0.3)
+    assert 0.0 in grid and 1.0 in grid and np.all(np.diff(grid) > 0)
+
+
+@pytest.mark.parametrize(("alpha", "which"), [(0.0, 0), (1.0, 1)])
+def test_mix_gives_the_endpoints_bit_for_bit(alpha: float, which: int) -> None:
+    opt, rand = states(6, 5, 3, 0, 1)
+    mixed = mix(opt, rand, torch.tensor([alpha, 0.5]))
+    for k in opt:
+        assert torch.equal(mixed[k][0], (opt, rand)[which][k])
+        torch.testing.assert_close(mixed[k][1], (opt[k] + rand[k]) / 2)
+
+
+def naive_path(model: Net, opt: dict, rand: dict, alphas: torch.Tensor, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: load each alpha's weights into the model and evaluate it."""
+    losses, accs = [], []
+    for a in alphas.tolist():
+        model.load_state_dict({k: (1 - a) * opt[k] + a * rand[k] for k in opt})
+        loss, acc = evaluate(model, x, y, batch_size=len(x))
+        losses.append(loss)
+        accs.append(acc)
+    return np.array(losses), np.array(accs)
+
+
+@pytest.mark.parametrize("final_relu", [False, True])
+def test_path_endpoints_reproduce_the_endpoint_models(final_relu: bool) -> None:
+    model = Net(20, 8, 4, final_relu)
+    opt, rand = states(20, 8, 4, 0, 1)
+    x, y = toy_data(300, 20, 4)
+    loss, acc = path_loss(model.classifier, sub_state(opt, "classifier."), sub_state(rand, "classifier."),
+                          torch.tensor([0.0, 1.0]), x, y, batch_size=300, alpha_chunk=2)
+    for i, state in enumerate((opt, rand)):
+        model.load_state_dict(state)
+        ref_loss, ref_acc = evaluate(model, x, y, batch_size=300)
+        assert loss[i] == pytest.approx(ref_loss, rel=1e-6)
+        assert acc[i] == ref_acc
+
+
+@pytest.mark.parametrize(("batch_size", "alpha_chunk"), [(1000, 100), (64, 7), (17, 1)])
+@pytest.mark.parametrize("final_relu", [False, True])
+def test_batched_path_equals_a_loop_over_alphas(batch_size: int, alpha_chunk: int, final_relu: bool) -> None:
+    model = Net(20, 8, 4, final_relu)
+    opt, rand = states(20, 8, 4, 2, 3)
+    x, y = toy_data(300, 20, 4, seed=1)
+    alphas = torch.from_numpy(alpha_grid(-2.0, 2.0, 0.25))
+    loss, acc = path_loss(model.classifier, sub_state(opt, "classifier."), sub_state(rand, "classifier."),
+                          alphas, x, y, batch_size=batch_size, alpha_chunk=alpha_chunk)
+    ref_loss, ref_acc = naive_path(model, opt, rand, alphas, x, y)
+    np.testing.assert_allclose(loss, ref_loss, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(acc, ref_acc, rtol=0, atol=1 / len(x) + 1e-12)
+    assert np.ptp(loss) > 0.1, "the path must not be flat, or the comparison proves nothing"
+
+
+def test_affine_head_needs_a_leading_linear_layer() -> None:
+    assert affine_head(Net(4, 3, 2).classifier) == 2
+    with pytest.raises(ValueError, match="Linear"):
+        affine_head(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3), torch.nn.Linear(3, 2)))
+
+
+GRID = np.round(np.arange(-1.0, 2.0, 0.1), 12)
+CURVES = {
+    # name: (loss over GRID, minima in (0, 1), monotone on [0, 1])
+    "bowl": ((GRID - 0.0) ** 2, 0, True),
+    "dip at 0.5": ((GRID) ** 2 - 0.5 * np.exp(-((GRID - 0.5) ** 2) / 0.005), 1, False),
+    "two dips": (GRID ** 2 - 0.4 * np.exp(-((GRID - 0.3) ** 2) / 0.002) - 0.4 * np.exp(-((GRID - 0.7) ** 2) / 0.002),
+                 2, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CURVES))
+def test_local_minima_between_0_and_1_are_counted(name: str) -> None:
+    loss, minima, monotone = CURVES[name]
+    s = summarize_path(GRID, loss, flat_window=0.1, min_depth=1e-6)
+    assert s.local_minima == s.local_minima_strict == minima
+    assert s.monotone_0_to_1 is monotone
+    assert s.loss_at_0 == loss[10] and s.loss_at_1 == loss[20]
+    assert all(0 < a < 1 for a in s.minima_alphas)
+
+
+def test_shallow_minima_below_min_depth_are_not_counted() -> None:
+    loss = 2.3 + 1e-8 * (np.arange(len(GRID)) % 2)  # a plateau with round-off-sized wiggles
+    s = summarize_path(GRID, loss, flat_window=0.1, min_depth=1e-6)
+    assert s.local_minima == 0 and s.local_minima_strict > 0
+
+
+def test_a_plateau_at_1_has_a_small_slope_ratio() -> None:
+    plateau = 2.3 * np.tanh(4 * GRID.clip(0)) ** 2  # rises from 0, flat well before alpha = 1
+    s = summarize_path(GRID, plateau, flat_window=0.1, min_depth=1e-6)
+    assert s.slope_ratio < 0.05 and s.barrier == 0.0
+    bowl = summarize_path(GRID, GRID ** 2, flat_window=0.1, min_depth=1e-6)
+    assert bowl.slope_ratio > 1
+
+
+# --------------------------------------------------------------------------
+# Identifiability
+# --------------------------------------------------------------------------
+def transforms(state: dict, layers: list[str], gen: torch.Generator) -> dict[str, dict]:
+    widths = ident.hidden_widths(state, layers)
+    perms = ident.random_permutations(widths, gen)
+    scales = ident.random_scales(widths, 0.125, 8.0, gen)
+    return {"permutation": ident.permute_units(state, layers, perms),
+            "rescaling": ident.rescale_units(state, layers, scales),
+            "both": ident.permute_units(ident.rescale_units(state, layers, scales), layers, perms)}
+
+
+@pytest.mark.parametrize("final_relu", [False, True])
+@pytest.mark.parametrize("name", ["permutation", "rescaling", "both"])
+def test_symmetries_leave_the_outputs_unchanged(name: str, final_relu: bool) -> None:
+    model = Net(20, 32, 5, final_relu)
+    state = states(20, 32, 5, 0)[0]
+    layers = ident.linear_layers(model)
+    new = transforms(state, layers, torch.Generator().manual_seed(0))[name]
+    x, _ = toy_data(200, 20, 5)
+    before = torch.func.functional_call(model, state, (x,))
+    after = torch.func.functional_call(model, new, (x,))
+    assert max((new[k] - state[k]).abs().max() for k in state) > 0.1, "the parameters must really move"
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+def test_permuting_incoming_weights_only_is_not_a_symmetry() -> None:
+    model = Net(20, 32, 5)
+    state = states(20, 32, 5, 0)[0]
+    layers = ident.linear_layers(model)
+    perms = ident.random_permutations(ident.hidden_widths(state, layers), torch.Generator().manual_seed(0))
+    x, _ = toy_data(200, 20, 5)
+    before = torch.func.functional_call(model, state, (x,))
+    after = torch.func.functional_call(model, ident.permute_incoming_only(state, layers, perms), (x,))
+    assert (after - before).abs().max() > 1e-2
+
+
+def test_negative_scale_breaks_relu_invariance() -> None:
+    """Why k must be positive: relu(-z) != -relu(z)."""
+    model = Net(20, 32, 5)
+    state = states(20, 32, 5, 0)[0]
+    layers = ident.linear_layers(model)
+    flipped = ident.rescale_units(state, layers, [-torch.ones(32), torch.ones(32)])
+    x, _ = toy_data(200, 20, 5)
+    assert (torch.func.functional_call(model, flipped, (x,)) - torch.func.functional_call(model, state, (x,))
+            ).abs().max() > 1e-2
+
+
+def test_permutation_then_its_inverse_is_the_identity_exactly() -> None:
+    state = states(6, 5, 3, 0)[0]
+    layers = ident.linear_layers(Net(6, 5, 3))
+    perms = ident.random_permutations([5, 5], torch.Generator().manual_seed(1))
+    back = ident.permute_units(ident.permute_units(state, layers, perms), layers, [torch.argsort(p) for p in perms])
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("widths", [[3], [5, 7], [256, 256]])
+def test_log10_orderings_is_log10_of_the_product_of_factorials(widths: list[int]) -> None:
+    exact = math.prod(math.factorial(n) for n in widths)
+    assert ident.log10_orderings(widths) == pytest.approx(math.log10(exact), rel=1e-12)
+
+
+def test_book_model_has_256_factorial_squared_orderings() -> None:
+    state = Net(784, 256, 10).state_dict()
+    widths = ident.hidden_widths(state, ident.linear_layers(Net(784, 256, 10)))
+    assert widths == [256, 256]
+    assert ident.log10_orderings(widths) == pytest.approx(2 * math.log10(math.factorial(256)))
+
+
+def test_tiny_example_checks_every_ordering_of_3_neurons() -> None:
+    ex = ident.tiny_example(2, 3, 2, 4, torch.Generator().manual_seed(0))
+    assert len(ex.orderings) == 6 and sorted(ex.perm) == [0, 1, 2] and ex.perm != [0, 1, 2]
+    assert max(ex.max_output_change) < 1e-6
+    np.testing.assert_allclose(ex.outputs_permuted, ex.outputs, atol=1e-6)
+    assert np.array(ex.w_in_permuted).tolist() == np.array(ex.w_in)[ex.perm].tolist()
+    assert np.array(ex.w_out_permuted).tolist() == np.array(ex.w_out)[:, ex.perm].tolist()
+
+
+# --------------------------------------------------------------------------
+# Hessian
+# --------------------------------------------------------------------------
+def dense_problem(seed: int, final_relu: bool):
+    """A model small enough for a dense Hessian (35 parameters), in float64."""
+    model = Net(4, 3, 2, final_relu).double()
+    state = states(4, 3, 2, seed, dtype=torch.float64)[0]
+    # Lift the logits so a final ReLU is active on most examples (a dead one makes H = 0).
+    state["classifier.5.bias"] = state["classifier.5.bias"] + 2.0
+    x, y = toy_data(40, 4, 2, seed=seed, dtype=torch.float64)
+    layout = hs.FlatLayout.of(state)
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(torch.func.functional_call(model, layout.unflatten(theta), (x,)), y)
+
+    dense = torch.autograd.functional.hessian(loss, layout.flatten(state))
+    return model, state, x, y, layout, dense
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hvp_equals_the_dense_hessian_times_v(seed: int) -> None:
+    model, state, x, y, layout, dense = dense_problem(seed, False)
+    v = torch.randn(layout.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    torch.testing.assert_close(hs.loss_hvp(model, state, x, y, batch_size=7)(v), dense @ v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("final_relu", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lanczos_eigenvalues_match_the_dense_hessian(seed: int, final_relu: bool) -> None:
+    model, state, x, y, layout, dense = dense_problem(seed, final_relu)
+    hvp = hs.loss_hvp(model, state, x, y, batch_size=40)
+    run = hs.lanczos(hvp, layout.dim, layout.dim, torch.Generator().manual_seed(seed), torch.device("cpu"))
+    pairs = hs.extreme_eigenpairs(hvp, run, top_k=3)
+    exact = np.linalg.eigvalsh(dense.numpy())
+    np.testing.assert_allclose([p.value for p in pairs if p.which == "top"], exact[::-1][:3], atol=1e-4)
+    assert pairs[-1].which == "min" and pairs[-1].value == pytest.approx(exact[0], abs=1e-4)
+    assert max(p.residual for p in pairs) < 1e-6
+
+
+def test_hutchinson_estimates_the_trace() -> None:
+    model, state, x, y, layout, dense = dense_problem(0, False)
+    draws = hs.hutchinson(hs.loss_hvp(model, state, x, y, batch_size=40), layout.dim, 2000,
+                          torch.Generator().manual_seed(0), torch.device("cpu"))
+    stderr = draws.std(ddof=1) / np.sqrt(len(draws))
+    assert abs(draws.mean() - torch.trace(dense).item()) < 4 * stderr
+
+
+def test_lanczos_stops_when_the_krylov_space_is_exhausted() -> None:
+    diag = torch.tensor([5.0, 5.0, 1.0, -2.0], dtype=torch.float64)
+    run = hs.lanczos(lambda v: diag * v, 4, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert len(run.alphas) == 3  # three distinct eigenvalues
+    np.testing.assert_allclose(run.ritz()[0], [-2.0, 1.0, 5.0], atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Stages on a tiny fake MNIST
+# --------------------------------------------------------------------------
+TINY_MODEL = {"in_dim": 784, "hidden_dim": 8, "out_dim": 10, "final_relu": False}
+TINY = {
+    "interpolate": {"alpha_start": -1.0, "alpha_stop": 2.0, "alpha_step": 0.25, "theta_rand": ["init", "fresh"],
+                    "fresh_seeds": [1, 2], "splits": ["train", "test"], "batch_size": 16, "alpha_chunk": 5,
+                    "flat_window": 0.25, "min_depth": 1e-6},
+    "identifiability": {"seed": 0, "trials": 2, "scale_min": 0.125, "scale_max": 8.0, "eval_batch_size": 16,
+                        "example_in_dim": 2, "example_hidden": 3, "example_out_dim": 2, "example_probes": 4},
+    "hessian": {"alphas": [0.5, 1.0], "split": "train", "subset_size": 40, "subset_seed": 0, "batch_size": 16,
+                "top_k": 3, "lanczos_steps": 8, "trace_samples": 4, "residual_tol": 1e-3, "seed": 0},
+}
+N_TRAIN, N_TEST = 60, 30
+
+
+@pytest.fixture
+def fake_inputs(tmp_path: Path) -> dict[str, Path]:
+    """A torchvision root with random 'MNIST', and a baseline folder for the tiny model."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
+              rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TEST, dtype=np.uint8)]
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, array in zip(mnist.FILES, arrays, strict=True):
+        (raw / name).write_bytes(mnist.encode_idx(array))
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    trained, init = states(784, 8, 10, 10, 11)
+    torch.save(trained, baseline / "mnist.pt")
+    torch.save(init, baseline / "init.pt")
+    return {"data": tmp_path / "data", "baseline": baseline, "out": tmp_path / "out"}
+
+
+def stage_params(tmp_path: Path, stage: str, **edits: Any) -> Path:
+    params = {"runtime": {"device": "cpu", "threads": 1}, "model": dict(TINY_MODEL),
+              stage: copy.deepcopy(TINY[stage]) | edits}
+    return write_params(tmp_path / f"{stage}.yaml", params)
+
+
+def run_stage(stage: str, params: Path, paths: dict[str, Path]) -> Path:
+    out = paths["out"] / stage
+    STAGES[stage].main(["--params", str(params), "--data", str(paths["data"]), "--baseline", str(paths["baseline"]),
+                        "--out", str(out), "--no-progress"])
+    return out
+
+
+def assert_one_mlflow_run(stage: str) -> None:
+    runs = mlflow.search_runs(experiment_names=[f"beyond-gd/{stage}"])
+    assert len(runs) == 1 and runs.status[0] == "FINISHED"
+
+
+def test_interpolate_stage_writes_every_output(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
+    out = run_stage("interpolate", stage_params(tmp_path, "interpolate"), fake_inputs)
+    alphas = alpha_grid(-1.0, 2.0, 0.25)
+    path = pd.read_csv(out / "path.csv")
+    assert list(path.columns) == ["alpha", "split", "theta_rand", "loss", "accuracy"]
+    assert len(path) == 3 * 2 * len(alphas)
+    assert set(path.theta_rand) == {"init", "seed_1", "seed_2"} and set(path.split) == {"train", "test"}
+    assert path.loss.notna().all() and path.accuracy.between(0, 1).all()
+    # alpha = 0 is the trained model whatever theta_rand is.
+    assert path[path.alpha == 0].groupby("split").loss.nunique().eq(1).all()
+    curves = pd.read_csv(out / "curves.csv")
+    assert len(curves) == len(alphas) and {"train_loss_mean", "test_loss_max", "test_accuracy_mean"} <= set(curves)
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 6 and {"local_minima", "slope_near_1", "slope_between", "barrier"} <= set(summary)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["alphas"] == len(alphas) and metrics["theta_rands"] == 3 and metrics["seconds"] > 0
+    assert {"local_minima_max", "slope_ratio_max", "loss_at_0", "loss_at_1_mean"} <= set(metrics["train"])
+    assert_one_mlflow_run("interpolate")
+
+
+def test_identifiability_stage_writes_every_output(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
+    out = run_stage("identifiability", stage_params(tmp_path, "identifiability"), fake_inputs)
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 2 * 4 and set(trials["transform"]) == {"permutation", "rescaling", "both", "control"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("permutation", "rescaling", "both"):
+        assert metrics[name]["rel_logit_change"] < 1e-5 and metrics[name]["predictions_changed"] == 0
+    assert metrics["control"]["max_logit_change"] > 1e-3
+    assert metrics["log10_orderings"] == pytest.approx(2 * math.log10(math.factorial(8)))
+    example = json.loads((out / "example.json").read_text())
+    assert len(example["orderings"]) == 6 and len(example["w_in"]) == 3 and len(example["probe"]) == 4
+    assert_one_mlflow_run("identifiability")
+
+
+def test_hessian_stage_writes_every_output(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
+    out = run_stage("hessian", stage_params(tmp_path, "hessian"), fake_inputs)
+    path = pd.read_csv(out / "path.csv")
+    assert path.alpha.tolist() == [0.0, 0.5, 1.0], "alpha = 0 (the SGD solution) is always measured"
+    assert (path.lambda_max >= path.lambda_min).all() and path.trace.notna().all()
+    eig = pd.read_csv(out / "eigenvalues.csv")
+    assert len(eig) == 3 * (3 + 1) and eig.residual.notna().all()
+    for _, group in eig[eig.which == "top"].groupby("alpha"):
+        assert group.sort_values("rank").value.is_monotonic_decreasing
+    assert len(pd.read_csv(out / "trace.csv")) == 3 * 4
+    assert set(pd.read_csv(out / "ritz.csv").alpha) == {0.0, 0.5, 1.0}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"lambda_1", "lambda_3", "lambda_min", "trace", "max_residual"} <= set(metrics["solution"])
+    assert set(metrics["path"]) == {"alpha_0", "alpha_0_5", "alpha_1"}
+    assert_one_mlflow_run("hessian")
+
+
+# --------------------------------------------------------------------------
+# Params
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_default_conf_validates(stage: str) -> None:
+    raw = yaml.safe_load((REPO / "conf" / stage / "default.yaml").read_text())
+    STAGES[stage].load_config({stage: raw})
+
+
+BAD = [
+    ("interpolate", {"alpha_step": -0.05}, "interpolate.alpha_step: must be > 0"),
+    ("interpolate", {"alpha_stop": -3.0}, "interpolate.alpha_stop: must be > interpolate.alpha_start"),
+    ("interpolate", {"theta_rand": ["init", "gaussian"]}, "interpolate.theta_rand: 'gaussian' is not allowed"),
+    ("interpolate", {"fresh_seeds": []}, "interpolate.fresh_seeds: must not be empty"),
+    ("interpolate", {"fresh_seeds": [1, 1]}, "interpolate.fresh_seeds: must be distinct"),
+    ("interpolate", {"splits": ["valid"]}, "interpolate.splits: 'valid' is not allowed"),
+    ("interpolate", {"flat_window": 1.5}, "interpolate.flat_window: must be < 1"),
+    ("interpolate", {"alpha_chunk": 0}, "interpolate.alpha_chunk: must be > 0"),
+    ("identifiability", {"scale_max": 0.1}, "identifiability.scale_max: must be >= identifiability.scale_min"),
+    ("identifiability", {"scale_min": 0}, "identifiability.scale_min: must be > 0"),
+    ("identifiability", {"example_hidden": 9}, "identifiability.example_hidden: at most 6"),
+    ("identifiability", {"trial": 3}, "identifiability.trial: unknown key"),
+    ("hessian", {"lanczos_steps": 3}, "hessian.lanczos_steps: must be > hessian.top_k"),
+    ("hessian", {"split": "valid"}, "hessian.split: 'valid' is not allowed"),
+    ("hessian", {"alphas": []}, "hessian.alphas: must not be empty"),
+    ("hessian", {"trace_samples": 1}, "hessian.trace_samples: must be > 1"),
+    ("hessian", {"top_k": "ten"}, "hessian.top_k"),
+]
+
+
+@pytest.mark.parametrize(("stage", "edit", "message"), BAD, ids=[f"{s}-{next(iter(e))}" for s, e, _ in BAD])
+def test_bad_params_name_the_key(stage: str, edit: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        STAGES[stage].load_config({stage: copy.deepcopy(TINY[stage]) | edit})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_bad_stage_param_writes_nothing(stage: str, tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
+    edit = {"interpolate": {"alpha_step": 0}, "identifiability": {"trials": 0}, "hessian": {"top_k": 0}}[stage]
+    with pytest.raises(ConfigError, match=f"^{stage}\\."):
+        run_stage(stage, stage_params(tmp_path, stage, **edit), fake_inputs)
+    assert not (fake_inputs["out"] / stage).exists()
+
+
+def test_hessian_subset_larger_than_the_split_is_refused(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match=r"^hessian\.subset_size: the train split has 60"):
+        run_stage("hessian", stage_params(tmp_path, "hessian", subset_size=N_TRAIN + 1), fake_inputs)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_checkpoint_for_another_model_is_a_one_line_error(stage: str, tmp_path: Path,
+                                                            fake_inputs: dict[str, Path]) -> None:
+    torch.save(states(784, 16, 10, 0)[0], fake_inputs["baseline"] / "mnist.pt")
+    with pytest.raises(ConfigError, match=r"^model: .*mnist\.pt does not fit the model section"):
+        run_stage(stage, stage_params(tmp_path, stage), fake_inputs)
+
