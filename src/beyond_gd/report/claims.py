@@ -1,0 +1,249 @@
+"""The chapter's claims, checked against the artifacts: a registry of entries, one per claim.
+
+An entry (`Claim`) is an id, the figure it belongs to, the book's statement,
+the artifact files it reads, how its tolerance reads, and a `check` that
+measures from those files and returns the measured value (text) and a verdict
+computed by one of the comparators below; nothing here types a verdict. Each
+claim's tolerance is `report.claims.<id>` in params. Adding a claim is one
+decorated function and one line of conf/report/default.yaml:
+
+    @claim("steps_to_cost_0_1", figure="Fig 6-9", book="...", needs=(...), tolerance="ratio within {tol:.0%}")
+    def steps_ratio(i: Inputs, tol: float) -> Measured: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from beyond_gd.report.artifacts import Inputs, Need
+
+AGREES, PARTLY, DIFFERS = "agrees", "partly", "differs"
+VERDICTS = (AGREES, PARTLY, DIFFERS)
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: str  # what we measured, as the table shows it
+    verdict: str  # one of VERDICTS, from a comparator
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    figure: str
+    book: str  # the book's statement (or the theory the pipeline checks it by)
+    needs: tuple[Need, ...]
+    tolerance: str  # how the tolerance reads; "{tol}" is replaced by its value
+    check: Callable[[Inputs, float], Measured]
+
+
+CLAIMS: list[Claim] = []
+
+
+def claim(id: str, *, figure: str, book: str, needs: tuple[Need, ...], tolerance: str) -> Callable:
+    def register(check: Callable[[Inputs, float], Measured]) -> Callable:
+        if any(c.id == id for c in CLAIMS):
+            raise ValueError(f"claim {id!r} registered twice")
+        CLAIMS.append(Claim(id, figure, book, needs, tolerance, check))
+        return check
+
+    return register
+
+
+def evaluate(claims: Iterable[Claim], view: Callable[[Iterable[Need]], Inputs],
+             tolerances: dict[str, float]) -> pd.DataFrame:
+    """One row per claim: id, figure, book, measured, tolerance, verdict."""
+    rows = []
+    for c in claims:
+        tol = tolerances[c.id]
+        result = c.check(view(c.needs), tol)
+        if result.verdict not in VERDICTS:
+            raise ValueError(f"claim {c.id}: verdict {result.verdict!r} is not one of {VERDICTS}")
+        rows.append({"id": c.id, "figure": c.figure, "book": c.book, "measured": result.value,
+                     "tolerance": c.tolerance.format(tol=tol), "verdict": result.verdict})
+    return pd.DataFrame(rows, columns=["id", "figure", "book", "measured", "tolerance", "verdict"])
+
+
+# --------------------------------------------------------------------------
+# Comparators: measured numbers and a tolerance in, a verdict out
+# --------------------------------------------------------------------------
+def all_within(errors: Iterable[float], tol: float) -> str:
+    """Every |error| <= tol: agrees; some: partly; none: differs."""
+    inside = [abs(e) <= tol for e in errors]
+    return AGREES if all(inside) else PARTLY if any(inside) else DIFFERS
+
+
+def all_beyond(values: Iterable[float], tol: float) -> str:
+    """Every |value| > tol (a difference that is real): agrees; some: partly; none: differs."""
+    beyond = [abs(v) > tol for v in values]
+    return AGREES if all(beyond) else PARTLY if any(beyond) else DIFFERS
+
+
+def at_most(value: float, limit: float, slack: float) -> str:
+    """value <= limit: agrees; within a relative slack above it: partly; beyond: differs."""
+    return AGREES if value <= limit else PARTLY if value <= limit * (1 + slack) else DIFFERS
+
+
+def at_least(value: float, threshold: float) -> str:
+    """value >= threshold: agrees; positive but short of it: partly; <= 0: differs."""
+    return AGREES if value >= threshold else PARTLY if value > 0 else DIFFERS
+
+
+def both(*conditions: bool) -> str:
+    """Every part of a claim holds: agrees; some: partly; none: differs."""
+    return AGREES if all(conditions) else PARTLY if any(conditions) else DIFFERS
+
+
+SURF, RW, UR = "surfaces", "random_walk", "update_rules"
+SURF_METRICS = Need(SURF, "metrics.json")
+
+
+# --------------------------------------------------------------------------
+# The claims, in the chapter's order
+# --------------------------------------------------------------------------
+@claim("noise_escapes_shallow_minima", figure="Fig 6-1",
+       book="Mini-batch noise pushes us out of shallow local minima, but not out of deep ones.",
+       needs=(SURF_METRICS,), tolerance="escape share from the shallow minimum exceeds the deep one's by >= {tol:g}")
+def noise_escapes(i: Inputs, tol: float) -> Measured:
+    m = i.json(SURF)
+    gap = m["escape_share_shallow"] - m["escape_share_deep"]
+    return Measured(f"left the shallow minimum {m['escape_share_shallow']:.1%}, the deep one "
+                    f"{m['escape_share_deep']:.1%} (gap {gap:.2f})", at_least(gap, tol))
+
+
+@claim("minima_share_k_over_3_to_the_d", figure="Fig 6-4",
+       book="With k critical points, about k/3 are minima in 1-D and k/3^d in d dimensions.",
+       needs=(Need(SURF, "fig6_4_minima_share.csv"),),
+       tolerance="share falls with d and stays within a factor {tol:g} of 1/3^d at every d")
+def minima_share(i: Inputs, tol: float) -> Measured:
+    t = i.csv(SURF, "fig6_4_minima_share.csv").sort_values("d")
+    seen = t[t["minima"] > 0]
+    ratio = seen["share"] / seen["book_share"]
+    # Where no sample was a minimum, the 95% upper bound stands in for the share.
+    ratio_all = np.where(t["minima"] > 0, t["share"], t["share_high"]) / t["book_share"]
+    falls = bool(np.all(np.diff(t["share"]) <= 0) and seen["share"].is_monotonic_decreasing)
+    within = bool(np.all((ratio_all >= 1 / tol) & (ratio_all <= tol)))
+    worst = seen.iloc[int(np.argmin(ratio))] if len(seen) else t.iloc[0]
+    return Measured(f"d = 1: {t['share'].iloc[0]:.3f} (book 0.333); measured / book from {ratio.iloc[0]:.2f} "
+                    f"(d = 1) to {ratio.min():.1e} (d = {int(worst['d'])}); "
+                    f"{'falls' if falls else 'does not fall'} with d", both(falls, within))
+
+
+@claim("saddle_hessian_signs", figure="Fig 6-5",
+       book="The saddle looks like a minimum along A-B and a maximum along C-D: its Hessian has eigenvalues "
+            "of both signs.",
+       needs=(SURF_METRICS, Need(SURF, "fig6_5_cuts.csv")),
+       tolerance="eigenvalues beyond ±{tol:g}; each cut's extremum at the saddle")
+def saddle_signs(i: Inputs, tol: float) -> Measured:
+    m, cuts = i.json(SURF), i.csv(SURF, "fig6_5_cuts.csv")
+    lo, hi = m["saddle_hessian_eig_min"], m["saddle_hessian_eig_max"]
+    at_saddle = {name: rows.loc[rows["s"].abs().idxmin(), "z"] for name, rows in cuts.groupby("cut")}
+    ab_min = bool(at_saddle["A-B"] <= cuts.loc[cuts["cut"] == "A-B", "z"].min() + tol)
+    cd_max = bool(at_saddle["C-D"] >= cuts.loc[cuts["cut"] == "C-D", "z"].max() - tol)
+    return Measured(f"eigenvalues {lo:g}, {hi:g}; A-B {'minimum' if ab_min else 'no minimum'} and C-D "
+                    f"{'maximum' if cd_max else 'no maximum'} at the saddle", both(lo < -tol < tol < hi, ab_min,
+                                                                                    cd_max))
+
+
+@claim("gradient_angle_up_to_90", figure="Fig 6-6",
+       book="On elliptical contours the gradient can point up to 90° away from the direction to the minimum.",
+       needs=(Need(SURF, "fig6_6_largest_angle.csv"),),
+       tolerance="largest angle grows with κ, never above 90°, within {tol:g}° of 90° at the largest κ")
+def gradient_angle(i: Inputs, tol: float) -> Measured:
+    t = i.csv(SURF, "fig6_6_largest_angle.csv").sort_values("condition_number")
+    angles = t["largest_angle_deg"].to_numpy()
+    grows = bool(np.all(np.diff(angles) >= -1e-9) and angles.max() <= 90)
+    near = bool(90 - angles[-1] <= tol)
+    return Measured(f"{angles[-1]:.2f}° at κ = {t['condition_number'].iloc[-1]:g} "
+                    f"(theory {t['theory_deg'].iloc[-1]:.2f}°); {'grows' if grows else 'does not grow'} with κ",
+                    both(grows, near))
+
+
+@claim("gradient_turns_on_ellipses", figure="Fig 6-7",
+       book="Along the steepest-descent line the gradient changes direction; on circular contours it would not.",
+       needs=(SURF_METRICS,), tolerance="turn > {tol:g}° on the ellipse, <= {tol:g}° on the circle")
+def gradient_turns(i: Inputs, tol: float) -> Measured:
+    m = i.json(SURF)
+    return Measured(f"ellipse {m['turn_deg_ellipse']:.1f}°, circle {m['turn_deg_circle']:.2g}°",
+                    both(m["turn_deg_ellipse"] > tol, m["turn_deg_circle"] <= tol))
+
+
+@claim("momentum_reduces_volatility", figure="Fig 6-8",
+       book="Momentum sharply reduces the volatility of the updates; the larger it is, the smoother the walk.",
+       needs=(Need(RW, "std.csv"),),
+       tolerance="std falls at every larger momentum, to <= {tol:g} × the no-momentum std at the largest")
+def momentum_volatility(i: Inputs, tol: float) -> Measured:
+    t = i.csv(RW, "std.csv").sort_values("momentum")
+    falls = bool(np.all(np.diff(t["measured_std"]) < 0))
+    fraction = t["measured_std"].iloc[-1] / t["measured_std"].iloc[0]
+    return Measured(f"std {t['measured_std'].iloc[0]:.2f} at m = {t['momentum'].iloc[0]:g} → "
+                    f"{t['measured_std'].iloc[-1]:.2f} at m = {t['momentum'].iloc[-1]:g} ({fraction:.1%})",
+                    both(falls, fraction <= tol))
+
+
+@claim("random_walk_std_ewma_theory", figure="Fig 6-8",
+       book="(Theory for the book's smoothing) the smoothed steps' std is sqrt((1 - m)/(1 + m)) × the raw std.",
+       needs=(Need(RW, "std.csv"),), tolerance="|measured / theory - 1| <= {tol:.0%} at every momentum")
+def random_walk_theory(i: Inputs, tol: float) -> Measured:
+    t = i.csv(RW, "std.csv")
+    worst = t.iloc[int((t["ratio"] - 1).abs().argmax())]
+    return Measured(f"largest |ratio - 1| {abs(worst['ratio'] - 1):.2%} (m = {worst['momentum']:g}) over "
+                    f"{len(t)} momenta", all_within(t["ratio"] - 1, tol))
+
+
+@claim("cg_two_steps_in_2d", figure="Fig 6-10",
+       book="Conjugate gradient reaches the minimum of a 2-D quadratic in 2 steps; steepest descent zig-zags.",
+       needs=(SURF_METRICS,), tolerance="<= 2 steps, distance to the minimum after step 2 <= {tol:g}")
+def cg_two_steps(i: Inputs, tol: float) -> Measured:
+    m = i.json(SURF)
+    return Measured(f"CG {m['cg_2d_iterations']} steps (distance {m['cg_2d_distance_after_2_steps']:.1e}), "
+                    f"steepest descent {m['sd_2d_iterations']}",
+                    both(m["cg_2d_iterations"] is not None and m["cg_2d_iterations"] <= 2,
+                         m["cg_2d_distance_after_2_steps"] <= tol))
+
+
+@claim("cg_n_steps", figure="Fig 6-10",
+       book="Conjugate gradient minimises an n-dimensional quadratic in at most n steps.",
+       needs=(SURF_METRICS,), tolerance="<= n iterations (partly: <= n × (1 + {tol:g}), float round-off)")
+def cg_n_steps(i: Inputs, tol: float) -> Measured:
+    m = i.json(SURF)
+    its = m["cg_nd_iterations"]
+    verdict = DIFFERS if its is None else at_most(its, m["nd_dim"], tol)  # None: never reached the tolerance
+    return Measured(f"CG {its} iterations for n = {m['nd_dim']} (κ = {m['nd_condition_number']:g}); "
+                    f"steepest descent {m['sd_nd_iterations']}", verdict)
+
+
+@claim("adam_bias_factor", figure="Adam",
+       book="With v_0 = 0, E[v_i] = (1 - β₂^i) E[g²]: the bias Adam's correction divides out.",
+       needs=(Need(UR, "adam_bias.csv"),), tolerance="|measured / (1 - β₂^i) - 1| <= {tol:.0%} at every step")
+def adam_bias(i: Inputs, tol: float) -> Measured:
+    b = i.csv(UR, "adam_bias.csv")
+    return Measured(f"largest relative difference {b['rel_error'].abs().max():.2%} over steps 1-{len(b)}",
+                    all_within(b["rel_error"], tol))
+
+
+@claim("update_rules_same_maths", figure="Update rules",
+       book="The chapter's equations (SGD, momentum, Nesterov, AdaGrad, RMSProp with and without momentum, "
+            "Adam with bias correction) are what torch.optim computes, where the algebra is the same.",
+       needs=(Need(UR, "findings.csv"),), tolerance="largest |book - torch| <= {tol:g} in every such comparison")
+def rules_same(i: Inputs, tol: float) -> Measured:
+    f = i.csv(UR, "findings.csv")
+    same = f[f["same_maths"]]
+    return Measured(f"{len(same)} comparisons, largest difference {same['max_abs_diff'].max():.1e}",
+                    all_within(same["max_abs_diff"], tol))
+
+
+@claim("update_rules_torch_differs", figure="Update rules",
+       book="Where torch.optim's definitions differ from the chapter's text (an lr-free momentum buffer, "
+            "Nesterov's stored point, AdaGrad's delta and initial_accumulator_value, RMSProp's momentum not "
+            "Nesterov's, Adam's eps placement), the runs differ.",
+       needs=(Need(UR, "findings.csv"),), tolerance="largest |book - torch| > {tol:g} in every such comparison")
+def rules_differ(i: Inputs, tol: float) -> Measured:
+    f = i.csv(UR, "findings.csv")
+    differ = f[~f["same_maths"]]
+    return Measured(f"{len(differ)} comparisons, smallest difference {differ['max_abs_diff'].min():.1e}",
+                    all_beyond(differ["max_abs_diff"], tol))

@@ -1,0 +1,112 @@
+"""The report's pages: `index.html` (one file, inline CSS, relative links) and `README.md`, same content."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+TITLE = "Beyond Gradient Descent (Fundamentals of Deep Learning, ch. 6): the figures, measured"
+
+
+@dataclass(frozen=True)
+class PageFigure:
+    name: str
+    title: str
+    shows: str
+    book: str
+    measured: str
+    files: Mapping[str, str]  # format -> path relative to the page
+    table: pd.DataFrame | None = None
+
+    @property
+    def image(self) -> str:
+        """What the page shows: the PNG where there is one (light, everywhere), else the first file."""
+        return self.files.get("png") or self.files.get("svg") or next(iter(self.files.values()))
+
+
+def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: Mapping[str, str],
+              inputs: pd.DataFrame) -> str:
+    e = html.escape
+    counts = claims["verdict"].value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("agrees", "partly", "differs"))
+    toc = "".join(f'<li><a href="#{e(f.name)}">{e(f.title)}</a></li>' for f in figures)
+    body = [f"<h1>{e(TITLE)}</h1>",
+            "<p>Every figure is drawn from the pipeline's cached artifacts (no model is trained here); each "
+            "caption says what the figure shows, what the book claims and what we measured. Verdicts in the "
+            "claims table are computed from the artifacts against the stated tolerance.</p>",
+            f'<nav><ol>{toc}<li><a href="#claims">Claims check</a></li>'
+            '<li><a href="#provenance">Provenance</a></li></ol></nav>']
+    for f in figures:
+        links = " · ".join(f'<a href="{e(path)}">{e(fmt.upper())}</a>' for fmt, path in f.files.items())
+        table = _html_table(f.table) if f.table is not None else ""
+        body.append(
+            f'<figure id="{e(f.name)}"><h2>{e(f.title)}</h2>'
+            f'<img src="{e(f.image)}" alt="{e(f.title)}" loading="lazy">'
+            f"<figcaption><p><b>Shows:</b> {e(f.shows)}</p><p><b>Book:</b> {e(f.book)}</p>"
+            f"<p><b>Measured:</b> {e(f.measured)}</p><p class=files>{links}</p></figcaption>{table}</figure>")
+    body.append(f'<section id="claims"><h2>Claims check ({e(summary)})</h2>'
+                '<p>Also as <a href="claims.csv">claims.csv</a>.</p>' + _claims_table(claims) + "</section>")
+    prov = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in provenance.items())
+    body.append(f'<section id="provenance"><h2>Provenance</h2><table class=prov>{prov}</table>'
+                f"<h3>Inputs read</h3>{_html_table(inputs)}</section>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{e(TITLE)}</title>'
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: Mapping[str, str],
+                  inputs: pd.DataFrame) -> str:
+    lines = [f"# {TITLE}", "",
+             "Drawn from the pipeline's cached artifacts by the `report` stage; the same content as "
+             "[index.html](index.html). Verdicts are computed from the artifacts, never typed.", ""]
+    lines += [f"- [{f.title}](#{f.name})" for f in figures] + ["- [Claims check](#claims-check)",
+                                                               "- [Provenance](#provenance)", ""]
+    for f in figures:
+        links = ", ".join(f"[{fmt.upper()}]({path})" for fmt, path in f.files.items())
+        lines += [f'<a id="{f.name}"></a>', "", f"## {f.title}", "", f"![{f.title}]({f.image})", "",
+                  f"**Shows:** {f.shows}", "", f"**Book:** {f.book}", "", f"**Measured:** {f.measured}", "",
+                  f"Files: {links}", ""]
+        if f.table is not None:
+            lines += [_md_table(f.table), ""]
+    lines += ["## Claims check", "", "Also as [claims.csv](claims.csv).", "",
+              _md_table(claims.drop(columns=["id"])), "", "## Provenance", ""]
+    lines += [f"- **{k}**: {v}" for k, v in provenance.items()] + ["", "Inputs read:", "", _md_table(inputs), ""]
+    return "\n".join(lines)
+
+
+def _claims_table(claims: pd.DataFrame) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in ("figure", "book", "measured", "tolerance", "verdict"))
+    rows = "".join(f'<tr><td>{e(r.figure)}</td><td>{e(r.book)}</td><td>{e(r.measured)}</td>'
+                   f'<td>{e(r.tolerance)}</td><td class="verdict {e(r.verdict)}">{e(r.verdict)}</td></tr>'
+                   for r in claims.itertuples())
+    return f"<table class=claims><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0, classes="data")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+figure{margin:0 0 2.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption p{margin:.3em 0}.files{font-size:.85em;color:#666}
+table{border-collapse:collapse;font-size:.85em;margin:.8em 0}th,td{border:1px solid #ddd;padding:.3em .5em;
+vertical-align:top;text-align:left}thead th{background:#f4f4f4}
+.verdict{font-weight:bold}.agrees{background:#e3f4e1;color:#1b5e20}.partly{background:#fff4d6;color:#7a5200}
+.differs{background:#fde2e1;color:#8e1b13}.prov th{background:#f7f7f7;white-space:nowrap}
+"""

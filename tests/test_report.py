@@ -1,0 +1,412 @@
+"""The report stage: figures, claims and pages from fixture artifacts made by the real upstream stages.
+
+The fixture runs random_walk, toy_surfaces and update_rules with small params
+(seconds) and writes a small synthetic baseline (training takes minutes), so
+every artifact has the format its stage really writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.report import build as report_build
+from beyond_gd.report import claims
+from beyond_gd.report.artifacts import Artifacts
+from beyond_gd.report.figures import FIGURES
+from beyond_gd.stages import random_walk, report, toy_surfaces, update_rules
+from conftest import REPO, composed, write_params
+
+REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
+ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules")
+
+
+def _conf(group: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / "conf" / group / "default.yaml").read_text())
+
+
+def upstream_params() -> dict[str, Any]:
+    """The upstream sections shrunk to seconds, keeping what the claims check at the defaults' strength."""
+    rw = {**_conf("random_walk"), "repeats": 1000, "measure_steps": 1500, "burn_in": 500}  # ~0.7% std error
+    surfaces = copy.deepcopy(_conf("surfaces"))
+    surfaces["escape"].update(runs=100, noise_sweep=[0.0, 8.0], trajectories_saved=3, record_every=50)
+    surfaces["critical"].update(samples=20_000, max_dim=6)
+    surfaces["angle"].update(directions=720, condition_sweep=[1.0, 10.0, 100.0, 10_000.0])
+    rules = copy.deepcopy(_conf("update_rules"))
+    rules["adam_bias"].update(repeats=5000)  # ~2% standard error at step 1, inside the 5% tolerance
+    return {"optimizers": composed()["optimizers"], "random_walk": rw, "surfaces": surfaces, "update_rules": rules,
+            "report": copy.deepcopy(REPORT)}
+
+
+def write_baseline(folder: Path) -> None:
+    """A small training run's artifacts in train_baseline's format (3 epochs of 50 steps)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    step = np.arange(1, 151)
+    loss = 2.3 * np.exp(-step / 40) + 0.1 + 0.05 * rng.random(150)
+    pd.DataFrame({"step": step, "epoch": (step - 1) // 50 + 1, "loss": loss}).to_csv(folder / "steps.csv",
+                                                                                    index=False)
+    pd.DataFrame({"epoch": [1, 2, 3], "step": [50, 100, 150], "train_loss": [0.9, 0.4, 0.3],
+                  "train_accuracy": [0.8, 0.88, 0.9], "test_loss": [0.95, 0.45, 0.35],
+                  "test_accuracy": [0.79, 0.87, 0.89]}).to_csv(folder / "epochs.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps({"train_loss": 0.3, "train_accuracy": 0.9, "test_loss": 0.35,
+                                                     "test_accuracy": 0.89, "steps": 150, "diverged": False}))
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Upstream artifacts under data/<artifact> of a temp folder, and the params that made them."""
+    root = tmp_path_factory.mktemp("upstream")
+    params = upstream_params()
+    path = write_params(root / "params.yaml", params)
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:  # module scope: conftest's per-test store is not set up yet
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.chdir(root)  # MLflow's default artifact root is ./mlruns
+        for stage, name in ((random_walk, "random_walk"), (toy_surfaces, "surfaces"), (update_rules, "update_rules")):
+            stage.main(["--params", str(path), "--out", str(root / "data" / name), "--no-progress"])
+    torch.set_num_threads(threads)
+    write_baseline(root / "data" / "baseline")
+    yield root, params
+
+
+def stage_args(data: Path, params: Path, out: Path) -> list[str]:
+    return ["--params", str(params), *(a for name in ARTIFACTS for a in (f"--{name.replace('_', '-')}",
+                                                                            str(data / name))), "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def built(upstream: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report stage run once on the fixture artifacts; its output folder."""
+    root, params = upstream
+    work = tmp_path_factory.mktemp("report")
+    out = work / "reports"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        mp.chdir(work)
+        report.main(stage_args(root / "data", root / "params.yaml", out))
+        runs = mlflow.search_runs(experiment_names=["beyond-gd/report"])
+        logged = {a.path for a in MlflowClient().list_artifacts(runs.loc[0, "run_id"])}
+    assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
+    assert {"figures", "claims.csv", "index.html", "README.md", "metrics.json"} <= logged
+    return out
+
+
+# --------------------------------------------------------------------------
+# The stage end to end
+# --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_every_figure_is_a_valid_nonempty_image(built: Path) -> None:
+    formats = REPORT["style"]["formats"]
+    expected = {f"{spec.name}.{fmt}" for spec in FIGURES for fmt in formats}
+    assert {p.name for p in (built / "figures").iterdir()} == expected
+    for spec in FIGURES:
+        assert re.fullmatch(r"(fig6-\d\d|extra)-[a-z0-9-]+", spec.name), spec.name
+        for fmt in formats:
+            path = built / "figures" / f"{spec.name}.{fmt}"
+            assert path.stat().st_size > 1000, path
+            if fmt == "png":
+                with Image.open(path) as img:
+                    img.verify()
+                with Image.open(path) as img:
+                    assert img.format == "PNG" and min(img.size) > 200, (path, img.size)
+                    assert len(np.unique(np.asarray(img.convert("L")))) > 10, f"{path}: a blank image"
+            elif fmt == "svg":
+                assert ET.parse(path).getroot().tag.endswith("svg"), path
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+@pytest.mark.slow
+def test_pages_reference_only_files_that_exist(built: Path) -> None:
+    parser = _Links()
+    parser.feed((built / "index.html").read_text())
+    markdown = re.findall(r"\]\(([^)\s]+)\)", (built / "README.md").read_text())
+    files = [link for link in parser.links + markdown if not link.startswith("#")]
+    assert any(link.endswith(".png") for link in files) and "claims.csv" in files
+    for link in files:
+        assert "://" not in link and not link.startswith("/"), f"not a relative link: {link}"
+        assert (built / link).is_file(), f"links to a missing file: {link}"
+    for spec in FIGURES:  # every figure is on both pages
+        assert f'id="{spec.name}"' in (built / "index.html").read_text()
+        assert f"figures/{spec.name}." in (built / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_claims_table_verdicts_and_provenance(built: Path) -> None:
+    table = pd.read_csv(built / "claims.csv")
+    assert list(table.columns) == ["id", "figure", "book", "measured", "tolerance", "verdict"]
+    assert list(table["id"]) == [c.id for c in claims.CLAIMS]
+    assert set(table["verdict"]) <= set(claims.VERDICTS)
+    metrics = json.loads((built / "metrics.json").read_text())
+    assert sum(metrics[v] for v in claims.VERDICTS) == metrics["claims"] == len(table)
+    page = (built / "index.html").read_text()
+    for row in table.itertuples():
+        assert f'<td class="verdict {row.verdict}">' in page
+    for key in ("git commit", "params hash", "device", "libraries", "date (UTC)", "sha256"):
+        assert key in page, key
+    assert not any(built.parent.glob(".reports.*")), "a temp folder was left behind"
+
+
+@pytest.mark.slow
+def test_fixture_claims_agree_where_the_defaults_do(built: Path) -> None:
+    """The small fixture keeps the default verdicts: everything agrees but the k/3^d heuristic (GOE minima
+    are rarer than 1/3^d), so a flip below is a real change."""
+    verdicts = pd.read_csv(built / "claims.csv").set_index("id")["verdict"]
+    assert verdicts.pop("minima_share_k_over_3_to_the_d") == claims.PARTLY
+    assert (verdicts == claims.AGREES).all(), verdicts[verdicts != claims.AGREES]
+
+
+@pytest.mark.slow
+def test_report_imports_no_training_code() -> None:
+    code = ("import sys, beyond_gd.stages.report; "
+            "print(' '.join(m for m in sys.modules if m.startswith('beyond_gd')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    forbidden = [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in
+                 ("training", "model", "optim", "landscape", "studies", "data")]
+    assert not forbidden, forbidden
+
+
+# --------------------------------------------------------------------------
+# Claims: a verdict follows the measured value across the tolerance
+# --------------------------------------------------------------------------
+def _edit_csv(name: str, edit: Callable[[pd.DataFrame], None]) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        frame = pd.read_csv(folder / name)
+        edit(frame)
+        frame.to_csv(folder / name, index=False)
+
+    return apply
+
+
+def _edit_json(**values: Any) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        path = folder / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+    return apply
+
+
+def _scale_std(frame: pd.DataFrame) -> None:
+    row = frame["momentum"] == 0.9
+    frame.loc[row, ["measured_std", "ratio"]] *= 1.2  # 20% off the theory: outside 5%
+
+
+def _slow_last_momentum(frame: pd.DataFrame) -> None:
+    # Falls at every momentum, but only to 80% of the no-momentum std: not "sharply" (tolerance 50%).
+    frame["measured_std"] = frame["measured_std"].iloc[0] * np.linspace(1, 0.8, len(frame))
+
+
+def _bias_step1(frame: pd.DataFrame) -> None:
+    frame.loc[0, "rel_error"] = 0.2
+    frame.loc[0, "measured"] = 1.2 * frame.loc[0, "theory"]
+
+
+def _break_identity(frame: pd.DataFrame) -> None:
+    frame.loc[frame.index[frame["same_maths"]][0], "max_abs_diff"] = 1e-3
+
+
+def _hide_difference(frame: pd.DataFrame) -> None:
+    frame.loc[frame.index[~frame["same_maths"]][0], "max_abs_diff"] = 1e-12
+
+
+def _angle_short_of_90(frame: pd.DataFrame) -> None:
+    frame.loc[frame["condition_number"].idxmax(), "largest_angle_deg"] = 85.0  # 5 degrees short, still growing
+
+
+FLIPS = [
+    # (claim, artifact, edit that moves the measured value outside the tolerance, verdict after)
+    ("random_walk_std_ewma_theory", "random_walk", _edit_csv("std.csv", _scale_std), claims.PARTLY),
+    ("momentum_reduces_volatility", "random_walk", _edit_csv("std.csv", _slow_last_momentum), claims.PARTLY),
+    ("cg_n_steps", "surfaces", _edit_json(cg_nd_iterations=250), claims.DIFFERS),
+    ("cg_two_steps_in_2d", "surfaces", _edit_json(cg_2d_iterations=3, cg_2d_distance_after_2_steps=0.1),
+     claims.DIFFERS),
+    ("noise_escapes_shallow_minima", "surfaces", _edit_json(escape_share_deep=0.5), claims.PARTLY),
+    ("gradient_turns_on_ellipses", "surfaces", _edit_json(turn_deg_circle=12.0), claims.PARTLY),
+    ("gradient_angle_up_to_90", "surfaces", _edit_csv("fig6_6_largest_angle.csv", _angle_short_of_90),
+     claims.PARTLY),
+    ("saddle_hessian_signs", "surfaces", _edit_json(saddle_hessian_eig_min=2.0), claims.PARTLY),
+    ("adam_bias_factor", "update_rules", _edit_csv("adam_bias.csv", _bias_step1), claims.PARTLY),
+    ("update_rules_same_maths", "update_rules", _edit_csv("findings.csv", _break_identity), claims.PARTLY),
+    ("update_rules_torch_differs", "update_rules", _edit_csv("findings.csv", _hide_difference), claims.PARTLY),
+]
+
+
+def verdict_of(claim_id: str, data: Path) -> str:
+    claim = next(c for c in claims.CLAIMS if c.id == claim_id)
+    artifacts = Artifacts({name: data / name for name in ARTIFACTS})
+    return claims.evaluate([claim], artifacts.view, REPORT["claims"])["verdict"].iloc[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("claim_id", "artifact", "edit", "after"), FLIPS, ids=[f[0] for f in FLIPS])
+def test_verdict_flips_when_the_measured_value_leaves_the_tolerance(
+        upstream: tuple[Path, dict[str, Any]], tmp_path: Path, claim_id: str, artifact: str,
+        edit: Callable[[Path], None], after: str) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(upstream[0] / "data", data)
+    assert verdict_of(claim_id, data) == claims.AGREES
+    edit(data / artifact)
+    assert verdict_of(claim_id, data) == after
+
+
+def test_every_claim_has_a_flip_test_or_is_partly_by_design() -> None:
+    covered = {f[0] for f in FLIPS} | {"minima_share_k_over_3_to_the_d"}
+    assert covered == {c.id for c in claims.CLAIMS}
+
+
+@pytest.mark.slow
+def test_minima_share_verdict_follows_the_book_factor(upstream: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Put the measured shares on 1/3^d: the k/3^d claim then agrees; make them grow with d: it differs."""
+    data = tmp_path / "data"
+    shutil.copytree(upstream[0] / "data", data)
+    path = data / "surfaces" / "fig6_4_minima_share.csv"
+    frame = pd.read_csv(path)
+    frame["share"], frame["minima"] = frame["book_share"], 1
+    frame.to_csv(path, index=False)
+    assert verdict_of("minima_share_k_over_3_to_the_d", data) == claims.AGREES
+    frame["share"] = frame["book_share"][::-1].to_numpy()
+    frame.to_csv(path, index=False)
+    assert verdict_of("minima_share_k_over_3_to_the_d", data) == claims.DIFFERS
+
+
+@pytest.mark.parametrize(("comparator", "args", "verdict"), [
+    (claims.all_within, ([0.01, -0.02], 0.05), claims.AGREES),
+    (claims.all_within, ([0.01, 0.2], 0.05), claims.PARTLY),
+    (claims.all_within, ([0.1, -0.2], 0.05), claims.DIFFERS),
+    (claims.all_beyond, ([1e-3, 1e-2], 1e-6), claims.AGREES),
+    (claims.all_beyond, ([1e-3, 1e-9], 1e-6), claims.PARTLY),
+    (claims.at_most, (100, 100, 0.1), claims.AGREES),
+    (claims.at_most, (105, 100, 0.1), claims.PARTLY),
+    (claims.at_most, (111, 100, 0.1), claims.DIFFERS),
+    (claims.at_least, (0.6, 0.5), claims.AGREES),
+    (claims.at_least, (0.1, 0.5), claims.PARTLY),
+    (claims.at_least, (-0.1, 0.5), claims.DIFFERS),
+    (claims.both, (True, True), claims.AGREES),
+    (claims.both, (True, False), claims.PARTLY),
+    (claims.both, (False, False), claims.DIFFERS),
+])
+def test_comparators(comparator: Callable[..., str], args: tuple, verdict: str) -> None:
+    assert comparator(*args) == verdict
+
+
+# --------------------------------------------------------------------------
+# Params and inputs: one-line errors, nothing written
+# --------------------------------------------------------------------------
+BAD = [
+    (("style", "dpi"), 0, "report.style.dpi: must be > 0"),
+    (("style", "formats"), ["bmp"], "report.style.formats: 'bmp' is not allowed"),
+    (("style", "context"), "huge", "report.style.context: 'huge' is not allowed"),
+    (("style", "palette"), "no-such-palette", "report.style.palette:"),
+    (("style", "colormap"), "no-such-map", "report.style.colormap:"),
+    (("style", "font_size"), 3, "report.style.font_size: unknown key"),
+    (("figures", "band_z"), None, "report.figures.band_z:"),
+    (("figures", "training_smooth_steps"), "many", "report.figures.training_smooth_steps:"),
+    (("claims", "cg_n_steps"), -1, "report.claims.cg_n_steps: must be >= 0"),
+    (("claims", "no_such_claim"), 0.1, "report.claims.no_such_claim: unknown claim"),
+    (("figurez",), {}, "report.figurez: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "message"), BAD, ids=[b[2].split(":")[0] for b in BAD])
+def test_bad_param_is_a_one_line_config_error(tmp_path: Path, where: tuple[str, ...], value: Any,
+                                              message: str) -> None:
+    """Params are checked before any input is read (the data folders here do not even exist)."""
+    params = {"report": copy.deepcopy(REPORT)}
+    node = params["report"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    out = tmp_path / "reports"
+    with pytest.raises(ConfigError) as err:
+        report.main(stage_args(tmp_path / "data", write_params(tmp_path / "p.yaml", params), out))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), err.value
+    assert not out.exists()
+
+
+def test_a_claim_without_its_tolerance_is_named(tmp_path: Path) -> None:
+    params = {"report": copy.deepcopy(REPORT)}
+    del params["report"]["claims"]["adam_bias_factor"]
+    with pytest.raises(ConfigError, match=r"^report\.claims\.adam_bias_factor: missing"):
+        report.main(stage_args(tmp_path / "data", write_params(tmp_path / "p.yaml", params), tmp_path / "r"))
+
+
+def test_default_tolerances_cover_exactly_the_registered_claims() -> None:
+    assert set(REPORT["claims"]) == {c.id for c in claims.CLAIMS}
+    assert report.load_config({"report": REPORT}).claims == REPORT["claims"]
+
+
+@pytest.mark.slow
+def test_missing_artifact_is_a_one_line_data_error(upstream: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(upstream[0] / "data", data)
+    (data / "random_walk" / "std.csv").unlink()
+    out = tmp_path / "reports"
+    with pytest.raises(DataError, match=r"std\.csv: missing \(an output of the stage behind --random-walk"):
+        report.main(stage_args(data, write_params(tmp_path / "p.yaml", upstream[1]), out))
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_failure_part_way_leaves_the_old_report(upstream: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figure that cannot be drawn stops the stage; the previous report stays whole, no temp folder stays."""
+    data = tmp_path / "data"
+    shutil.copytree(upstream[0] / "data", data)
+    curve = data / "surfaces" / "fig6_1_curve.csv"  # the first figure's input: the stage fails at once
+    pd.read_csv(curve).rename(columns={"loss": "los"}).to_csv(curve, index=False)
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "index.html").write_text("the previous report")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyError, match="loss"):
+        report.main(stage_args(data, write_params(tmp_path / "p.yaml", upstream[1]), out))
+    assert (out / "index.html").read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".reports")) == []
+
+
+def test_stage_arguments_are_the_registries_artifacts() -> None:
+    """One --<artifact> argument per upstream stage some figure or claim reads, and no other."""
+    assert sorted(report_build.artifact_names()) == sorted(ARTIFACTS)
+    needs = report_build.needs()
+    assert len(needs) == len(set(needs)) and {n.artifact for n in needs} == set(ARTIFACTS)
+
+
+def test_dvc_yaml_declares_every_artifact_the_report_reads() -> None:
+    """A figure's input missing from the report's deps would go stale silently."""
+    import yaml
+
+    from beyond_gd.report import build
+    from conftest import REPO
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
+    cmd = stage["cmd"].split()
+    dirs = {cmd[i].removeprefix("--").replace("-", "_"): cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
+    for need in build.needs():
+        assert f"{dirs[need.artifact]}/{need.file}" in stage["deps"], need
