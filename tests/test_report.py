@@ -1,13 +1,17 @@
 """The report stage: figures, claims and pages from fixture artifacts made by the real upstream stages.
 
 The fixture runs random_walk, toy_surfaces and update_rules with small params
-(seconds) and writes a small synthetic baseline (training takes minutes), so
-every artifact has the format its stage really writes.
+(seconds) and writes small synthetic baseline, interpolate, identifiability and
+hessian artifacts (those stages need a trained MLP on MNIST: minutes), built
+where it is cheap with the landscape code the stages use (summarize_path,
+tiny_example, log10_orderings), so every artifact has the format its stage
+really writes.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -29,6 +33,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.landscape import identifiability as ident
+from beyond_gd.landscape.interpolation import alpha_grid, summarize_path
 from beyond_gd.report import build as report_build
 from beyond_gd.report import claims
 from beyond_gd.report.artifacts import Artifacts
@@ -37,7 +43,7 @@ from beyond_gd.stages import random_walk, report, toy_surfaces, update_rules
 from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
-ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules")
+ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "interpolate", "identifiability", "hessian")
 
 
 def _conf(group: str) -> dict[str, Any]:
@@ -72,6 +78,84 @@ def write_baseline(folder: Path) -> None:
                                                      "test_accuracy": 0.89, "steps": 150, "diverged": False}))
 
 
+def write_interpolate(folder: Path) -> None:
+    """interpolate's path.csv and summary.csv for 3 random points: the book's shape, a bowl at alpha = 0
+    that has flattened out by alpha = 1, rising again beyond it."""
+    folder.mkdir(parents=True)
+    alphas = alpha_grid(-2.0, 2.0, 0.05)
+    bowl = np.exp(-alphas**2 / 0.18)  # 1 at the SGD solution, 0.004 at alpha = 1
+    rows, summaries = [], []
+    for k, label in enumerate(("init", "seed_1", "seed_2")):
+        for split, at_0 in (("train", 0.06), ("test", 0.09)):
+            at_1 = 2.303 + 0.002 * k
+            loss = at_1 - (at_1 - at_0) * bowl + 0.3 * np.clip(alphas - 1, 0, None) ** 2
+            rows.append(pd.DataFrame({"alpha": alphas, "split": split, "theta_rand": label, "loss": loss,
+                                      "accuracy": 0.1 + 0.88 * bowl}))
+            summary = summarize_path(alphas, loss, flat_window=0.1, min_depth=1e-6)
+            summaries.append({"theta_rand": label, "split": split, **dataclasses.asdict(summary)})
+    pd.concat(rows, ignore_index=True).to_csv(folder / "path.csv", index=False)
+    summary = pd.DataFrame(summaries)
+    summary.assign(minima_alphas=summary.minima_alphas.map(lambda a: ";".join(f"{v:g}" for v in a))) \
+        .to_csv(folder / "summary.csv", index=False)
+
+
+def write_identifiability(folder: Path) -> None:
+    """identifiability's outputs for 2 trials: the symmetries at float32 round-off, the control O(1)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base_loss, eps = 0.0856, float(np.finfo(np.float32).eps)
+    change = {"permutation": (2.5 * eps, 1e-9), "rescaling": (2.0 * eps, 2e-9), "both": (2.8 * eps, 3e-9),
+              "control": (1.1, 2.8)}
+    rows = [{"trial": trial, "transform": name, "max_param_change": 0.5 if name != "control" else 0.2,
+             "max_logit_change": 20 * logit * (1 + 0.1 * rng.random()),
+             "rel_logit_change": logit * (1 + 0.1 * rng.random()),
+             "test_loss": base_loss + loss, "test_loss_change": loss * (1 + 0.1 * rng.random()),
+             "test_accuracy_change": 0.8 if name == "control" else 0.0,
+             "predictions_changed": 9000 if name == "control" else 0}
+            for trial in range(2) for name, (logit, loss) in change.items()]
+    trials = pd.DataFrame(rows)
+    trials.to_csv(folder / "trials.csv", index=False)
+    example = ident.tiny_example(2, 3, 2, 4, torch.Generator().manual_seed(0))
+    (folder / "example.json").write_text(json.dumps(dataclasses.asdict(example)))
+    worst = trials.groupby("transform").max(numeric_only=True)
+    metrics = {"log10_orderings": ident.log10_orderings([256, 256]), "hidden_layers": 2, "test_loss": base_loss,
+               "max_abs_logit": 20.0, "float32_eps": eps,
+               **{name: {k: float(worst.loc[name, k]) for k in worst.columns if k != "trial"} for name in change},
+               "example_orderings": len(example.orderings),
+               "example_max_output_change": max(example.max_output_change)}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def write_hessian(folder: Path) -> None:
+    """hessian's eigenvalues.csv, path.csv and metrics.json at 3 alphas, top 3 eigenvalues: curvature
+    falling from the SGD solution to the init, the last pair at alpha = 1 not converged."""
+    folder.mkdir(parents=True)
+    eig, path = [], []
+    for alpha, scale in ((0.0, 1.0), (0.5, 0.4), (1.0, 0.03)):
+        values = [17 * scale, 12 * scale, 7 * scale, -0.2 - 0.2 * alpha]
+        for (which, rank), value in zip((("top", 1), ("top", 2), ("top", 3), ("min", 1)), values, strict=True):
+            residual = 0.03 if (alpha, which) == (1.0, "min") else 1e-6
+            eig.append({"alpha": alpha, "which": which, "rank": rank, "value": value, "residual": residual,
+                        "residual_bound": residual * 1e-3, "converged": residual <= 1e-3 * values[0]})
+        trace, stderr = 140 * scale - 1.0, 10.0 * max(scale, 0.5)
+        path.append({"alpha": alpha, "loss": 0.06 + 2.2 * alpha, "grad_norm": 0.3, "lambda_max": values[0],
+                     "lambda_min": values[-1], "trace": trace, "trace_stderr": stderr,
+                     "top_over_kth": values[0] / values[2], "top_over_abs_min": values[0] / abs(values[-1]),
+                     "top_over_mean": values[0] * 269_322 / trace, "lanczos_steps": 80,
+                     "max_residual": max(r["residual"] for r in eig if r["alpha"] == alpha),
+                     "converged": all(r["converged"] for r in eig if r["alpha"] == alpha)})
+    pd.DataFrame(eig).to_csv(folder / "eigenvalues.csv", index=False)
+    pd.DataFrame(path).to_csv(folder / "path.csv", index=False)
+    solution = {k: v for k, v in path[0].items() if k not in ("alpha", "lanczos_steps")}
+    metrics = {"seconds": 1.0, "parameters": 269_322, "subset_size": 5000,
+               "solution": {**solution, **{f"lambda_{r['rank']}": r["value"] for r in eig
+                                           if r["alpha"] == 0.0 and r["which"] == "top"}},
+               "path": {f"alpha_{r['alpha']:g}".replace(".", "_"): {k: r[k] for k in
+                                                                      ("lambda_max", "lambda_min", "trace",
+                                                                       "converged")} for r in path}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Upstream artifacts under data/<artifact> of a temp folder, and the params that made them."""
@@ -86,6 +170,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
             stage.main(["--params", str(path), "--out", str(root / "data" / name), "--no-progress"])
     torch.set_num_threads(threads)
     write_baseline(root / "data" / "baseline")
+    write_interpolate(root / "data" / "interpolate")
+    write_identifiability(root / "data" / "identifiability")
+    write_hessian(root / "data" / "hessian")
     yield root, params
 
 
@@ -240,6 +327,28 @@ def _angle_short_of_90(frame: pd.DataFrame) -> None:
     frame.loc[frame["condition_number"].idxmax(), "largest_angle_deg"] = 85.0  # 5 degrees short, still growing
 
 
+def _dip_at_half(frame: pd.DataFrame) -> None:
+    # One training path gets a dip 1e-3 nats deep at alpha = 0.5 (tolerance 1e-6): a local minimum.
+    row = frame.index[(frame["split"] == "train") & (frame["theta_rand"] == "seed_1")
+                      & np.isclose(frame["alpha"], 0.5)]
+    frame.loc[row, "loss"] = frame.loc[row - 1, "loss"].to_numpy() - 1e-3
+
+
+def _steep_near_1(frame: pd.DataFrame) -> None:
+    frame.loc[(frame["split"] == "train") & (frame["theta_rand"] == "init"), "slope_ratio"] = 0.5  # tolerance 0.2
+
+
+def _minimum_on_one_path(frame: pd.DataFrame) -> None:
+    frame.loc[(frame["split"] == "test") & (frame["theta_rand"] == "seed_2"), "local_minima"] = 1
+
+
+def _permutation_changes_logits(folder: Path) -> None:
+    path = folder / "metrics.json"
+    m = json.loads(path.read_text())
+    m["permutation"]["rel_logit_change"] = 1e-3  # ~8,000 epsilons: not round-off (tolerance 100)
+    path.write_text(json.dumps(m))
+
+
 FLIPS = [
     # (claim, artifact, edit that moves the measured value outside the tolerance, verdict after)
     ("random_walk_std_ewma_theory", "random_walk", _edit_csv("std.csv", _scale_std), claims.PARTLY),
@@ -248,6 +357,14 @@ FLIPS = [
     ("cg_two_steps_in_2d", "surfaces", _edit_json(cg_2d_iterations=3, cg_2d_distance_after_2_steps=0.1),
      claims.DIFFERS),
     ("noise_escapes_shallow_minima", "surfaces", _edit_json(escape_share_deep=0.5), claims.PARTLY),
+    ("identifiability_round_off", "identifiability", _permutation_changes_logits, claims.PARTLY),
+    # Two hidden layers of 128 neurons instead of 256: (128!)^2.
+    ("equivalent_orderings_256_factorial_squared", "identifiability",
+     _edit_json(log10_orderings=ident.log10_orderings([128, 128])), claims.DIFFERS),
+    ("no_local_minimum_between_0_and_1", "interpolate", _edit_csv("path.csv", _dip_at_half), claims.PARTLY),
+    ("flat_region_near_alpha_1", "interpolate", _edit_csv("summary.csv", _steep_near_1), claims.PARTLY),
+    ("interpolation_holds_over_and_over", "interpolate", _edit_csv("summary.csv", _minimum_on_one_path),
+     claims.PARTLY),
     ("gradient_turns_on_ellipses", "surfaces", _edit_json(turn_deg_circle=12.0), claims.PARTLY),
     ("gradient_angle_up_to_90", "surfaces", _edit_csv("fig6_6_largest_angle.csv", _angle_short_of_90),
      claims.PARTLY),

@@ -13,6 +13,7 @@ decorated function and one line of conf/report/default.yaml:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -113,6 +114,105 @@ def noise_escapes(i: Inputs, tol: float) -> Measured:
     gap = m["escape_share_shallow"] - m["escape_share_deep"]
     return Measured(f"left the shallow minimum {m['escape_share_shallow']:.1%}, the deep one "
                     f"{m['escape_share_deep']:.1%} (gap {gap:.2f})", at_least(gap, tol))
+
+
+ID, IP = "identifiability", "interpolate"
+SYMMETRIES = ("permutation", "rescaling", "both")
+# The book's model, Net(784, 256, 10): two hidden Linear-ReLU layers of 256 neurons, hence "(256!)^2".
+BOOK_HIDDEN_WIDTH, BOOK_HIDDEN_LAYERS = 256, 2
+
+
+@claim("identifiability_round_off", figure="Fig 6-2",
+       book="Permuting a layer's neurons, or scaling a ReLU unit's incoming weights by k and its outgoing ones "
+            "by 1/k, gives an equivalent network: the outputs do not change.",
+       needs=(Need(ID, "metrics.json"),),
+       tolerance="relative change of logits and test loss <= {tol:g} float32 epsilons under the symmetries, "
+                 "above it for the control")
+def identifiability(i: Inputs, tol: float) -> Measured:
+    m = i.json(ID)
+    limit = tol * m["float32_eps"]
+
+    def changes(name: str) -> tuple[float, float]:
+        return m[name]["rel_logit_change"], m[name]["test_loss_change"] / m["test_loss"]
+
+    sym = [v for name in SYMMETRIES for v in changes(name)]
+    control = changes("control")
+    return Measured(f"symmetries: at most {max(sym[0::2]) / m['float32_eps']:.1f} ε on the logits, "
+                    f"{max(sym[1::2]) / m['float32_eps']:.2f} ε on the test loss, "
+                    f"{int(max(m[n]['predictions_changed'] for n in SYMMETRIES))} predictions changed; control "
+                    f"{control[0]:.2g} and {control[1]:.2g} (relative)",
+                    both(all(v <= limit for v in sym), all(v > limit for v in control)))
+
+
+@claim("equivalent_orderings_256_factorial_squared", figure="Fig 6-2",
+       book="A layer of n neurons has n! orderings, l such layers (n!)^l: (256!)^2 for the chapter's MLP "
+            "(log10 ≈ 1013.9).",
+       needs=(Need(ID, "metrics.json"),), tolerance="|log10 measured - log10 (256!)^2| <= {tol:g}")
+def equivalent_orderings(i: Inputs, tol: float) -> Measured:
+    m = i.json(ID)
+    book = BOOK_HIDDEN_LAYERS * math.lgamma(BOOK_HIDDEN_WIDTH + 1) / math.log(10)
+    return Measured(f"log10 = {m['log10_orderings']:.4f} for {m['hidden_layers']} hidden layers (book "
+                    f"{book:.4f})", all_within([m["log10_orderings"] - book], tol))
+
+
+@claim("no_local_minimum_between_0_and_1", figure="Fig 6-3",
+       book="On the line from the SGD solution (α = 0) to a random point (α = 1) the training loss has no "
+            "troublesome local minimum.",
+       needs=(Need(IP, "path.csv"),),
+       tolerance="no training-loss point in 0 < α < 1 below both grid neighbours by more than {tol:g} nats, "
+                 "on every θ_rand")
+def no_local_minimum(i: Inputs, tol: float) -> Measured:
+    minima = {label: _dips(rows, tol) for label, rows in _paths(i.csv(IP, "path.csv"), "train")}
+    found = {label: alphas for label, alphas in minima.items() if alphas}
+    where = "; ".join(f"{label} at α = {', '.join(f'{a:g}' for a in alphas)}" for label, alphas in found.items())
+    return Measured(f"{len(minima) - len(found)} of {len(minima)} training-loss paths without a local minimum in "
+                    f"(0, 1)" + (f" ({where})" if where else ""),
+                    AGREES if not found else PARTLY if len(found) < len(minima) else DIFFERS)
+
+
+@claim("flat_region_near_alpha_1", figure="Fig 6-3",
+       book="Around α = 1 (the random point) the training loss has a flat region with a near-zero gradient.",
+       needs=(Need(IP, "summary.csv"),),
+       tolerance="mean |dL/dα| near α = 1 <= {tol:g} × the mean on [0, window), on every θ_rand")
+def flat_region(i: Inputs, tol: float) -> Measured:
+    s = i.csv(IP, "summary.csv")
+    train = s[s["split"] == "train"]
+    steep = train[train["slope_ratio"] > tol]
+    return Measured(f"slope near 1 / slope before: {train['slope_ratio'].min():.3f}–{train['slope_ratio'].max():.3f} "
+                    f"over {len(train)} θ_rand (|dL/dα| near 1: {train['slope_near_1'].min():.2g}–"
+                    f"{train['slope_near_1'].max():.2g} nats)"
+                    + "".join(f"; not flat for {r.theta_rand} ({r.slope_ratio:.2f})" for r in steep.itertuples()),
+                    all_within(train["slope_ratio"], tol))
+
+
+@claim("interpolation_holds_over_and_over", figure="Fig 6-3",
+       book="The picture holds \"if we run this experiment over and over\": every random point gives the same "
+            "shape.",
+       needs=(Need(IP, "summary.csv"),),
+       tolerance="on every θ_rand and split: no local minimum in (0, 1) (the stage's count) and flatter near α = 1 "
+                 "than before; at least {tol:g} θ_rand")
+def over_and_over(i: Inputs, tol: float) -> Measured:
+    s = i.csv(IP, "summary.csv")
+    holds = ((s["local_minima"] == 0) & (s["slope_ratio"] < 1)).groupby(s["theta_rand"]).all()
+    n, ok = len(holds), int(holds.sum())
+    return Measured(f"holds for {ok} of {n} θ_rand ({', '.join(holds.index)}) on {s['split'].nunique()} split(s); "
+                    f"loss at α = 1 from {s['loss_at_1'].min():.3f} to {s['loss_at_1'].max():.3f}",
+                    AGREES if ok == n >= tol else PARTLY if ok > 0 else DIFFERS)
+
+
+def _paths(path: pd.DataFrame, split: str) -> Iterable[tuple[str, pd.DataFrame]]:
+    rows = path[path["split"] == split]
+    for label in dict.fromkeys(rows["theta_rand"]):
+        yield label, rows[rows["theta_rand"] == label].sort_values("alpha")
+
+
+def _dips(rows: pd.DataFrame, depth: float) -> list[float]:
+    """The α in (0, 1) where the loss lies more than `depth` below both grid neighbours."""
+    alpha, loss = rows["alpha"].to_numpy(), rows["loss"].to_numpy()
+    inner = np.flatnonzero((alpha > 0) & (alpha < 1))
+    inner = inner[(inner > 0) & (inner < len(alpha) - 1)]
+    below = np.minimum(loss[inner - 1], loss[inner + 1]) - loss[inner] > depth
+    return [float(a) for a in alpha[inner][below]]
 
 
 @claim("minima_share_k_over_3_to_the_d", figure="Fig 6-4",

@@ -15,9 +15,10 @@ Figures only draw what the artifacts hold: no model is trained or evaluated
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -142,6 +143,233 @@ def _wilson(share: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray, np.
     centre = (share + z**2 / (2 * n)) / denom
     half = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / denom
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+# --------------------------------------------------------------------------
+# Fig 6-2: permutation symmetry (model identifiability)
+# --------------------------------------------------------------------------
+ID = "identifiability"
+SYMMETRIES = ("permutation", "rescaling", "both")  # the transforms that leave the function unchanged
+CONTROL = "control"  # incoming weights permuted alone: a real change, for scale
+
+
+@figure("fig6-02-permutation-symmetry", title="Fig 6-2. Permuting a layer's neurons gives an equivalent network",
+        needs=(Need(ID, "example.json"), Need(ID, "trials.csv"), Need(ID, "metrics.json")),
+        shows="Top: a 3-neuron hidden layer before and after a permutation of its neurons (each neuron keeps "
+              "its incoming and outgoing weights; line width ∝ |weight|, colour = sign), with the outputs on "
+              "probe inputs. Bottom left: on the trained MLP, the largest change of any test logit (relative "
+              "to the largest logit) and of the test loss (relative), per trial and worst case, under random "
+              "permutations of both hidden layers, positive rescalings (ReLU unit in × k, out × 1/k), both, "
+              "and a control that is no symmetry (incoming weights permuted alone); log scale, float32 "
+              "epsilon dotted. Bottom right: log10 of the number of orderings (n!)^l of l layers of n neurons.",
+        book="Permuting the neurons of a layer gives an equivalent network: a layer of n neurons has n! "
+             "orderings, l such layers (n!)^l; scaling a ReLU unit's incoming weights by k and its outgoing "
+             "weights by 1/k changes nothing either.")
+def permutation_symmetry(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    ex, trials, m = i.json(ID, "example.json"), i.csv(ID, "trials.csv"), i.json(ID)
+    fig = plt.figure(figsize=size(s, rows=2.0))
+    grid = fig.add_gridspec(2, 2, height_ratios=[0.85, 1], width_ratios=[1.25, 1], hspace=0.3, wspace=0.28)
+    top = grid[0, :].subgridspec(1, 2, wspace=0.08)
+    perm = list(ex["perm"])
+    same = np.array_equal(ex["outputs"], ex["outputs_permuted"])
+    _layer_diagram(fig.add_subplot(top[0, 0]), ex["w_in"], ex["w_out"], list(range(len(perm))),
+                   f"a network with a {len(perm)}-neuron hidden layer", "outputs on the probes", ex["outputs"])
+    _layer_diagram(fig.add_subplot(top[0, 1]), ex["w_in_permuted"], ex["w_out_permuted"], perm,
+                   "its neurons reordered (" + ", ".join(f"h{k + 1}" for k in perm) + "), weights moved with them",
+                   "outputs " + ("identical" if same else "changed"), ex["outputs_permuted"])
+    signs = sns.color_palette(n_colors=2)
+    fig.legend([plt.Line2D([], [], color=c, lw=2.5) for c in signs], ["weight > 0", "weight < 0"],
+               loc="upper center", bbox_to_anchor=(0.5, 0.985), ncols=2, fontsize="x-small", frameon=False)
+
+    ax = fig.add_subplot(grid[1, 0])
+    t = trials.assign(logit=trials["rel_logit_change"], loss=trials["test_loss_change"]
+                      / (trials["test_loss"] - trials["test_loss_change"]).abs())
+    # An exact 0 (possible for the loss) has no place on a log axis: it is drawn at a floor 3 decades below eps.
+    floor = m["float32_eps"] * 1e-3
+    order = [*SYMMETRIES, CONTROL]
+    colors = dict(zip(("logit", "loss"), sns.color_palette(n_colors=2), strict=True))
+    labels = {"logit": "largest |Δ logit| / largest |logit|", "loss": "|Δ test loss| / test loss"}
+    x = np.arange(len(order))
+    for j, what in enumerate(("logit", "loss")):
+        worst = t.groupby("transform")[what].max().reindex(order).clip(lower=floor)
+        ax.bar(x + (j - 0.5) * 0.38, worst - floor, bottom=floor, width=0.36, color=colors[what], alpha=0.55,
+               label=f"{labels[what]} (worst trial)")
+        for k, name in enumerate(order):
+            pts = t.loc[t["transform"] == name, what].clip(lower=floor)
+            ax.scatter(np.full(len(pts), k + (j - 0.5) * 0.38), pts, s=10, color=colors[what], zorder=3,
+                       edgecolor="k", linewidth=0.3)
+    ax.axhline(m["float32_eps"], color="0.2", ls=":", label=f"float32 epsilon {m['float32_eps']:.1e}")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 3, 30 * max(1.0, t[["logit", "loss"]].max().max()))
+    ax.set_xticks(x, ["permutation", "rescaling", "both", "control\n(not a symmetry)"])
+    ax.set(ylabel="relative change (log scale)", title=f"the trained MLP, {t['trial'].nunique()} trials")
+    ax.legend(fontsize="x-small", loc="upper left")
+
+    ax = fig.add_subplot(grid[1, 1])
+    layers = int(m["hidden_layers"])
+    n = np.unique(np.geomspace(2, 1000, 200).round())  # from 2: log10 1! = 0 has no place on a log axis
+    for l, color in zip((1, 2, 3), sns.color_palette("Greys_r", 4), strict=False):
+        ax.plot(n, [l * math.lgamma(v + 1) / math.log(10) for v in n], color=color, lw=1.5,
+                ls="-" if l == layers else "--", label=f"{l} layer{'s' if l > 1 else ''}: log10 (n!)" +
+                (f"^{l}" if l > 1 else ""))
+    width = _width_of(m["log10_orderings"], layers)
+    ax.scatter([width], [m["log10_orderings"]], color=sns.color_palette()[3], s=60, zorder=3,
+               label=f"the MLP: {layers} layers of {width}")
+    ax.annotate(f"({width}!)^{layers} ≈ 10^{m['log10_orderings']:.1f}", (width, m["log10_orderings"]),
+                xytext=(-12, 12), textcoords="offset points", ha="right", fontsize="small", weight="bold")
+    ex_n = len(perm)
+    ax.scatter([ex_n], [math.log10(math.factorial(ex_n))], color="k", s=25, zorder=3,
+               label=f"the diagram: {ex_n}! = {math.factorial(ex_n)}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")  # log10 of the count spans 0.3 to thousands
+    _plain_log(ax.xaxis)
+    _plain_log(ax.yaxis)
+    ax.set(xlabel="neurons per hidden layer n", ylabel="log10 (equivalent orderings)",
+           title="how many equivalent networks")
+    ax.legend(fontsize="x-small", loc="lower right")
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.08)
+    worst_sym = max(m[name]["rel_logit_change"] for name in SYMMETRIES)
+    worst_loss = max(m[name]["test_loss_change"] for name in SYMMETRIES)
+    measured = (f"All {len(ex['orderings'])} orderings of the diagram's layer give the same outputs (largest change "
+                f"{max(ex['max_output_change']):.1g}). On the trained MLP, permutations and rescalings move the "
+                f"logits by at most {worst_sym:.1e} of the largest logit ({worst_sym / m['float32_eps']:.1f} "
+                f"float32 epsilons) and the test loss by {worst_loss:.1e} nats, with "
+                f"{int(max(m[name]['predictions_changed'] for name in SYMMETRIES))} predictions changed; the "
+                f"control moves the logits by {m[CONTROL]['rel_logit_change']:.2f} of the largest and the test loss "
+                f"by {m[CONTROL]['test_loss_change']:.2f} nats ({int(m[CONTROL]['predictions_changed']):,} "
+                "predictions changed). Equivalent orderings: "
+                f"10^{m['log10_orderings']:.1f}.")
+    return Drawn(fig, measured)
+
+
+def _layer_diagram(ax: plt.Axes, w_in: list[list[float]], w_out: list[list[float]], ids: list[int], title: str,
+                   caption: str, outputs: list[list[float]]) -> None:
+    """Inputs, one hidden layer, outputs as circles; each hidden neuron in the colour of its identity `ids[slot]`."""
+    n_in, n_hidden, n_out = len(w_in[0]), len(w_in), len(w_out)
+    ys = {n: np.linspace(0.85, 0.15, n) if n > 1 else np.array([0.5]) for n in (n_in, n_hidden, n_out)}
+    xs = (0.08, 0.45, 0.82)
+    neuron_colors = sns.color_palette(n_colors=max(3, n_hidden) + 2)[2:]
+    signs = sns.color_palette(n_colors=2)  # positive, negative weights
+    scale = 4.0 / max(np.abs(w_in).max(), np.abs(w_out).max())
+    for h in range(n_hidden):
+        for k in range(n_in):
+            w = w_in[h][k]
+            ax.plot([xs[0], xs[1]], [ys[n_in][k], ys[n_hidden][h]], color=signs[w < 0], lw=0.4 + scale * abs(w),
+                    alpha=0.7, zorder=1, solid_capstyle="round")
+        for o in range(n_out):
+            w = w_out[o][h]
+            ax.plot([xs[1], xs[2]], [ys[n_hidden][h], ys[n_out][o]], color=signs[w < 0], lw=0.4 + scale * abs(w),
+                    alpha=0.7, zorder=1, solid_capstyle="round")
+    for k in range(n_in):
+        _node(ax, xs[0], ys[n_in][k], f"x{k + 1}", "0.85")
+    for h, ident in enumerate(ids):
+        _node(ax, xs[1], ys[n_hidden][h], f"h{ident + 1}", neuron_colors[ident])
+    for o in range(n_out):
+        _node(ax, xs[2], ys[n_out][o], f"y{o + 1}", "0.85")
+    shown = "  ".join("(" + ", ".join(f"{v:.3f}" for v in row) + ")" for row in outputs[:3])
+    ax.text(0.5, 0.0, f"{caption}: {shown}" + (" …" if len(outputs) > 3 else ""), ha="center", va="top",
+            fontsize="x-small", transform=ax.transAxes)
+    ax.set(xlim=(0, 0.9), ylim=(0.05, 0.95), title=title)
+    ax.title.set_fontsize("small")
+    ax.axis("off")
+
+
+def _node(ax: plt.Axes, x: float, y: float, label: str, color: Any) -> None:
+    ax.scatter([x], [y], s=700, color=color, edgecolor="0.2", linewidth=1, zorder=2)
+    ax.text(x, y, label, ha="center", va="center", fontsize="small", weight="bold", zorder=3)
+
+
+def _width_of(log10_orderings: float, layers: int) -> int:
+    """n with layers × log10(n!) = log10_orderings (equal widths): the point to mark on the curve."""
+    n = 1
+    while layers * math.lgamma(n + 2) / math.log(10) <= log10_orderings + 1e-9:
+        n += 1
+    return n
+
+
+# --------------------------------------------------------------------------
+# Fig 6-3: the loss along the line from the SGD solution to a random point
+# --------------------------------------------------------------------------
+IP = "interpolate"
+SPLIT_NAMES = {"train": "training set", "test": "test set"}
+
+
+@figure("fig6-03-interpolation", title="Fig 6-3. The loss on the line from the SGD solution to a random point",
+        needs=(Need(IP, "path.csv"), Need(IP, "summary.csv")),
+        shows="Cross-entropy (left) and accuracy (middle) at θ(α) = (1 − α) θ_opt + α θ_rand against α, on the "
+              "whole training and test sets: the mean over the random points θ_rand (the baseline's own "
+              "initialisation and fresh ones) with the min–max band; α = 0 is the SGD solution, α = 1 the random "
+              "point. Right: the slope |dL/dα| of the training loss between them, per θ_rand (log scale).",
+        book="Along the line from a random initialisation to the SGD solution (α from −2 to 2) there is no "
+             "troublesome local minimum; around α = 1 there is a flat region with a near-zero gradient; "
+             "the picture is the same if we run the experiment over and over.")
+def interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    path, summary = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv")
+    splits = [sp for sp in SPLIT_NAMES if sp in set(path["split"])]
+    colors = dict(zip(SPLIT_NAMES, sns.color_palette(n_colors=2), strict=True))
+    stats = path.groupby(["split", "alpha"]).agg(loss_mean=("loss", "mean"), loss_min=("loss", "min"),
+                                                 loss_max=("loss", "max"), acc_mean=("accuracy", "mean"),
+                                                 acc_min=("accuracy", "min"), acc_max=("accuracy", "max"))
+    n_rand = path["theta_rand"].nunique()
+    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    for ax, what, ylabel in ((axes[0], "loss", "loss (cross-entropy, nats)"), (axes[1], "acc", "accuracy (%)")):
+        k = 100 if what == "acc" else 1
+        for j, split in enumerate(splits):
+            rows = stats.loc[split]
+            lo, hi = k * rows[f"{what}_min"], k * rows[f"{what}_max"]
+            # Train and test nearly coincide: the first band is filled, the second outlined, so both show.
+            if j == 0:
+                ax.fill_between(rows.index, lo, hi, color=colors[split], alpha=0.25, lw=0)
+            else:
+                ax.fill_between(rows.index, lo, hi, facecolor="none", edgecolor=colors[split], hatch="////",
+                                lw=0.6, alpha=0.6)
+            ax.plot(rows.index, k * rows[f"{what}_mean"], color=colors[split], lw=1.6, ls="-" if j == 0 else "--",
+                    label=f"{SPLIT_NAMES[split]}: mean of {n_rand} θ_rand, band min–max")
+        _mark_endpoints(ax)
+        ax.set(xlabel="α", ylabel=ylabel)
+    axes[0].set_title("loss along the line")
+    axes[1].set_title("accuracy along the line")
+    axes[0].legend(fontsize="x-small", loc="upper center")
+
+    ax = axes[2]
+    train = path[path["split"] == ("train" if "train" in splits else splits[0])]
+    # Two kinds of θ_rand, two colours: the run's own init, and fresh inits (one line per seed).
+    kinds = {"init": ("the baseline's own init", sns.color_palette()[2]),
+             "fresh": ("fresh inits (one line per seed)", "0.4")}
+    labelled = set()
+    for label in dict.fromkeys(train["theta_rand"]):
+        rows = train[train["theta_rand"] == label].sort_values("alpha")
+        slope = np.abs(np.gradient(rows["loss"].to_numpy(), rows["alpha"].to_numpy()))
+        inside = ((rows["alpha"] >= -0.25) & (rows["alpha"] <= 1.25)).to_numpy()
+        kind = "init" if label == "init" else "fresh"
+        name, color = kinds[kind]
+        ax.plot(rows["alpha"][inside], slope[inside], color=color, lw=1.2, marker="o", ms=2,
+                label=None if kind in labelled else name)
+        labelled.add(kind)
+    _mark_endpoints(ax)
+    ax.set_yscale("log")
+    ax.set(xlabel="α", ylabel=f"|dL/dα| of the {SPLIT_NAMES[train['split'].iloc[0]]} loss (nats)",
+           title="slope between the endpoints")
+    ax.set_ylim(top=ax.get_ylim()[1] * 30)  # a decade and a half of headroom for the legend
+    ax.legend(fontsize="x-small", loc="upper center")
+    fig.tight_layout()
+    tr = summary[summary["split"] == train["split"].iloc[0]]
+    measured = (f"Training loss {tr['loss_at_0'].iloc[0]:.3f} at α = 0 and {tr['loss_at_1'].min():.3f}–"
+                f"{tr['loss_at_1'].max():.3f} at α = 1 over {len(tr)} θ_rand; at most "
+                f"{int(summary['local_minima'].max())} local minima strictly between 0 and 1 on any path (train "
+                "and test); the mean slope "
+                f"within the window around α = 1 is {tr['slope_ratio'].min():.2f}–{tr['slope_ratio'].max():.2f} "
+                "× the mean slope between 0 and the window.")
+    return Drawn(fig, measured)
+
+
+def _mark_endpoints(ax: plt.Axes, at_1: str = "θ_rand") -> None:
+    """Dashed lines at α = 0 (the SGD solution) and α = 1, named on a top axis where they hide no data."""
+    for alpha in (0, 1):
+        ax.axvline(alpha, color="0.35", ls="--", lw=0.9)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([0, 1], ["θ_opt", at_1], fontsize="x-small")
+    top.tick_params(length=0, pad=1)
 
 
 # --------------------------------------------------------------------------
@@ -337,6 +565,106 @@ def gradient_turns(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     measured = (f"At the end of the line the gradient has turned {m['turn_deg_ellipse']:.1f}° on the ellipse "
                 f"and {m['turn_deg_circle']:.1g}° on the circle.")
     return Drawn(fig, measured)
+
+
+# --------------------------------------------------------------------------
+# Extra (text of "When the gradient points the wrong way"): the Hessian spectrum
+# --------------------------------------------------------------------------
+HS = "hessian"
+
+
+@figure("extra-hessian-spectrum", title="The loss Hessian of the MLP: top eigenvalues, and along the Fig 6-3 line",
+        needs=(Need(HS, "eigenvalues.csv"), Need(HS, "path.csv"), Need(HS, "metrics.json")),
+        shows="From Hessian-vector products only (Lanczos, Hutchinson; no dense Hessian), on a fixed subset of "
+              "the data: the largest eigenvalues and the most negative one at the SGD solution (top left, "
+              "symlog) with each Ritz pair's residual ‖Hy − λy‖ (top right, log; hollow: not converged by the "
+              "stage's criterion); "
+              "along the line θ(α) = (1 − α) θ_opt + α θ_init: λ_max, λ_min and the trace estimate with its "
+              "standard error (bottom left, symlog), and the conditioning ratios λ_max / |λ_min| and "
+              "λ_max / λ_k (bottom right, log).",
+        book="The Hessian H describes the curvature; the problem is ill-conditioned when the gradient changes "
+             "quickly under our feet, i.e. when H's eigenvalues are spread widely (the book gives no numbers).")
+def hessian_spectrum(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    eig, path, m = i.csv(HS, "eigenvalues.csv"), i.csv(HS, "path.csv").sort_values("alpha"), i.json(HS)
+    sol = m["solution"]
+    at0 = eig[eig["alpha"] == 0.0]
+    top, low = at0[at0["which"] == "top"].sort_values("rank"), at0[at0["which"] == "min"]
+    k = len(top)
+    colors = sns.color_palette(n_colors=4)
+    fig, axes = plt.subplots(2, 2, figsize=size(s, rows=2))
+
+    ax = axes[0, 0]
+    ranks = np.arange(1, k + 2)
+    values = np.r_[top["value"].to_numpy(), low["value"].to_numpy()]
+    ax.vlines(ranks, 0, values, color=[colors[0]] * k + [colors[3]], lw=2)
+    ax.scatter(ranks[:k], values[:k], color=colors[0], zorder=3, label=f"top {k} (λ_1 … λ_{k})")
+    ax.scatter(ranks[k:], values[k:], color=colors[3], zorder=3, label="most negative")
+    ax.axhline(0, color="0.3", lw=0.6)
+    _symlog(ax, values)
+    ax.set_xticks(ranks, [*map(str, range(1, k + 1)), "min"])
+    ax.set(xlabel="rank", ylabel="eigenvalue of H (nats / param²)", title="spectrum at the SGD solution (α = 0)")
+    ax.legend(fontsize="small")
+
+    ax = axes[0, 1]
+    pairs = pd.concat([top, low])
+    conv = pairs["converged"].astype(bool).to_numpy()
+    pair_colors = np.array([colors[0]] * k + [colors[3]])
+    ax.scatter(ranks[conv], pairs["residual"][conv], color=pair_colors[conv], zorder=3)
+    ax.scatter(ranks[~conv], pairs["residual"][~conv], facecolor="none", edgecolor=pair_colors[~conv], zorder=3)
+    ax.set_yscale("log")
+    ax.set_xticks(ranks, [*map(str, range(1, k + 1)), "min"])
+    ax.set(xlabel="rank", ylabel="residual ‖Hy − λy‖ (nats / param²)",
+           title="residuals at α = 0 (hollow: not converged)")
+
+    ax = axes[1, 0]
+    for which, rank, color, label in (("top", 1, colors[0], "λ_max"), ("min", 1, colors[3], "λ_min (most negative)")):
+        rows = eig[(eig["which"] == which) & (eig["rank"] == rank)].sort_values("alpha")
+        ok = rows["converged"].astype(bool).to_numpy()
+        ax.plot(rows["alpha"], rows["value"], color=color, lw=1.2, label=label)
+        ax.scatter(rows["alpha"][ok], rows["value"][ok], color=color, zorder=3)
+        ax.scatter(rows["alpha"][~ok], rows["value"][~ok], facecolor="white", edgecolor=color, zorder=3)
+    ax.errorbar(path["alpha"], path["trace"], yerr=path["trace_stderr"], color=colors[2], marker="s", ms=4,
+                capsize=3, lw=1.2, label="trace (Hutchinson, ± 1 s.e.)")
+    ax.axhline(0, color="0.3", lw=0.6)
+    trace_ends = [path["trace"] + sign * path["trace_stderr"] for sign in (1, -1)]
+    _symlog(ax, np.concatenate([path["lambda_max"], path["lambda_min"], *trace_ends]))
+    _mark_endpoints(ax, "θ_init")
+    ax.set(xlabel="α (0: SGD solution, 1: the baseline's init)", ylabel="nats / param²",
+           title="curvature along the line (hollow: not converged)")
+    ax.legend(fontsize="x-small", loc="center left")
+
+    ax = axes[1, 1]
+    ax.plot(path["alpha"], path["top_over_abs_min"], marker="o", color=colors[1], label="λ_max / |λ_min|")
+    ax.plot(path["alpha"], path["top_over_kth"], marker="s", color=colors[0], label=f"λ_max / λ_{k}")
+    ax.axhline(1, color="0.3", lw=0.6)
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    _mark_endpoints(ax, "θ_init")
+    ax.set(xlabel="α (0: SGD solution, 1: the baseline's init)", ylabel="ratio", title="conditioning along the line")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    peak = path.loc[path["lambda_max"].idxmax()]
+    unconverged = path["alpha"][~path["converged"].astype(bool)]
+    measured = (f"At the SGD solution ({m['parameters']:,} parameters, {m['subset_size']:,} examples): λ_1 = "
+                f"{sol['lambda_max']:.3g}, λ_{k} = {top['value'].iloc[-1]:.3g}, most negative {sol['lambda_min']:.3g}"
+                f" (λ_max / |λ_min| = {sol['top_over_abs_min']:.0f}); trace {sol['trace']:.3g} ± "
+                f"{sol['trace_stderr']:.2g}; largest residual {sol['max_residual']:.1e}. Along the line λ_max is "
+                f"{path['lambda_max'].iloc[0]:.3g} at α = {path['alpha'].iloc[0]:g}, at most {peak['lambda_max']:.3g}"
+                f" (α = {peak['alpha']:g}), {path['lambda_max'].iloc[-1]:.3g} at α = {path['alpha'].iloc[-1]:g}"
+                + (f"; some eigenpair not converged at α = {', '.join(f'{a:g}' for a in unconverged)}"
+                   if len(unconverged) else "") + ".")
+    return Drawn(fig, measured)
+
+
+def _symlog(ax: plt.Axes, values: np.ndarray) -> None:
+    """Symmetric log y where the values span decades or both signs, linear within the smallest |value| seen."""
+    values = values[np.isfinite(values)]
+    nonzero = np.abs(values[values != 0])
+    if len(nonzero) and (values.min() < 0 < values.max() or nonzero.max() / nonzero.min() > 30):
+        ax.set_yscale("symlog", linthresh=float(10 ** np.floor(np.log10(nonzero.min()))))
+        # Autoscaling leaves no margin on a symlog axis: half a decade beyond the extremes, so no point is cut.
+        lo, hi = values.min(), values.max()
+        ax.set_ylim(lo * 3 if lo < 0 else lo / 3, hi * 3 if hi > 0 else hi / 3)
 
 
 # --------------------------------------------------------------------------
