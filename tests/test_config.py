@@ -39,11 +39,12 @@ def test_default_sections_validate(key: str) -> None:
     section(composed(), key, SCHEMAS[key])
 
 
-def test_smoke_profile_overrides_training_length_only() -> None:
+def test_smoke_profile_shrinks_the_work_not_the_model_or_data() -> None:
     book, smoke = composed(), composed("profile=smoke")
     assert smoke["train"]["max_steps"] and smoke["train"]["max_steps"] < 1000
     differing = {k for k in book if book[k] != smoke[k]}
-    assert differing == {"train"}
+    assert differing == {"train", "interpolate", "hessian", "identifiability", "momentum", "optimizer_grid"}
+    assert smoke["train"]["batch_size"] == book["train"]["batch_size"]
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_CONFIGS)
