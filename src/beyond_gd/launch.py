@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,7 +68,7 @@ from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import BeyondGDError
 from beyond_gd.runtime import resolve_device
 from beyond_gd.studies.cells import CellConfig, CellResult, EpochRow, run_cell, smooth
-from beyond_gd.tracking import flatten, log_series, run_tags
+from beyond_gd.tracking import experiment_id, flatten, log_series, run_tags, tracking_uri
 
 log = logging.getLogger(__name__)
 ENGINES = ("basic", "joblib", "submitit_local", "submitit_slurm")
@@ -128,6 +129,19 @@ def launch(cells: list[CellConfig], sweep_dir: Path, launcher: LauncherConfig, c
         raise LaunchError(f"the {launcher.engine} launcher failed (exit {done.returncode}); "
                           f"each cell's log is in {sweep_dir}/<cell id>/")
     return [read_cell(sweep_dir / c.id, c) for c in cells]
+
+
+def run_stage_cells(stage: str, cells: list[CellConfig], out: Path, data_root: str, device: str,
+                    launcher: LauncherConfig, parent_run_id: str) -> tuple[list[CellOutput], float]:
+    """A study stage's launch: clear `out`'s cells/ and curves/ (no stale cell survives a smaller
+    grid), run `cells` into out/cells nested under the stage's MLflow run; their outputs and the wall seconds."""
+    for folder in ("cells", "curves"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    start = time.perf_counter()
+    context = JobContext(stage, str(Path(data_root).resolve()), device, launcher.threads_per_job,
+                         tracking_uri(), experiment_id(stage), parent_run_id)
+    outputs = launch(cells, out / "cells", launcher, context)
+    return outputs, time.perf_counter() - start
 
 
 def write_launch_config(cells: list[CellConfig], conf: Path, launcher: LauncherConfig, context: JobContext,

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -30,14 +29,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, as_dict, load_params, required, section
+from beyond_gd.config import required, section
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape.interpolation import mix
-from beyond_gd.model import build_model, load_state
-from beyond_gd.runtime import seed_everything, setup_runtime
-from beyond_gd.stages.common import cli, parser, staged
+from beyond_gd.model import load_state
+from beyond_gd.runtime import seed_everything
+from beyond_gd.stages.common import cli, staged
+from beyond_gd.stages.trained import setup
 from beyond_gd.tracking import log_series, stage_run
 
 STAGE = "hessian"
@@ -71,23 +71,11 @@ def load_config(params: dict[str, Any]) -> HessianConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/raw", help="torchvision root holding MNIST/raw")
-    p.add_argument("--baseline", default="data/baseline", help="folder with mnist.pt and init.pt")
-    p.add_argument("--out", default="data/hessian", help="folder for the outputs")
-    args = p.parse_args(argv)
-    params = load_params(args.params)
-    runtime = section(params, "runtime", RuntimeConfig)
-    model_cfg = section(params, "model", ModelConfig)
-    cfg = load_config(params)
-    read = {"runtime": as_dict(runtime), "model": as_dict(model_cfg), STAGE: as_dict(cfg)}
-
-    device = setup_runtime(runtime)
+    st = setup(STAGE, __doc__, load_config, argv)
+    cfg, args, model, device = st.cfg, st.args, st.model, st.device
     seed_everything(cfg.seed)
-    model = build_model(model_cfg).to(device)
-    baseline = Path(args.baseline)
-    theta_opt = load_state(baseline / "mnist.pt", model, device)
-    theta_init = load_state(baseline / "init.pt", model, device)
+    theta_opt = load_state(st.baseline / "mnist.pt", model, device)
+    theta_init = load_state(st.baseline / "init.pt", model, device)
     x, y = load_tensors(args.data, train=cfg.split == "train", device=device)
     if cfg.subset_size > len(x):
         raise ConfigError(f"{STAGE}.subset_size: the {cfg.split} split has {len(x)} examples, got {cfg.subset_size}")
@@ -98,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     dim = hs.FlatLayout.of(theta_opt).dim
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    out = Path(args.out)
-    with stage_run(STAGE, read, device) as run, staged(*(out / n for n in OUTPUTS)) as paths:
+    out = st.out
+    with stage_run(STAGE, st.read, device) as run, staged(*(out / n for n in OUTPUTS)) as paths:
         tmp = dict(zip(OUTPUTS, paths, strict=True))
         start = time.perf_counter()
         eig_rows, ritz_rows, trace_rows, path_rows = [], [], [], []

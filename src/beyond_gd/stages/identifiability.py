@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -29,13 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, as_dict, load_params, required, section
+from beyond_gd.config import required, section
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import identifiability as ident
-from beyond_gd.model import build_model, load_state
-from beyond_gd.runtime import seed_everything, setup_runtime
-from beyond_gd.stages.common import cli, parser, staged
+from beyond_gd.model import load_state
+from beyond_gd.runtime import seed_everything
+from beyond_gd.stages.common import cli, staged
+from beyond_gd.stages.trained import setup
 from beyond_gd.tracking import stage_run
 
 STAGE = "identifiability"
@@ -70,22 +70,11 @@ def load_config(params: dict[str, Any]) -> IdentifiabilityConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/raw", help="torchvision root holding MNIST/raw")
-    p.add_argument("--baseline", default="data/baseline", help="folder with mnist.pt")
-    p.add_argument("--out", default="data/identifiability", help="folder for the outputs")
-    args = p.parse_args(argv)
-    params = load_params(args.params)
-    runtime = section(params, "runtime", RuntimeConfig)
-    model_cfg = section(params, "model", ModelConfig)
-    cfg = load_config(params)
-    read = {"runtime": as_dict(runtime), "model": as_dict(model_cfg), STAGE: as_dict(cfg)}
-
-    device = setup_runtime(runtime)
+    st = setup(STAGE, __doc__, load_config, argv)
+    cfg, model, device = st.cfg, st.model.eval(), st.device
     seed_everything(cfg.seed)
-    model = build_model(model_cfg).to(device).eval()
-    state = load_state(Path(args.baseline) / "mnist.pt", model, device)
-    x, y = load_tensors(args.data, train=False, device=device)
+    state = load_state(st.baseline / "mnist.pt", model, device)
+    x, y = load_tensors(st.args.data, train=False, device=device)
     layers = ident.linear_layers(model)
     widths = ident.hidden_widths(state, layers)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -132,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         "example_max_output_change": max(example.max_output_change),
     }
 
-    out = Path(args.out)
-    with stage_run(STAGE, read, device), staged(*(out / n for n in OUTPUTS)) as paths:
+    out = st.out
+    with stage_run(STAGE, st.read, device), staged(*(out / n for n in OUTPUTS)) as paths:
         tmp = dict(zip(OUTPUTS, paths, strict=True))
         trials.to_csv(tmp["trials.csv"], index=False)
         tmp["example.json"].write_text(json.dumps(dataclasses.asdict(example), indent=2) + "\n")

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -26,13 +25,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, as_dict, load_params, required, section
+from beyond_gd.config import required, section
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, summarize_path
-from beyond_gd.model import build_model, fresh_init, load_state
-from beyond_gd.runtime import setup_runtime
-from beyond_gd.stages.common import cli, parser, staged
+from beyond_gd.model import fresh_init, load_state
+from beyond_gd.stages.common import cli, staged
+from beyond_gd.stages.trained import setup
 from beyond_gd.tracking import log_series, stage_run
 
 STAGE = "interpolate"
@@ -76,30 +75,18 @@ def load_config(params: dict[str, Any]) -> InterpolateConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/raw", help="torchvision root holding MNIST/raw")
-    p.add_argument("--baseline", default="data/baseline", help="folder with mnist.pt and init.pt")
-    p.add_argument("--out", default="data/interpolate", help="folder for the outputs")
-    args = p.parse_args(argv)
-    params = load_params(args.params)
-    runtime = section(params, "runtime", RuntimeConfig)
-    model_cfg = section(params, "model", ModelConfig)
-    cfg = load_config(params)
-    read = {"runtime": as_dict(runtime), "model": as_dict(model_cfg), STAGE: as_dict(cfg)}
-
-    device = setup_runtime(runtime)
-    model = build_model(model_cfg).to(device)
-    baseline = Path(args.baseline)
-    theta_opt = load_state(baseline / "mnist.pt", model, device)
-    thetas = {"init": load_state(baseline / "init.pt", model, device)} if "init" in cfg.theta_rand else {}
+    st = setup(STAGE, __doc__, load_config, argv)
+    cfg, args, model, device = st.cfg, st.args, st.model, st.device
+    theta_opt = load_state(st.baseline / "mnist.pt", model, device)
+    thetas = {"init": load_state(st.baseline / "init.pt", model, device)} if "init" in cfg.theta_rand else {}
     if "fresh" in cfg.theta_rand:
-        thetas.update({f"seed_{s}": fresh_init(model_cfg, s, device) for s in cfg.fresh_seeds})
+        thetas.update({f"seed_{s}": fresh_init(st.model_cfg, s, device) for s in cfg.fresh_seeds})
     data = {split: load_tensors(args.data, train=split == "train", device=device) for split in cfg.splits}
     alphas = alpha_grid(cfg.alpha_start, cfg.alpha_stop, cfg.alpha_step)
     alphas_t = torch.from_numpy(alphas)
 
-    out = Path(args.out)
-    with stage_run(STAGE, read, device) as run, staged(*(out / name for name in OUTPUTS)) as paths:
+    out = st.out
+    with stage_run(STAGE, st.read, device) as run, staged(*(out / name for name in OUTPUTS)) as paths:
         tmp = dict(zip(OUTPUTS, paths, strict=True))
         start = time.perf_counter()
         frames, summaries = [], []

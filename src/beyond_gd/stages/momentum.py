@@ -22,8 +22,6 @@ over seeds, for `dvc plots`) and `metrics.json`.
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +32,11 @@ import pandas as pd
 
 from beyond_gd.config import ModelConfig, OptimizerConfig, RuntimeConfig, as_dict, load_params, required, section
 from beyond_gd.errors import ConfigError
-from beyond_gd.launch import CellOutput, JobContext, LauncherConfig, cells_table, epochs_table, launch, steps_table
+from beyond_gd.launch import CellOutput, LauncherConfig, cells_table, epochs_table, run_stage_cells, steps_table
 from beyond_gd.runtime import resolve_device
 from beyond_gd.stages.common import cli, parser, staged
 from beyond_gd.studies.cells import COSTS, INITS, CellConfig, check_seeds, describe, optimizer_entries, smooth
-from beyond_gd.tracking import experiment_id, stage_run, tracking_uri
+from beyond_gd.tracking import stage_run
 
 STAGE = "momentum"
 OUTPUTS = ("steps.csv", "epochs.csv", "runs.csv", "summary.csv", "metrics.json")
@@ -121,19 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     cells = build_cells(cfg, setups, optimizers, model)
 
     out = Path(args.out)
-    shutil.rmtree(out / "cells", ignore_errors=True)
-    shutil.rmtree(out / "curves", ignore_errors=True)
     with stage_run(STAGE, read, resolve_device(runtime.device)) as run:
-        start = time.perf_counter()
-        context = JobContext(STAGE, str(Path(args.data).resolve()), runtime.device, launcher.threads_per_job,
-                             tracking_uri(), experiment_id(STAGE), run.info.run_id)
-        outputs = launch(cells, out / "cells", launcher, context)
-        wall = time.perf_counter() - start
+        outputs, wall = run_stage_cells(STAGE, cells, out, args.data, runtime.device, launcher, run.info.run_id)
 
         runs = runs_table(outputs)
         rows = summary_rows(runs, cfg, setups)
         summary = pd.DataFrame(rows)
-        metrics = {"wall_seconds": wall, "cells": len(cells), "setups": {
+        # The target and smoothing travel with the numbers, so the report needs no other stage's params.
+        metrics = {"wall_seconds": wall, "cells": len(cells), "target_loss": cfg.target_loss,
+                   "smoothing_window": cfg.smoothing_window, "baseline": cfg.baseline, "setups": {
             s: {r["optimizer"]: {k: r[k] for k in ("reached", "steps_mean", "steps_std", "ratio_mean", "ratio_std",
                                                    "smoothed_steps_mean", "epoch_last_steps_mean")}
                 for r in rows if r["setup"] == s} for s in setups}}

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +34,11 @@ import pandas as pd
 
 from beyond_gd.config import ModelConfig, OptimizerConfig, RuntimeConfig, as_dict, load_params, required, section
 from beyond_gd.errors import ConfigError
-from beyond_gd.launch import CellOutput, JobContext, LauncherConfig, cells_table, epochs_table, launch, steps_table
+from beyond_gd.launch import CellOutput, LauncherConfig, cells_table, epochs_table, run_stage_cells, steps_table
 from beyond_gd.runtime import resolve_device
 from beyond_gd.stages.common import cli, parser, staged
 from beyond_gd.studies.cells import CellConfig, check_seeds, describe, optimizer_entries, smooth
-from beyond_gd.tracking import experiment_id, stage_run, tracking_uri
+from beyond_gd.tracking import stage_run
 
 STAGE = "optimizer_grid"
 OUTPUTS = ("steps.csv", "epochs.csv", "cells.csv", "summary.csv", "metrics.json")
@@ -106,20 +104,15 @@ def main(argv: list[str] | None = None) -> None:
     cells = build_cells(cfg, optimizers, model)
 
     out = Path(args.out)
-    shutil.rmtree(out / "cells", ignore_errors=True)
-    shutil.rmtree(out / "curves", ignore_errors=True)
     with stage_run(STAGE, read, resolve_device(runtime.device)) as run:
-        start = time.perf_counter()
-        context = JobContext(STAGE, str(Path(args.data).resolve()), runtime.device, launcher.threads_per_job,
-                             tracking_uri(), experiment_id(STAGE), run.info.run_id)
-        outputs = launch(cells, out / "cells", launcher, context)
-        wall = time.perf_counter() - start
+        outputs, wall = run_stage_cells(STAGE, cells, out, args.data, runtime.device, launcher, run.info.run_id)
 
         table = cells_table(outputs)
         table["torch_name"] = [o.cell.optimizer.name for o in outputs]
         ranking = rank(table, cfg)
         metrics = {"wall_seconds": wall, "cells": len(cells), "diverged_cells": int(table["diverged"].sum()),
-                   "rank_by": cfg.rank_by, "budget_steps": cells[0].max_steps,
+                   "rank_by": cfg.rank_by, "budget_steps": cells[0].max_steps, "target_loss": cfg.target_loss,
+                   "smoothing_window": cfg.smoothing_window,
                    "ranking": {r["optimizer"]: {k: r[k] for k in ("rank", "best_lr", f"{cfg.rank_by}_mean",
                                                                    f"{cfg.rank_by}_std", "test_accuracy_mean")}
                                for r in ranking}}
