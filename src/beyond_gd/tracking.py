@@ -135,3 +135,13 @@ def log_series(run_id: str, series: Mapping[str, Sequence[float]], steps: Sequen
     ]
     for start in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + _BATCH], synchronous=True)
+
+
+def write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
+    """A stage's metrics.json, naming the active MLflow run that made it: the report links each
+    figure to its runs by this id, and `dvc exp show` lists it beside the numbers."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("write_metrics: call it inside the stage's MLflow run (stage_run)")
+    record = {"mlflow_run_id": run.info.run_id, "mlflow_experiment": f"{EXPERIMENT_PREFIX}/{run.data.tags['stage']}"}
+    path.write_text(json.dumps({**metrics, **record}, indent=2) + "\n")

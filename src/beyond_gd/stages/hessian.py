@@ -18,7 +18,6 @@ Outputs (in `--out`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ from beyond_gd.model import load_state
 from beyond_gd.runtime import seed_everything
 from beyond_gd.stages.common import cli, staged
 from beyond_gd.stages.trained import setup
-from beyond_gd.tracking import log_series, stage_run
+from beyond_gd.tracking import log_series, stage_run, write_metrics
 
 STAGE = "hessian"
 OUTPUTS = ("eigenvalues.csv", "ritz.csv", "trace.csv", "path.csv", "metrics.json")
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         pd.DataFrame(ritz_rows).to_csv(tmp["ritz.csv"], index=False)
         pd.DataFrame(trace_rows).to_csv(tmp["trace.csv"], index=False)
         path.to_csv(tmp["path.csv"], index=False)
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
 
         log_series(run.info.run_id, {k: path[k].to_numpy() for k in
                                      ("alpha", "loss", "grad_norm", "lambda_max", "lambda_min", "trace")},

@@ -36,7 +36,7 @@ from beyond_gd.model import load_state
 from beyond_gd.runtime import seed_everything
 from beyond_gd.stages.common import cli, staged
 from beyond_gd.stages.trained import setup
-from beyond_gd.tracking import stage_run
+from beyond_gd.tracking import stage_run, write_metrics
 
 STAGE = "identifiability"
 OUTPUTS = ("trials.csv", "example.json", "metrics.json")
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = dict(zip(OUTPUTS, paths, strict=True))
         trials.to_csv(tmp["trials.csv"], index=False)
         tmp["example.json"].write_text(json.dumps(dataclasses.asdict(example), indent=2) + "\n")
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if not isinstance(v, dict)}
                            | {f"{name}.{k}": v for name in worst.index for k, v in metrics[name].items()})
     for name in worst.index:

@@ -15,7 +15,6 @@ Outputs (in `--out`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, 
 from beyond_gd.model import fresh_init, load_state
 from beyond_gd.stages.common import cli, staged
 from beyond_gd.stages.trained import setup
-from beyond_gd.tracking import log_series, stage_run
+from beyond_gd.tracking import log_series, stage_run, write_metrics
 
 STAGE = "interpolate"
 OUTPUTS = ("path.csv", "curves.csv", "summary.csv", "metrics.json")
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         _curves(path).to_csv(tmp["curves.csv"], index=False)
         summary_df.assign(minima_alphas=summary_df.minima_alphas.map(lambda a: ";".join(f"{v:g}" for v in a))) \
             .to_csv(tmp["summary.csv"], index=False)
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
 
         steps = list(range(len(alphas)))
         log_series(run.info.run_id, {"alpha": alphas} | {

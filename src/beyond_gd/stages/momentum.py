@@ -21,7 +21,6 @@ over seeds, for `dvc plots`) and `metrics.json`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from beyond_gd.launch import CellOutput, LauncherConfig, cells_table, epochs_tab
 from beyond_gd.runtime import resolve_device
 from beyond_gd.stages.common import cli, parser, staged
 from beyond_gd.studies.cells import COSTS, INITS, CellConfig, check_seeds, describe, optimizer_entries, smooth
-from beyond_gd.tracking import stage_run
+from beyond_gd.tracking import stage_run, write_metrics
 
 STAGE = "momentum"
 OUTPUTS = ("steps.csv", "epochs.csv", "runs.csv", "summary.csv", "metrics.json")
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                 tmp["epochs.csv"], index=False)
             runs.to_csv(tmp["runs.csv"], index=False)
             summary.to_csv(tmp["summary.csv"], index=False)
-            tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+            write_metrics(tmp["metrics.json"], metrics)
         write_curves(outputs, cfg, setups, out / "curves")
         mlflow.log_metrics({"wall_seconds": wall, **{
             f"{r.setup}.{r.optimizer}.{k}": r[k] for _, r in summary.iterrows()
@@ -157,7 +156,7 @@ def runs_table(outputs: list[CellOutput]) -> pd.DataFrame:
     table["reached"] = table["steps_to_target"].notna()
     return table[LABELS + ["cost", "steps_to_target", "reached", "steps_to_target_smoothed",
                            "steps_to_target_epoch_last", "stopped_by", "diverged", "steps", "train_seconds",
-                           "device", "id"]]
+                           "device", "id", "mlflow_run_id"]]
 
 
 def summary_rows(runs: pd.DataFrame, cfg: MomentumConfig, setups: dict[str, SetupConfig]) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ best lr, mean over seeds, for `dvc plots`) and `metrics.json`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from beyond_gd.launch import CellOutput, LauncherConfig, cells_table, epochs_tab
 from beyond_gd.runtime import resolve_device
 from beyond_gd.stages.common import cli, parser, staged
 from beyond_gd.studies.cells import CellConfig, check_seeds, describe, optimizer_entries, smooth
-from beyond_gd.tracking import stage_run
+from beyond_gd.tracking import stage_run, write_metrics
 
 STAGE = "optimizer_grid"
 OUTPUTS = ("steps.csv", "epochs.csv", "cells.csv", "summary.csv", "metrics.json")
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             epochs_table(outputs, LABELS).to_csv(tmp["epochs.csv"], index=False)
             table.to_csv(tmp["cells.csv"], index=False)
             pd.DataFrame(ranking).to_csv(tmp["summary.csv"], index=False)
-            tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+            write_metrics(tmp["metrics.json"], metrics)
         write_curves(outputs, ranking, cfg, out / "curves")
         mlflow.log_metrics({"wall_seconds": wall, "diverged_cells": metrics["diverged_cells"], **{
             f"{r['optimizer']}.{k}": r[k] for r in ranking for k in ("rank", "best_lr", f"{cfg.rank_by}_mean")

@@ -11,7 +11,6 @@ sqrt((1-m)/(1+m)) * raw std, the exact finite-step value, ratios) and
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from beyond_gd.config import as_dict, load_params, required, section
 from beyond_gd.errors import ConfigError
 from beyond_gd.stages.common import cli, parser, staged
 from beyond_gd.studies import random_walk as rw
-from beyond_gd.tracking import log_series, stage_run
+from beyond_gd.tracking import log_series, stage_run, write_metrics
 
 STAGE = "random_walk"
 OUTPUTS = ("walks.csv", "std.csv", "metrics.json")
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = dict(zip(OUTPUTS, paths, strict=True))
         walks_df.to_csv(tmp["walks.csv"], index=False)
         std_df.to_csv(tmp["std.csv"], index=False)
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
         log_series(run.info.run_id, {f"{kind}_m{w.momentum:g}": getattr(w, kind)
                                      for w in walks for kind in ("raw", "smoothed")}, steps)
         mlflow.log_metrics({f"{name}_m{r.momentum:g}": getattr(r, name)

@@ -25,7 +25,6 @@ Outputs (in `--out`), tidy tables the report draws without recomputing:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from beyond_gd.config import as_dict, load_params, required, section
 from beyond_gd.errors import ConfigError
 from beyond_gd.stages.common import cli, parser, staged
 from beyond_gd.studies import surfaces as sf
-from beyond_gd.tracking import log_series, stage_run
+from beyond_gd.tracking import log_series, stage_run, write_metrics
 
 STAGE = "toy_surfaces"
 OUTPUTS = ("fig6_1_curve.csv", "fig6_1_critical_points.csv", "fig6_1_escapes.csv", "fig6_1_trajectories.csv",
@@ -217,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
             frame.to_csv(tmp[name], index=False)
         with tmp["grids.npz"].open("wb") as fh:  # a handle: np.savez would append ".npz" to a path
             np.savez(fh, **grids)
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
 
         mlflow.log_metrics({**{k: float(v) for k, v in metrics.items() if v is not None}, "seconds": seconds})
         conv = tables["fig6_10_convergence.csv"]

@@ -9,7 +9,6 @@ mini-batch step) and `epochs.csv` (train/test loss and accuracy per epoch).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from beyond_gd.model import build_model
 from beyond_gd.optim.registry import build_optimizer
 from beyond_gd.runtime import seed_everything, setup_runtime
 from beyond_gd.stages.common import cli, parser, staged
-from beyond_gd.tracking import log_series, stage_run
+from beyond_gd.tracking import log_series, stage_run, write_metrics
 from beyond_gd.training import EpochRecord, evaluate, train
 
 STAGE = "train_baseline"
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics = {"train_loss": final.train_loss, "train_accuracy": final.train_accuracy,
                    "test_loss": final.test_loss, "test_accuracy": final.test_accuracy,
                    "steps": result.steps, "diverged": result.diverged}
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
 
         log_series(run.info.run_id, {"train_loss_step": result.step_loss}, steps)
         log_series(run.info.run_id, {name: [getattr(r, name) for r in result.epochs]

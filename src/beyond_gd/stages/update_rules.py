@@ -16,7 +16,6 @@ in `--out`:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from beyond_gd.config import OptimizerConfig, as_dict, load_params, required, se
 from beyond_gd.errors import ConfigError
 from beyond_gd.optim import rules
 from beyond_gd.stages.common import cli, parser, staged
-from beyond_gd.tracking import stage_run
+from beyond_gd.tracking import stage_run, write_metrics
 
 STAGE = "update_rules"
 OUTPUTS = ("findings.csv", "adam_bias.csv", "metrics.json")
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = dict(zip(OUTPUTS, paths, strict=True))
         findings.to_csv(tmp["findings.csv"], index=False)
         bias.to_csv(tmp["adam_bias.csv"], index=False)
-        tmp["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+        write_metrics(tmp["metrics.json"], metrics)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
     print(f"{STAGE}: {metrics['agree']}/{metrics['comparisons']} comparisons agree to {cfg.tolerance:g} "
           f"(expected {metrics['same_maths']}); borne out: {metrics['all_borne_out']}; "
