@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,10 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def repo_copy(tmp_path: Path) -> Iterator[Path]:
-    """The working tree (tracked and untracked, not ignored files) as a fresh
-    git repo in tmp_path: what a new user's clone holds, uncommitted edits
-    included. It reuses the running venv (ECOSYSTEM.md: one venv per checkout)."""
-    dest = tmp_path / "repo"
+def clone_worktree(dest: Path) -> Path:
+    """The working tree (tracked and untracked, not ignored files) as a fresh git repo at `dest`: what
+    a new user's clone holds, uncommitted edits included. It reuses the running venv (ECOSYSTEM.md:
+    one venv per checkout)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, listed):
@@ -69,15 +66,22 @@ def repo_copy(tmp_path: Path) -> Iterator[Path]:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dest, check=True)
-    yield dest
+    git(dest, "add", "-A")
+    git(dest, "commit", "-qm", "clone")
+    return dest
 
 
-def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """A command as a user types it, with the venv first on PATH."""
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def run(cmd: list[str], cwd: Path, unset: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess[str]:
+    """A command as a user types it, with the venv first on PATH; `unset` names variables to drop."""
     full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 "DVC_NO_ANALYTICS": "1", **env}
+    for name in unset:
+        full_env.pop(name, None)
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env)

@@ -174,7 +174,7 @@ def test_default_configs_validate_and_make_their_cells() -> None:
     assert cells[0].labels["optimizer"] == cfg.optimizers[0]  # the slowest is dispatched first
     book = next(c for c in cells if c.labels["setup"] == "book_first_edition")
     assert (book.batch_size, book.train_images, book.init, book.model.final_relu, book.cost) == (
-        100, 55000, "he_normal", True, "epoch_last")
+        100, 55000, "he_normal", True, "smoothed")
     assert book.max_steps == setups["book_first_edition"].max_steps
     grid, gopts = optimizer_grid.load_config(p)
     gcells = optimizer_grid.build_cells(grid, gopts, section(p, "model", ModelConfig))

@@ -1,11 +1,11 @@
 """The report stage: figures, claims and pages from fixture artifacts made by the real upstream stages.
 
 The fixture runs random_walk, toy_surfaces and update_rules with small params
-(seconds) and writes small synthetic baseline, interpolate, identifiability and
-hessian artifacts (those stages need a trained MLP on MNIST: minutes), built
-where it is cheap with the landscape code the stages use (summarize_path,
-tiny_example, log10_orderings), so every artifact has the format its stage
-really writes.
+(seconds) and writes small synthetic baseline, interpolate, identifiability,
+hessian, momentum and optimizer_grid artifacts (those stages need MNIST and
+training: minutes), built where it is cheap with the code the stages use
+(summarize_path, tiny_example, log10_orderings, momentum.summary_rows,
+optimizer_grid.rank), so every artifact has the format its stage really writes.
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ from beyond_gd.report import build as report_build
 from beyond_gd.report import claims
 from beyond_gd.report.artifacts import Artifacts
 from beyond_gd.report.figures import FIGURES
-from beyond_gd.stages import random_walk, report, toy_surfaces, update_rules
+from beyond_gd.stages import momentum, optimizer_grid, random_walk, report, toy_surfaces, update_rules
 from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
-ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "interpolate", "identifiability", "hessian")
+ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "interpolate", "identifiability", "hessian",
+             "momentum", "optimizer_grid")
 
 
 def _conf(group: str) -> dict[str, Any]:
@@ -97,6 +98,7 @@ def write_interpolate(folder: Path) -> None:
     summary = pd.DataFrame(summaries)
     summary.assign(minima_alphas=summary.minima_alphas.map(lambda a: ";".join(f"{v:g}" for v in a))) \
         .to_csv(folder / "summary.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps(_run_record("interpolate")))
 
 
 def write_identifiability(folder: Path) -> None:
@@ -156,6 +158,74 @@ def write_hessian(folder: Path) -> None:
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
+def _run_record(stage: str) -> dict[str, str]:
+    """What tracking.write_metrics adds to a stage's metrics.json."""
+    return {"mlflow_run_id": f"fixture-{stage}", "mlflow_experiment": f"beyond-gd/{stage}"}
+
+
+def write_momentum(folder: Path) -> None:
+    """momentum's outputs at the default config (2 setups x sgd/momentum/nesterov x 3 seeds), the book's
+    shape: SGD reaches 0.1 in ~18,500 steps, momentum and Nesterov in ~2,100."""
+    folder.mkdir(parents=True)
+    cfg, setups, _ = momentum.load_config(composed())
+    reach = {"sgd": 18_500, "momentum": 2_100, "nesterov": 1_900}
+    runs, steps, epochs = [], [], []
+    for setup in setups:
+        for opt in cfg.optimizers:
+            for seed in cfg.seeds:
+                n = reach[opt] + 100 * seed
+                runs.append({"setup": setup, "optimizer": opt, "seed": seed, "steps_to_target": n,
+                             "steps_to_target_smoothed": n, "steps_to_target_epoch_last": n + 50})
+                step = np.arange(10, n + 500, 10)
+                loss = 2.3 * np.exp(-step / (n / np.log(23))) + 0.01 * seed
+                steps.append(pd.DataFrame({"setup": setup, "optimizer": opt, "seed": seed, "step": step,
+                                           "loss": loss, "smoothed": loss}))
+                ends = step[step % 550 == 0]
+                epochs.append(pd.DataFrame({"setup": setup, "optimizer": opt, "seed": seed,
+                                            "epoch": np.arange(1, len(ends) + 1), "step": ends,
+                                            "epoch_last_loss": 2.3 * np.exp(-ends / (n / np.log(23))),
+                                            "seconds": ends / 300}))
+    summary = pd.DataFrame(momentum.summary_rows(pd.DataFrame(runs), cfg, setups))
+    summary.to_csv(folder / "summary.csv", index=False)
+    pd.concat(steps).to_csv(folder / "steps.csv", index=False)
+    pd.concat(epochs).to_csv(folder / "epochs.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps({
+        "wall_seconds": 1.0, "cells": len(runs), "target_loss": cfg.target_loss,
+        "smoothing_window": cfg.smoothing_window, "baseline": cfg.baseline, **_run_record("momentum")}))
+
+
+def write_optimizer_grid(folder: Path) -> None:
+    """optimizer_grid's outputs at the default grid, 2 seeds: the chapter's popular optimizers end near 0.12,
+    plain SGD at 0.23, L-BFGS at chance; each optimizer's largest lr diverges."""
+    folder.mkdir(parents=True)
+    cfg, optimizers = optimizer_grid.load_config(composed())
+    final = {"sgd": 0.23, "asgd": 0.22, "lbfgs": 2.3}
+    cells, steps = [], []
+    for name, lrs in cfg.lrs.items():
+        for k, lr in enumerate(lrs):
+            for seed in cfg.seeds:
+                diverged = k == len(lrs) - 1
+                end = final.get(name, 0.12) * (1 + 0.5 * (1 - k)) * (1 + 0.02 * seed)
+                step = np.arange(5, 940, 5)
+                loss = end + (2.3 - end) * np.exp(-step / 150)
+                cells.append({"id": f"{name}-lr{lr:g}-s{seed}", "optimizer": name, "lr": lr, "seed": seed,
+                              "steps": 938, "train_seconds": 3.0, "diverged": diverged,
+                              "steps_to_target": None if diverged or end > cfg.target_loss else 400,
+                              "seconds_to_target": None if diverged or end > cfg.target_loss else 1.3,
+                              "final_loss": None if diverged else end, "test_accuracy": None if diverged else 0.96,
+                              "test_loss": None if diverged else end, "torch_name": optimizers[name].name})
+                steps.append(pd.DataFrame({"optimizer": name, "lr": lr, "seed": seed, "step": step, "loss": loss,
+                                           "smoothed": loss}))
+    table = pd.DataFrame(cells)
+    table.to_csv(folder / "cells.csv", index=False)
+    pd.DataFrame(optimizer_grid.rank(table, cfg)).to_csv(folder / "summary.csv", index=False)
+    pd.concat(steps).to_csv(folder / "steps.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps({
+        "wall_seconds": 1.0, "cells": len(table), "diverged_cells": int(table["diverged"].sum()),
+        "budget_steps": 938, "target_loss": cfg.target_loss, "smoothing_window": cfg.smoothing_window,
+        **_run_record("optimizer_grid")}))
+
+
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Upstream artifacts under data/<artifact> of a temp folder, and the params that made them."""
@@ -173,6 +243,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_interpolate(root / "data" / "interpolate")
     write_identifiability(root / "data" / "identifiability")
     write_hessian(root / "data" / "hessian")
+    write_momentum(root / "data" / "momentum")
+    write_optimizer_grid(root / "data" / "optimizer_grid")
     yield root, params
 
 
@@ -219,6 +291,22 @@ def test_every_figure_is_a_valid_nonempty_image(built: Path) -> None:
                     assert len(np.unique(np.asarray(img.convert("L")))) > 10, f"{path}: a blank image"
             elif fmt == "svg":
                 assert ET.parse(path).getroot().tag.endswith("svg"), path
+
+
+@pytest.mark.slow
+def test_figures_do_not_depend_on_how_many_are_drawn_at_once(built: Path, upstream: tuple[Path, dict[str, Any]],
+                                                              tmp_path: Path) -> None:
+    """The stage drew its figures in worker processes (--jobs, one per CPU); one drawn here, in this process,
+    is the same file, byte for byte."""
+    cfg = report.load_config(upstream[1])
+    (tmp_path / "figures").mkdir()
+    for index, spec in enumerate(FIGURES):
+        if spec.name in ("fig6-09-momentum", "extra-optimizer-grid-heatmap"):
+            report_build._draw((index, tmp_path, {n: upstream[0] / "data" / n for n in ARTIFACTS}, cfg.style,
+                                cfg.figures))
+            for fmt in cfg.style.formats:
+                name = f"figures/{spec.name}.{fmt}"
+                assert (tmp_path / name).read_bytes() == (built / name).read_bytes(), name
 
 
 class _Links(HTMLParser):
@@ -342,6 +430,19 @@ def _minimum_on_one_path(frame: pd.DataFrame) -> None:
     frame.loc[(frame["split"] == "test") & (frame["theta_rand"] == "seed_2"), "local_minima"] = 1
 
 
+def _ratio_5_in_pytorch(frame: pd.DataFrame) -> None:
+    frame.loc[(frame["setup"] == "pytorch") & (frame["optimizer"] == "momentum"), "smoothed_ratio_mean"] = 5.0  # 44% off
+
+
+def _sgd_30000_in_pytorch(frame: pd.DataFrame) -> None:
+    frame.loc[(frame["setup"] == "pytorch") & (frame["optimizer"] == "sgd"), "smoothed_steps_mean"] = 30_000  # 67% off
+
+
+def _adam_as_sgd(frame: pd.DataFrame) -> None:
+    frame.loc[frame["optimizer"] == "adam", "final_loss_mean"] = frame.loc[frame["optimizer"] == "sgd",
+                                                                           "final_loss_mean"].iloc[0]
+
+
 def _permutation_changes_logits(folder: Path) -> None:
     path = folder / "metrics.json"
     m = json.loads(path.read_text())
@@ -372,6 +473,9 @@ FLIPS = [
     ("adam_bias_factor", "update_rules", _edit_csv("adam_bias.csv", _bias_step1), claims.PARTLY),
     ("update_rules_same_maths", "update_rules", _edit_csv("findings.csv", _break_identity), claims.PARTLY),
     ("update_rules_torch_differs", "update_rules", _edit_csv("findings.csv", _hide_difference), claims.PARTLY),
+    ("momentum_steps_ratio_about_9", "momentum", _edit_csv("summary.csv", _ratio_5_in_pytorch), claims.PARTLY),
+    ("momentum_steps_18000_and_2000", "momentum", _edit_csv("summary.csv", _sgd_30000_in_pytorch), claims.PARTLY),
+    ("popular_optimizers_beat_sgd", "optimizer_grid", _edit_csv("summary.csv", _adam_as_sgd), claims.PARTLY),
 ]
 
 
@@ -525,5 +629,7 @@ def test_dvc_yaml_declares_every_artifact_the_report_reads() -> None:
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
     cmd = stage["cmd"].split()
     dirs = {cmd[i].removeprefix("--").replace("-", "_"): cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
-    for need in build.needs():
-        assert f"{dirs[need.artifact]}/{need.file}" in stage["deps"], need
+    read = {f"{dirs[need.artifact]}/{need.file}" for need in build.needs()}
+    declared = {d for d in stage["deps"] if not d.startswith("src/")}
+    assert read - declared == set(), "read but not declared"
+    assert declared - read == set(), "declared but never read: a needless re-run"

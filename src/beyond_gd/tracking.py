@@ -17,12 +17,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
 
 import mlflow
-import torch
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:  # torch only for types: the report stage logs runs without importing it (seconds)
+    import torch
 
 EXPERIMENT_PREFIX = "beyond-gd"
 # MLflow accepts at most 1000 metrics per log_batch call (its REST API limit).
@@ -40,12 +43,19 @@ def tracking_uri() -> str:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return cpu_name()
     return platform.processor() or device.type
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
 
 
 def _git(*args: str) -> str:
@@ -82,7 +92,7 @@ def run_tags(stage: str, params: Mapping[str, Any], device: torch.device | None)
         "git_commit": commit,
         "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
         "params_hash": params_hash(params),
-        "torch_version": torch.__version__,
+        "torch_version": version("torch"),
     }
     if device is not None:
         tags["device"] = device.type

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,28 @@ from beyond_gd.report.style import Style, apply, save
 FIGURE_DIR = "figures"
 CLAIMS_CSV = "claims.csv"
 HTML, MARKDOWN = "index.html", "README.md"
+# Every upstream stage's metrics.json names the MLflow run that made it (tracking.write_metrics).
+RUN_RECORD = "metrics.json"
 
 
 def needs() -> list[Need]:
-    """Every artifact file some figure or claim reads, in first-use order (the stage's DVC deps)."""
+    """Every artifact file some figure or claim reads, and each artifact's run record, in first-use
+    order (the stage's DVC deps)."""
     seen = dict.fromkeys(n for entry in (*FIGURES, *CLAIMS) for n in entry.needs)
-    return list(seen)
+    return list(seen | dict.fromkeys(Need(n.artifact, RUN_RECORD) for n in seen))
+
+
+def mlflow_runs(artifacts: Artifacts, needs: tuple[Need, ...]) -> str:
+    """The MLflow runs whose artifacts a figure draws, named from each artifact's run record."""
+    named = []
+    for artifact in dict.fromkeys(n.artifact for n in needs):
+        record = artifacts.load(Need(artifact, RUN_RECORD))
+        if "mlflow_run_id" not in record:
+            named.append(f"{artifact}: no run recorded")
+            continue
+        cells = f" with its {record['cells']} nested cell runs" if "cells" in record else ""
+        named.append(f"{record['mlflow_experiment']} run {record['mlflow_run_id']}{cells}")
+    return "; ".join(named)
 
 
 def artifact_names() -> list[str]:
@@ -36,18 +53,40 @@ class Built:
     files: list[Path]  # every file written, relative to the folder
 
 
-def build(folder: Path, artifacts: Artifacts, style: Style, params: FigureParams, tolerances: dict[str, float],
+class Drawing:
+    """Every registered figure being drawn into `folder`/figures: by `jobs` worker processes, started at
+    once, or in this process when `jobs` is 1 (at `results`). Use it as a context manager.
+
+    Figures are independent, and saving PNG and SVG is most of the report's time; the files do not
+    depend on `jobs`. Workers fork when the drawing starts, so what the caller imports afterwards
+    (MLflow) loads while they draw.
+    """
+
+    def __init__(self, folder: Path, artifacts: Artifacts, style: Style, params: FigureParams, jobs: int = 1) -> None:
+        (folder / FIGURE_DIR).mkdir()
+        self._tasks = [(index, folder, dict(artifacts.dirs), style, params) for index in range(len(FIGURES))]
+        self._pool = ProcessPoolExecutor(max_workers=min(jobs, len(FIGURES))) if jobs > 1 else None
+        self._futures = [self._pool.submit(_draw, task) for task in self._tasks] if self._pool else []
+
+    def results(self) -> list[tuple[str, dict[str, str], pd.DataFrame | None]]:
+        if self._pool is None:
+            return [_draw(task) for task in self._tasks]
+        return [future.result() for future in self._futures]
+
+    def __enter__(self) -> Drawing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: dict[str, float],
           provenance: Mapping[str, str]) -> Built:
-    """Write figures/, claims.csv, index.html and README.md into `folder` (which must exist)."""
-    apply(style)
-    (folder / FIGURE_DIR).mkdir()
-    shown = []
-    for spec in FIGURES:
-        drawn = spec.draw(artifacts.view(spec.needs), params, style)
-        paths = save(drawn.figure, spec.name, folder / FIGURE_DIR, style)
-        files = {p.suffix[1:]: f"{FIGURE_DIR}/{p.name}" for p in paths}
-        shown.append(page.PageFigure(spec.name, spec.title, spec.shows, spec.book, drawn.measured, files,
-                                     drawn.table))
+    """Collect the drawn figures, check every claim, write claims.csv, index.html and README.md."""
+    shown = [page.PageFigure(spec.name, spec.title, spec.shows, spec.book, measured, files,
+                             mlflow_runs(artifacts, spec.needs), table)
+             for spec, (measured, files, table) in zip(FIGURES, drawing.results(), strict=True)]
     claims = evaluate(CLAIMS, artifacts.view, tolerances)
     claims.to_csv(folder / CLAIMS_CSV, index=False)
     inputs = pd.DataFrame([{"artifact": n.artifact, "file": n.file, "sha256 (first 12)": artifacts.digest(n)}
@@ -56,3 +95,14 @@ def build(folder: Path, artifacts: Artifacts, style: Style, params: FigureParams
     (folder / MARKDOWN).write_text(page.markdown_page(shown, claims, provenance, inputs))
     files = [Path(p) for f in shown for p in f.files.values()] + [Path(CLAIMS_CSV), Path(HTML), Path(MARKDOWN)]
     return Built(shown, claims, files)
+
+
+def _draw(task: tuple[int, Path, dict[str, Path], Style, FigureParams]
+          ) -> tuple[str, dict[str, str], pd.DataFrame | None]:
+    """Draw and save FIGURES[index] (in this process or a worker): its measured text, files and table."""
+    index, folder, dirs, style, params = task
+    spec = FIGURES[index]
+    apply(style)
+    drawn = spec.draw(Artifacts(dirs).view(spec.needs), params, style)
+    paths = save(drawn.figure, spec.name, folder / FIGURE_DIR, style)
+    return drawn.measured, {p.suffix[1:]: f"{FIGURE_DIR}/{p.name}" for p in paths}, drawn.table

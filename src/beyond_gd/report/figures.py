@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from beyond_gd.config import required
@@ -520,7 +521,8 @@ def _plain_log(axis: plt.Axes) -> None:
     """Tick labels 0.5, 2, 300 rather than 5×10⁻¹ on a log axis spanning few decades."""
     fmt = plt.FuncFormatter(lambda v, _: f"{v:g}")
     axis.set_major_formatter(fmt)
-    axis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    # Minor ticks labelled at 2 and 5 times a power of ten (its leading digit, 0.2 included).
+    axis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
 # --------------------------------------------------------------------------
@@ -759,6 +761,104 @@ def _momentum_axis(ax: plt.Axes, momenta: pd.Series) -> None:
 
 
 # --------------------------------------------------------------------------
+# Fig 6-9: training with and without momentum (both setups, several seeds)
+# --------------------------------------------------------------------------
+MO = "momentum"
+SETUP_TITLES = {"book_first_edition": "first-edition setup", "pytorch": "PyTorch setup"}
+
+
+@figure("fig6-09-momentum", title="Fig 6-9. Training with and without momentum: steps to a cost of 0.1",
+        needs=(Need(MO, "steps.csv"), Need(MO, "epochs.csv"), Need(MO, "summary.csv"), Need(MO, "metrics.json")),
+        shows="The training cost against mini-batch steps for SGD(lr=0.01), with momentum 0.9 and with Nesterov "
+              "momentum, in both setups: the first edition's (batch 100 on 55,000 images, He init, a ReLU on the "
+              "logits; left) and the PyTorch baseline's (batch 64, torch's init; right). Lines: the trailing mean "
+              "of the per-step cost, one per seed (each run stops a little after reaching the target; one that "
+              "never reaches it runs to the step cap); faint "
+              "dots: the cost of each epoch's last mini-batch, per seed, which is what the book plotted. Dashed: the "
+              "target cost; large dots on it: each optimizer's mean steps to reach it (by the trailing mean); "
+              "grey verticals: the book's 18,000 and 2,000 steps.",
+        book="Reaching a cost of 0.1 takes almost 18,000 mini-batch steps without momentum and just over 2,000 "
+             "with it (a ratio of about 9).")
+def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    steps, epochs = i.csv(MO, "steps.csv"), i.csv(MO, "epochs.csv")
+    summary, m = i.csv(MO, "summary.csv"), i.json(MO)
+    setups = list(dict.fromkeys(summary["setup"]))
+    optimizers = list(dict.fromkeys(summary["optimizer"]))
+    colors = dict(zip(optimizers, sns.color_palette(n_colors=len(optimizers)), strict=True))
+    fig, axes = plt.subplots(1, len(setups), figsize=size(s, rows=1.15), sharey=True, squeeze=False)
+    for ax, setup in zip(axes[0], setups, strict=True):
+        rows = summary[summary["setup"] == setup].set_index("optimizer")
+        for opt, dashes in zip(optimizers, ("-", "--", ":", "-."), strict=False):
+            # One line per seed: seeds stop at different steps and a stuck seed stays high, so a mean
+            # over seeds would jump wherever one of them ends.
+            for k, (_seed, run) in enumerate(steps[(steps["setup"] == setup) & (steps["optimizer"] == opt)]
+                                             .groupby("seed")):
+                ax.plot(run["step"], run["smoothed"], color=colors[opt], ls=dashes, lw=1.2, alpha=0.9,
+                        label=opt if k == 0 else None)
+            last = epochs[(epochs["setup"] == setup) & (epochs["optimizer"] == opt)]
+            ax.scatter(last["step"], last["epoch_last_loss"], color=colors[opt], s=4, alpha=0.35, lw=0)
+            reached = rows.loc[opt, "smoothed_steps_mean"]
+            if pd.notna(reached):
+                ax.scatter([reached], [m["target_loss"]], color=colors[opt], s=45, zorder=4, edgecolor="white")
+        for book in rows["book_steps"].dropna():
+            ax.axvline(book, color="0.45", ls=":", lw=1.2)
+            ax.text(book, 0.98, f" book {book:,.0f}", transform=ax.get_xaxis_transform(), rotation=90,
+                    va="top", ha="right", fontsize="x-small", color="0.3")
+        ax.axhline(m["target_loss"], color="0.3", ls="--", lw=1)
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+        ax.set(xlabel="mini-batch step", title=SETUP_TITLES.get(setup, setup))
+        ax.legend(fontsize="small", title=f"{int(rows['seeds'].iloc[0])} seeds", title_fontsize="small")
+    axes[0][0].set_ylabel(f"training cost, mean of {m['smoothing_window']} steps (nats)")
+    fig.tight_layout()
+    measured = "; ".join(
+        f"{SETUP_TITLES.get(setup, setup)}: "
+        + ", ".join(f"{r.optimizer} {_mean_std(r.smoothed_steps_mean, r.smoothed_steps_std)} steps"
+                    + (f" ({int(r.smoothed_reached)} of {int(r.seeds)} seeds reached it)"
+                       if r.smoothed_reached < r.seeds else "")
+                    for r in summary[summary["setup"] == setup].itertuples())
+        + ", ratio " + ", ".join(f"{m['baseline']}/{r.optimizer} "
+                                 f"{_mean_std(r.smoothed_ratio_mean, r.smoothed_ratio_std, '.2f')}"
+                                 for r in summary[summary["setup"] == setup].itertuples()
+                                 if r.optimizer != m["baseline"])
+        for setup in setups) + (f" (target: a {m['smoothing_window']}-step mean cost of {m['target_loss']:g}; "
+                                "the book: 18,000 and 2,000, ratio 9). The first epoch whose last mini-batch "
+                                "alone fell below the target comes much earlier and scatters widely (table): "
+                                "one mini-batch's cost is too noisy to time the crossing.")
+    return Drawn(fig, measured, _momentum_table(summary, m["baseline"]))
+
+
+def _seed_band(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per step, the mean, lowest and highest value over the seeds that ran that long."""
+    return rows.groupby("step")[column].agg(["mean", "min", "max"]).reset_index()
+
+
+def _mean_std(mean: float, std: float, spec: str = ",.0f") -> str:
+    if pd.isna(mean):
+        return "not reached"
+    return f"{mean:{spec}}" + (f" ± {std:{spec}}" if pd.notna(std) else "")
+
+
+def _momentum_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    def steps(prefix: str) -> list[str]:
+        return [_mean_std(r[f"{prefix}steps_mean"], r[f"{prefix}steps_std"])
+                + ("" if r[f"{prefix}reached"] == r["seeds"] else f" [{int(r[f'{prefix}reached'])}/{int(r['seeds'])}]")
+                for _, r in summary.iterrows()]
+
+    return pd.DataFrame({
+        "setup": summary["setup"], "optimizer": summary["optimizer"],
+        "steps to 0.1, trailing mean (mean ± std) [seeds reaching it]": steps("smoothed_"),
+        "range over seeds": [f"{a:,.0f}–{b:,.0f}" if pd.notna(a) else "–" for a, b in
+                             zip(summary["smoothed_steps_min"], summary["smoothed_steps_max"], strict=True)],
+        f"ratio {baseline}/optimizer": [_mean_std(a, b, ".2f") for a, b in
+                                        zip(summary["smoothed_ratio_mean"], summary["smoothed_ratio_std"], strict=True)],
+        "first epoch-end mini-batch below 0.1 (step)": steps("epoch_last_"),
+        "book steps": [f"{v:,.0f}" if pd.notna(v) else "–" for v in summary["book_steps"]],
+        "book ratio": [f"{v:g}" if pd.notna(v) else "–" for v in summary["book_ratio"]],
+    })
+
+
+# --------------------------------------------------------------------------
 # Fig 6-10: steepest descent zig-zags; conjugate gradient does not
 # --------------------------------------------------------------------------
 @figure("fig6-10-conjugate-gradient", title="Fig 6-10. Steepest descent zig-zags; conjugate gradient does not",
@@ -805,6 +905,143 @@ def conjugate_gradient(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                 f"{m['sd_2d_iterations']} (bound {m['sd_2d_bound']}). n = {m['nd_dim']}: CG "
                 f"{m['cg_nd_iterations']} iterations, steepest descent {m['sd_nd_iterations']} "
                 f"(bound {m['sd_nd_bound']}).")
+    return Drawn(fig, measured)
+
+
+# --------------------------------------------------------------------------
+# Extra ("try these optimizers"): the optimizer comparison grid
+# --------------------------------------------------------------------------
+OG = "optimizer_grid"
+
+
+@figure("extra-optimizer-grid", title="The optimizer comparison: every optimizer of the chapter at its best lr",
+        needs=(Need(OG, "steps.csv"), Need(OG, "cells.csv"), Need(OG, "summary.csv"), Need(OG, "metrics.json")),
+        shows="Each optimizer on the MLP at its best learning rate of the grid (the lowest mean final training "
+              "cost over seeds; an lr where any seed diverged is never best), the same budget for all: the "
+              "trailing-mean training cost against mini-batch steps, mean over seeds with the lowest-to-highest "
+              "band (left); test error at the end of the budget, one dot per seed (middle); mini-batch steps to "
+              "the target cost, one dot per seed (right; missing: never reached).",
+        book="Mini-batch SGD, with momentum, RMSProp, RMSProp with momentum, Adam and AdaDelta are the most "
+             "popular optimizers; try them all on the feed-forward network.")
+def optimizer_grid(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    steps, cells, summary, m = (i.csv(OG, "steps.csv"), i.csv(OG, "cells.csv"), i.csv(OG, "summary.csv"),
+                                i.json(OG))
+    usable = summary[summary["best_lr"].notna()].sort_values("rank")
+    colors = dict(zip(summary.sort_values("rank")["optimizer"], sns.color_palette(n_colors=len(summary)),
+                      strict=True))
+    labels = {r.optimizer: f"#{r.rank} {r.optimizer} (lr {r.best_lr:g})" for r in usable.itertuples()}
+    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.3), gridspec_kw={"width_ratios": [1.6, 1, 1]})
+    at_best = cells.merge(usable[["optimizer", "best_lr"]], left_on=["optimizer", "lr"],
+                          right_on=["optimizer", "best_lr"])
+
+    ax = axes[0]
+    for r in usable.itertuples():
+        rows = steps[(steps["optimizer"] == r.optimizer) & (steps["lr"] == r.best_lr)]
+        band = _seed_band(rows, "smoothed")
+        ax.plot(band["step"], band["mean"], color=colors[r.optimizer], lw=1.3, label=labels[r.optimizer])
+        ax.fill_between(band["step"], band["min"], band["max"], color=colors[r.optimizer], alpha=0.2, lw=0)
+    ax.axhline(m["target_loss"], color="0.3", ls="--", lw=1)
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.set(xlabel="mini-batch step", ylabel=f"training cost, mean of {m['smoothing_window']} steps (nats)",
+           title=f"training cost ({m['budget_steps']:,} steps, {int(summary['seeds'].iloc[0])} seeds)")
+
+    order = list(usable["optimizer"])
+    at_best["test_error"] = 100 * (1 - at_best["test_accuracy"])
+    for ax, column, xlabel in ((axes[1], "test_error", "test error (%, log scale)"),
+                               (axes[2], "steps_to_target", f"steps to a cost of {m['target_loss']:g}")):
+        for rank, opt in enumerate(order):
+            values = at_best.loc[at_best["optimizer"] == opt, column].dropna()
+            ax.scatter(values, [rank] * len(values), color=colors[opt], s=28, zorder=3)
+            if len(values):
+                ax.plot([values.min(), values.max()], [rank, rank], color=colors[opt], lw=1.5)
+        ax.set_yticks(range(len(order)), order if ax is axes[1] else [])
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set(xlabel=xlabel)
+    axes[1].set_xscale("log")  # from ~3% to chance (90%): decades
+    _plain_log(axes[1].xaxis)
+    axes[1].set_title("test error at the end")
+    axes[2].set_title("speed")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=5, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # the bottom strip holds the legend
+
+    never = summary[summary["best_lr"].isna()]["optimizer"].tolist()
+    best, sgd = usable.iloc[0], usable[usable["optimizer"] == "sgd"]
+    measured = (f"Ranked by mean final training cost after {m['budget_steps']:,} steps: "
+                + ", ".join(f"{r.optimizer} {r.final_loss_mean:.3f}" for r in usable.itertuples())
+                + (f"; every lr diverged for {', '.join(never)}" if never else "")
+                + f". Best: {best.optimizer} (lr {best.best_lr:g}, test accuracy {best.test_accuracy_mean:.2%})"
+                + (f"; plain SGD {sgd['final_loss_mean'].iloc[0]:.3f} at lr {sgd['best_lr'].iloc[0]:g}"
+                   if len(sgd) else "")
+                + f". {m['diverged_cells']} of {m['cells']} cells diverged (see the heat map).")
+    return Drawn(fig, measured, _grid_table(summary))
+
+
+def _flag(value: Any) -> bool:
+    """A boolean cell of a reindexed table: NaN (no such cell) is False."""
+    return bool(value) if pd.notna(value) else False
+
+
+def _grid_table(summary: pd.DataFrame) -> pd.DataFrame:
+    t = summary.sort_values("rank")
+
+    def num(column: str, spec: str) -> list[str]:
+        return [_mean_std(a, b, spec) if pd.notna(a) else "–" for a, b in zip(t[f"{column}_mean"], t[f"{column}_std"],
+                                                                              strict=True)]
+
+    return pd.DataFrame({
+        "rank": t["rank"], "optimizer": t["optimizer"], "torch.optim": t["torch_name"],
+        "lrs tried": t["lrs"],
+        "best lr": [("–" if pd.isna(v) else f"{v:g}" + (" (grid edge)" if edge else ""))
+                    for v, edge in zip(t["best_lr"], t["best_lr_at_edge"], strict=True)],
+        "diverged at lr": t["diverged_lrs"].fillna("").replace("", "–"),
+        "final cost": num("final_loss", ".4f"), "test accuracy": num("test_accuracy", ".4f"),
+        "steps to target": num("steps_to_target", ",.0f"), "seconds to target": num("seconds_to_target", ".1f"),
+        "steps/s": [f"{v:,.0f}" for v in t["steps_per_second_mean"]],
+    })
+
+
+@figure("extra-optimizer-grid-heatmap", title="The optimizer comparison: final cost over optimizer × learning rate",
+        needs=(Need(OG, "cells.csv"), Need(OG, "summary.csv"), Need(OG, "metrics.json")),
+        shows="The final training cost (trailing mean over the budget's last steps, mean over seeds; colour on a log "
+              "scale) of every cell of the grid: rows are optimizers in rank order, columns learning rates. "
+              "Grey, ✕: at least one seed diverged (recorded, not crashed); boxed: the optimizer's best lr; "
+              "blank: not in that optimizer's grid.",
+        book="Readers are urged to try the optimizers on the feed-forward network (the book gives no learning "
+             "rates beyond its examples).")
+def optimizer_heatmap(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    cells, summary, m = i.csv(OG, "cells.csv"), i.csv(OG, "summary.csv"), i.json(OG)
+    order = list(summary.sort_values("rank")["optimizer"])
+    lrs = sorted(cells["lr"].unique())
+    grouped = cells.groupby(["optimizer", "lr"])
+    loss = grouped["final_loss"].mean().unstack("lr").reindex(index=order, columns=lrs)
+    diverged = grouped["diverged"].any().unstack("lr").reindex(index=order, columns=lrs)
+    fig, ax = plt.subplots(figsize=size(s, rows=1.6, width=0.8))
+    finite = loss.where(~diverged.map(_flag))
+    sns.heatmap(finite, ax=ax, cmap=s.colormap + "_r", norm=LogNorm(), annot=finite.map(
+        lambda v: "" if pd.isna(v) else f"{v:.3f}"), fmt="", linewidths=0.5, linecolor="white",
+        cbar_kws={"label": "final training cost (nats, log scale)"}, xticklabels=[f"{lr:g}" for lr in lrs],
+        annot_kws={"fontsize": "x-small"})
+    ax.grid(False)
+    _plain_log(ax.collections[0].colorbar.ax.yaxis)
+    for r, opt in enumerate(order):
+        for c, lr in enumerate(lrs):
+            if _flag(diverged.loc[opt, lr]):
+                ax.add_patch(plt.Rectangle((c, r), 1, 1, facecolor="0.88", edgecolor="white", lw=0.5,
+                                           hatch="///"))
+                ax.text(c + 0.5, r + 0.5, "✕ diverged", ha="center", va="center", color="#b2182b",
+                        fontsize="x-small", weight="bold")
+        best = summary.loc[summary["optimizer"] == opt, "best_lr"].iloc[0]
+        if pd.notna(best):
+            ax.add_patch(plt.Rectangle((lrs.index(best), r), 1, 1, fill=False, edgecolor="black", lw=2))
+    ax.set(xlabel="learning rate", ylabel="optimizer (rank order)")
+    ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    bad = cells[cells["diverged"]].groupby("optimizer")["lr"].unique()
+    measured = (f"{m['diverged_cells']} of {m['cells']} cells (optimizer × lr × seed) diverged, at "
+                + "; ".join(f"{opt} at lr {', '.join(f'{v:g}' for v in sorted(v))}" for opt, v in bad.items())
+                + ". Best lr at the edge of its grid for: "
+                + (", ".join(summary.loc[summary["best_lr_at_edge"].astype(bool), "optimizer"]) or "none") + ".")
     return Drawn(fig, measured)
 
 

@@ -19,6 +19,7 @@ class PageFigure:
     book: str
     measured: str
     files: Mapping[str, str]  # format -> path relative to the page
+    runs: str  # the MLflow runs whose artifacts it draws
     table: pd.DataFrame | None = None
 
     @property
@@ -36,7 +37,8 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
     body = [f"<h1>{e(TITLE)}</h1>",
             "<p>Every figure is drawn from the pipeline's cached artifacts (no model is trained here); each "
             "caption says what the figure shows, what the book claims and what we measured. Verdicts in the "
-            "claims table are computed from the artifacts against the stated tolerance.</p>",
+            "claims table are computed from the artifacts against the stated tolerance. Under each figure, "
+            "<b>MLflow</b> names the runs whose artifacts it draws (<code>make ui</code> opens them).</p>",
             f'<nav><ol>{toc}<li><a href="#claims">Claims check</a></li>'
             '<li><a href="#provenance">Provenance</a></li></ol></nav>']
     for f in figures:
@@ -46,7 +48,8 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
             f'<figure id="{e(f.name)}"><h2>{e(f.title)}</h2>'
             f'<img src="{e(f.image)}" alt="{e(f.title)}" loading="lazy">'
             f"<figcaption><p><b>Shows:</b> {e(f.shows)}</p><p><b>Book:</b> {e(f.book)}</p>"
-            f"<p><b>Measured:</b> {e(f.measured)}</p><p class=files>{links}</p></figcaption>{table}</figure>")
+            f"<p><b>Measured:</b> {e(f.measured)}</p><p class=files>{links} · MLflow: {e(f.runs)}</p>"
+            f"</figcaption>{table}</figure>")
     body.append(f'<section id="claims"><h2>Claims check ({e(summary)})</h2>'
                 '<p>Also as <a href="claims.csv">claims.csv</a>.</p>' + _claims_table(claims) + "</section>")
     prov = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in provenance.items())
@@ -61,14 +64,15 @@ def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenanc
                   inputs: pd.DataFrame) -> str:
     lines = [f"# {TITLE}", "",
              "Drawn from the pipeline's cached artifacts by the `report` stage; the same content as "
-             "[index.html](index.html). Verdicts are computed from the artifacts, never typed.", ""]
+             "[index.html](index.html). Verdicts are computed from the artifacts, never typed. Under each "
+             "figure, MLflow names the runs whose artifacts it draws (`make ui` opens them).", ""]
     lines += [f"- [{f.title}](#{f.name})" for f in figures] + ["- [Claims check](#claims-check)",
                                                                "- [Provenance](#provenance)", ""]
     for f in figures:
         links = ", ".join(f"[{fmt.upper()}]({path})" for fmt, path in f.files.items())
         lines += [f'<a id="{f.name}"></a>', "", f"## {f.title}", "", f"![{f.title}]({f.image})", "",
                   f"**Shows:** {f.shows}", "", f"**Book:** {f.book}", "", f"**Measured:** {f.measured}", "",
-                  f"Files: {links}", ""]
+                  f"Files: {links}. MLflow: {f.runs}", ""]
         if f.table is not None:
             lines += [_md_table(f.table), ""]
     lines += ["## Claims check", "", "Also as [claims.csv](claims.csv).", "",

@@ -60,12 +60,14 @@ def size(style: Style, rows: float = 1.0, width: float = 1.0) -> tuple[float, fl
 
 def save(fig: Figure, stem: str, folder: Path, style: Style) -> list[Path]:
     """`folder/stem.<format>` for every format; no dates or versions inside, so reruns give the same bytes."""
+    # One tight bounding box for every format: bbox_inches="tight" measures every artist again per format.
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     paths = []
     for fmt in style.formats:
         path = folder / f"{stem}.{fmt}"
         metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
                     "pdf": {"CreationDate": None, "Producer": None, "Creator": None}}[fmt]
-        fig.savefig(path, format=fmt, dpi=style.dpi, bbox_inches="tight", metadata=metadata)
+        fig.savefig(path, format=fmt, dpi=style.dpi, bbox_inches=bbox, metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths

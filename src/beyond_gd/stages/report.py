@@ -17,7 +17,6 @@ Everything written is logged as artifacts of the stage's MLflow run.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -26,8 +25,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import torch
 
 from beyond_gd.config import as_dict, load_params, required, section
 from beyond_gd.errors import ConfigError, DataError
@@ -37,7 +34,6 @@ from beyond_gd.report.claims import CLAIMS, VERDICTS
 from beyond_gd.report.figures import FigureParams
 from beyond_gd.report.style import Style, check_names
 from beyond_gd.stages.common import cli, parser
-from beyond_gd.tracking import device_name, params_hash, run_tags, stage_run
 
 STAGE = "report"
 LIBRARIES = ("numpy", "pandas", "matplotlib", "seaborn", "torch", "mlflow", "dvc", "hydra-core")
@@ -83,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=f"data/{name}",
                        help=f"the `{name}` stage's output folder (default: data/{name})")
     p.add_argument("--out", default="reports", help="folder for the report (replaced as a whole)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="figures drawn at once, in processes (default: one per CPU); the files do not depend on it")
     args = p.parse_args(argv)
     params = load_params(args.params)
     cfg = load_config(params)
@@ -98,14 +96,19 @@ def main(argv: list[str] | None = None) -> None:
     tmp.mkdir(parents=True)
     used = {STAGE: as_dict(cfg)}
     try:
-        with stage_run(STAGE, used) as run:
-            built = report.build(tmp, artifacts, cfg.style, cfg.figures, cfg.claims,
-                                 provenance(params, used, run.info.run_id))
-            counts = {v: int((built.claims["verdict"] == v).sum()) for v in VERDICTS}
-            metrics = {"claims": len(built.claims), **counts, "figures": len(built.figures)}
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            mlflow.log_metrics({f"claims_{k}": float(v) for k, v in counts.items()})
-            mlflow.log_artifacts(str(tmp))
+        with report.Drawing(tmp, artifacts, cfg.style, cfg.figures, max(1, args.jobs)) as drawing:
+            # MLflow loads only now, while the workers draw (they need none of it): seconds of a re-run.
+            import mlflow
+
+            from beyond_gd.tracking import stage_run, write_metrics
+
+            with stage_run(STAGE, used) as run:
+                built = report.build(tmp, drawing, artifacts, cfg.claims, provenance(params, used, run.info.run_id))
+                counts = {v: int((built.claims["verdict"] == v).sum()) for v in VERDICTS}
+                metrics = {"claims": len(built.claims), **counts, "figures": len(built.figures)}
+                write_metrics(tmp / "metrics.json", metrics)
+                mlflow.log_metrics({f"claims_{k}": float(v) for k, v in counts.items()})
+                mlflow.log_artifacts(str(tmp))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def provenance(params: dict[str, Any], used: dict[str, Any], run_id: str) -> dict[str, str]:
     """Where this report came from: code, params, machine, libraries, time."""
+    from beyond_gd.tracking import cpu_name, params_hash, run_tags  # after the workers forked, as in main
+
     tags = run_tags(STAGE, used, None)
     libs = []
     for lib in LIBRARIES:
@@ -128,7 +133,7 @@ def provenance(params: dict[str, Any], used: dict[str, Any], run_id: str) -> dic
                                                            else ""),
         "params hash (all of params.yaml)": params_hash(params),
         "params hash (report section)": tags["params_hash"],
-        "device": f"{device_name(torch.device('cpu'))} ({platform.machine()}, {os.cpu_count()} cores); "
+        "device": f"{cpu_name()} ({platform.machine()}, {os.cpu_count()} cores); "
                   "the report draws only, on CPU",
         "python": platform.python_version(),
         "libraries": ", ".join(libs),

@@ -1,0 +1,296 @@
+"""The users' workflows, driven through the real commands on the smoke profile in a temporary clone.
+
+One smoke reproduction (module fixture) serves every workflow, each of which
+leaves the clone as it found it: reproduce and re-run cached; change one key
+and re-run exactly what it affects; queued experiments side by side; a DVC
+remote shared with a reviewer's fresh clone; the MLflow server's REST API;
+provenance on every run. The commands are the README's. MLflow logs to the
+project's own store (`mlflow.db` in the clone's root, found through DVC_ROOT),
+as a user's would, not to the per-test store of conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import clone_worktree, git, run
+
+pytestmark = pytest.mark.slow
+# Every stage that writes a metrics.json naming its MLflow run (tracking.write_metrics).
+RECORDED = {"train_baseline": "baseline", "random_walk": "random_walk", "toy_surfaces": "surfaces",
+            "interpolate": "interpolate", "identifiability": "identifiability", "hessian": "hessian",
+            "update_rules": "update_rules", "momentum": "momentum", "optimizer_grid": "optimizer_grid"}
+LANDSCAPE = {"interpolate", "identifiability", "hessian"}
+
+
+def user(cmd: str, repo: Path) -> subprocess.CompletedProcess[str]:
+    """A README command, with the project's own MLflow store (no MLFLOW_TRACKING_URI)."""
+    done = run(cmd.split(), repo, unset=("MLFLOW_TRACKING_URI",))
+    assert done.returncode == 0, f"{cmd}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def ran(done: subprocess.CompletedProcess[str]) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` ran (not the ones it found up to date)."""
+    return set(re.findall(r"Running stage '([\w-]+)'", done.stdout))
+
+
+def mlflow_get(base: str, path: str, **query: Any) -> dict[str, Any]:
+    url = f"{base}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def mlflow_post(base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def restore(repo: Path) -> None:
+    """Back to the committed smoke reproduction: params, lock and report from git, data from DVC's cache."""
+    git(repo, "checkout", "--", ".")
+    user("dvc checkout --force", repo)
+    assert json.loads(user("dvc status --json", repo).stdout) == {}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A clone with the smoke profile reproduced the README's way (compose, then `dvc repro`) and committed."""
+    repo = clone_worktree(tmp_path_factory.mktemp("workflows") / "repo")
+    user(f"{sys.executable} -m beyond_gd.compose profile=smoke", repo)
+    done = user("dvc repro", repo)
+    assert ran(done) == set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "smoke reproduction")
+    yield repo
+
+
+def test_reproduction_is_complete_and_then_cached(smoke: Path, tmp_path: Path) -> None:
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    assert params["train"]["max_steps"] == 300
+    raw = smoke / "data" / "raw" / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+    metrics = json.loads((smoke / "data" / "baseline" / "metrics.json").read_text())
+    assert metrics["steps"] == 300 and not metrics["diverged"]
+    assert metrics["test_accuracy"] > 0.5  # 300 SGD steps at lr 0.01 beat chance (0.1) by far
+
+    assert ran(user("dvc repro", smoke)) == set()
+    assert json.loads(user("dvc status --json", smoke).stdout) == {}
+    assert "test_accuracy" in user("dvc metrics show --json", smoke).stdout
+    user(f"dvc plots show -o {tmp_path / 'plots'}", smoke)
+    assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(params: dict[str, Any]) -> None:
+        *parents, key = path.split(".")
+        node = params
+        for name in parents:
+            node = node[name]
+        node[key] = value(node[key]) if callable(value) else value
+
+    return edit
+
+
+EDITS = [
+    # (key edited in params.yaml, edit, the stages `dvc repro` must then run), applied in turn
+    ("random_walk.momenta", _set("random_walk.momenta", lambda m: [*m[:-1], 0.95]), {"random_walk", "report"}),
+    ("interpolate.alpha_step", _set("interpolate.alpha_step", 0.2), {"interpolate", "report"}),
+    ("optimizer_grid.lrs.sgd", _set("optimizer_grid.lrs.sgd", [0.05]), {"optimizer_grid", "report"}),
+    ("report.style.dpi", _set("report.style.dpi", 80), {"report"}),
+    # The smoke profile stops training at max_steps (300) within the first epoch, so a second epoch
+    # changes no weight: DVC re-runs train_baseline, finds mnist.pt unchanged and skips the
+    # landscape stages; only the report (it reads the run's metrics) follows.
+    ("train.epochs", _set("train.epochs", 2), {"train_baseline", "report"}),
+    # New weights: everything that reads them runs again.
+    ("train.seed", _set("train.seed", 1), {"train_baseline", *LANDSCAPE, "report"}),
+]
+
+
+def test_each_edit_reruns_its_stage_and_what_depends_on_it(smoke: Path) -> None:
+    try:
+        for key, edit, expected in EDITS:
+            params = yaml.safe_load((smoke / "params.yaml").read_text())
+            edit(params)
+            (smoke / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            assert ran(user("dvc repro", smoke)) == expected, key
+        assert ran(user("dvc repro", smoke)) == set()
+    finally:
+        restore(smoke)
+
+
+QUEUED = {  # experiment name -> its overrides (on top of the smoke profile)
+    # Values no earlier test ran: DVC restores a stage it has run before with the same deps and params
+    # from its run cache, without running it (so without a new MLflow run).
+    "coarse-alpha": ["interpolate.alpha_step=0.25"],
+    "walk-seed-7": ["random_walk.seed=7"],
+    "low-dpi": ["report.style.dpi=60"],
+}
+
+
+def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
+    for name, overrides in QUEUED.items():
+        sets = " ".join(f"-S {o}" for o in ["profile=smoke", *overrides])
+        user(f"dvc exp run --queue --name {name} {sets}", smoke)
+    user("dvc queue start --jobs 2", smoke)
+    deadline = time.monotonic() + 900
+    while re.search(r"\b(Queued|Running)\b", user("dvc queue status", smoke).stdout):
+        assert time.monotonic() < deadline, user("dvc queue status", smoke).stdout
+        time.sleep(3)
+    try:
+        status = user("dvc queue status", smoke).stdout
+        assert status.count("Success") == len(QUEUED), status
+
+        # All three, with their params and metrics, beside the baseline.
+        shown = json.loads(user("dvc exp show --json", smoke).stdout)
+        exps = {e["name"]: e for rev in shown for e in rev.get("experiments") or [] if e.get("name") in QUEUED}
+        assert set(exps) == set(QUEUED)
+        data = {name: e["revs"][0]["data"] for name, e in exps.items()}
+        assert data["coarse-alpha"]["params"]["params.yaml"]["data"]["interpolate"]["alpha_step"] == 0.25
+        assert data["walk-seed-7"]["params"]["params.yaml"]["data"]["random_walk"]["seed"] == 7
+        for d in data.values():
+            assert "test_accuracy" in d["metrics"]["data/baseline/metrics.json"]["data"]
+
+        # Their MLflow runs are in the workspace's store, tagged with the experiment's name.
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
+        for name, stages in (("coarse-alpha", {"interpolate", "report"}), ("walk-seed-7", {"random_walk", "report"}),
+                             ("low-dpi", {"report"})):
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                      filter_string=f"tags.dvc_exp_name = '{name}'")
+            assert {r.data.tags["dvc_stage"] for r in runs} == stages, name
+            assert all(r.info.status == "FINISHED" for r in runs)
+
+        # dvc plots diff between two of them writes its HTML.
+        user(f"dvc plots diff coarse-alpha walk-seed-7 -o {tmp_path / 'diff'}", smoke)
+        page = (tmp_path / "diff" / "index.html").read_text()
+        assert "coarse-alpha" in page and "walk-seed-7" in page
+
+        # Applying one brings its figures back into the workspace.
+        before = Image.open(smoke / "reports" / "figures" / "fig6-03-interpolation.png").size
+        user("dvc exp apply low-dpi", smoke)
+        after = Image.open(smoke / "reports" / "figures" / "fig6-03-interpolation.png").size
+        assert yaml.safe_load((smoke / "params.yaml").read_text())["report"]["style"]["dpi"] == 60
+        assert after[0] < before[0] * 0.5, (before, after)  # 60 dpi against 150
+    finally:
+        restore(smoke)
+
+
+def test_remote_push_then_a_fresh_clone_pulls_and_is_up_to_date(smoke: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "dvc-remote"
+    user(f"dvc remote add --default reviewers {remote}", smoke)
+    git(smoke, "commit", "-qm", "DVC remote for reviewers", ".dvc/config")
+    user("dvc push", smoke)
+    clone = tmp_path / "reviewer"
+    subprocess.run(["git", "clone", "-q", str(smoke), str(clone)], check=True)
+    user("dvc pull", clone)
+    assert json.loads(user("dvc status --json", clone).stdout) == {}
+    assert ran(user("dvc repro", clone)) == set()  # nothing trains
+    for stage, artifact in RECORDED.items():
+        assert (clone / "data" / artifact / "metrics.json").is_file(), stage
+
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["report"]["style"]["font_scale"] = 1.1
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran(user("dvc repro", clone)) == {"report"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(smoke: Path) -> Iterator[str]:
+    """`mlflow server` on a free localhost port over the clone's store (what `make ui` starts)."""
+    port = _free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                               f"sqlite:///{smoke / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], cwd=smoke, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow server did not answer in 120 s"
+                time.sleep(1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: str) -> None:
+    experiments = mlflow_post(mlflow_server, "experiments/search", {"max_results": 100})["experiments"]
+    by_name = {e["name"]: e["experiment_id"] for e in experiments}
+    for stage in RECORDED:
+        assert f"beyond-gd/{stage}" in by_name, stage
+
+    # The baseline: its params, the loss at every step, the device tags.
+    runs = mlflow_post(mlflow_server, "runs/search", {"experiment_ids": [by_name["beyond-gd/train_baseline"]],
+                                                      "filter": "attributes.status = 'FINISHED'"})["runs"]
+    run_id = json.loads((smoke / "data" / "baseline" / "metrics.json").read_text())["mlflow_run_id"]
+    baseline = next(r for r in runs if r["info"]["run_id"] == run_id)
+    params = {p["key"]: p["value"] for p in baseline["data"]["params"]}
+    tags = {t["key"]: t["value"] for t in baseline["data"]["tags"]}
+    assert params["train.max_steps"] == "300" and params["optimizer.name"] == "sgd"
+    assert tags["device"] == "cpu" and tags["device_name"]
+    history = mlflow_get(mlflow_server, "metrics/get-history", run_id=run_id, metric_key="train_loss_step",
+                         max_results=1000)["metrics"]
+    assert sorted(m["step"] for m in history) == list(range(1, 301))
+
+    # The grid: one parent run, one nested child per cell.
+    grid = json.loads((smoke / "data" / "optimizer_grid" / "metrics.json").read_text())
+    children = mlflow_post(mlflow_server, "runs/search", {
+        "experiment_ids": [by_name["beyond-gd/optimizer_grid"]],
+        "filter": f"tags.mlflow.parentRunId = '{grid['mlflow_run_id']}'", "max_results": 1000})["runs"]
+    assert len(children) == grid["cells"]
+    assert all({t["key"]: t["value"] for t in c["data"]["tags"]}["device"] == "cpu" for c in children)
+
+
+def test_every_run_carries_its_provenance(smoke: Path) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
+    head = git(smoke, "rev-parse", "HEAD").strip()
+    for stage, artifact in RECORDED.items():
+        record = json.loads((smoke / "data" / artifact / "metrics.json").read_text())
+        run_ = client.get_run(record["mlflow_run_id"])
+        tags = run_.data.tags
+        assert record["mlflow_experiment"] == f"beyond-gd/{stage}"
+        assert tags["dvc_stage"] == tags["stage"] == stage
+        assert "dvc_exp_name" in tags and tags["git_dirty"] in ("true", "false")
+        assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"]) and re.fullmatch(r"[0-9a-f]{12,64}",
+                                                                                tags["params_hash"])
+    # The report names the runs each figure draws, and its provenance shows its own run's tags.
+    page = (smoke / "reports" / "index.html").read_text()
+    for artifact in RECORDED.values():
+        assert json.loads((smoke / "data" / artifact / "metrics.json").read_text())["mlflow_run_id"] in page
+    report_run = client.get_run(json.loads((smoke / "reports" / "metrics.json").read_text())["mlflow_run_id"])
+    tags = report_run.data.tags
+    assert tags["git_commit"] in page and tags["params_hash"] in page
+    # The reproduction ran on a recomposed, not yet committed params.yaml: a dirty tree, said on the page.
+    assert tags["git_commit"] != head and tags["git_dirty"] == "true" and "(uncommitted changes)" in page
