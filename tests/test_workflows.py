@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 import yaml
 from PIL import Image
@@ -169,8 +170,6 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
             assert "test_accuracy" in d["metrics"]["data/baseline/metrics.json"]["data"]
 
         # Their MLflow runs are in the workspace's store, tagged with the experiment's name.
-        import mlflow
-
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
         for name, stages in (("coarse-alpha", {"interpolate", "report"}), ("walk-seed-7", {"random_walk", "report"}),
                              ("low-dpi", {"report"})):
@@ -272,8 +271,6 @@ def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: str) ->
 
 
 def test_every_run_carries_its_provenance(smoke: Path) -> None:
-    import mlflow
-
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
     head = git(smoke, "rev-parse", "HEAD").strip()
     for stage, artifact in RECORDED.items():

@@ -15,6 +15,7 @@ Figures only draw what the artifacts hold: no model is trained or evaluated
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -765,6 +766,8 @@ def _momentum_axis(ax: plt.Axes, momenta: pd.Series) -> None:
 # --------------------------------------------------------------------------
 MO = "momentum"
 SETUP_TITLES = {"book_first_edition": "first-edition setup", "pytorch": "PyTorch setup"}
+# The costs the momentum stage can time the target by (`momentum.setups.<setup>.cost`).
+COST_NAMES = {"smoothed": "trailing mean", "epoch_last": "epoch's last mini-batch"}
 
 
 @figure("fig6-09-momentum", title="Fig 6-9. Training with and without momentum: steps to a cost of 0.1",
@@ -775,7 +778,7 @@ SETUP_TITLES = {"book_first_edition": "first-edition setup", "pytorch": "PyTorch
               "of the per-step cost, one per seed (each run stops a little after reaching the target; one that "
               "never reaches it runs to the step cap); faint "
               "dots: the cost of each epoch's last mini-batch, per seed, which is what the book plotted. Dashed: the "
-              "target cost; large dots on it: each optimizer's mean steps to reach it (by the trailing mean); "
+              "target cost; large dots on it: each optimizer's mean steps to reach it (by the setup's cost); "
               "grey verticals: the book's 18,000 and 2,000 steps.",
         book="Reaching a cost of 0.1 takes almost 18,000 mini-batch steps without momentum and just over 2,000 "
              "with it (a ratio of about 9).")
@@ -788,7 +791,7 @@ def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     fig, axes = plt.subplots(1, len(setups), figsize=size(s, rows=1.15), sharey=True, squeeze=False)
     for ax, setup in zip(axes[0], setups, strict=True):
         rows = summary[summary["setup"] == setup].set_index("optimizer")
-        for opt, dashes in zip(optimizers, ("-", "--", ":", "-."), strict=False):
+        for opt, dashes in zip(optimizers, itertools.cycle(("-", "--", ":", "-.")), strict=False):
             # One line per seed: seeds stop at different steps and a stuck seed stays high, so a mean
             # over seeds would jump wherever one of them ends.
             for k, (_seed, run) in enumerate(steps[(steps["setup"] == setup) & (steps["optimizer"] == opt)]
@@ -797,7 +800,7 @@ def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                         label=opt if k == 0 else None)
             last = epochs[(epochs["setup"] == setup) & (epochs["optimizer"] == opt)]
             ax.scatter(last["step"], last["epoch_last_loss"], color=colors[opt], s=4, alpha=0.35, lw=0)
-            reached = rows.loc[opt, "smoothed_steps_mean"]
+            reached = rows.loc[opt, "steps_mean"]
             if pd.notna(reached):
                 ax.scatter([reached], [m["target_loss"]], color=colors[opt], s=45, zorder=4, edgecolor="white")
         for book in rows["book_steps"].dropna():
@@ -813,24 +816,18 @@ def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     fig.tight_layout()
     measured = "; ".join(
         f"{SETUP_TITLES.get(setup, setup)}: "
-        + ", ".join(f"{r.optimizer} {_mean_std(r.smoothed_steps_mean, r.smoothed_steps_std)} steps"
-                    + (f" ({int(r.smoothed_reached)} of {int(r.seeds)} seeds reached it)"
-                       if r.smoothed_reached < r.seeds else "")
+        + ", ".join(f"{r.optimizer} {_mean_std(r.steps_mean, r.steps_std)} steps"
+                    + (f" ({int(r.reached)} of {int(r.seeds)} seeds reached it)" if r.reached < r.seeds else "")
                     for r in summary[summary["setup"] == setup].itertuples())
         + ", ratio " + ", ".join(f"{m['baseline']}/{r.optimizer} "
-                                 f"{_mean_std(r.smoothed_ratio_mean, r.smoothed_ratio_std, '.2f')}"
+                                 f"{_mean_std(r.ratio_mean, r.ratio_std, '.2f')}"
                                  for r in summary[summary["setup"] == setup].itertuples()
                                  if r.optimizer != m["baseline"])
-        for setup in setups) + (f" (target: a {m['smoothing_window']}-step mean cost of {m['target_loss']:g}; "
+        for setup in setups) + (f" (target cost {m['target_loss']:g}, timed as the table says; "
                                 "the book: 18,000 and 2,000, ratio 9). The first epoch whose last mini-batch "
                                 "alone fell below the target comes much earlier and scatters widely (table): "
                                 "one mini-batch's cost is too noisy to time the crossing.")
     return Drawn(fig, measured, _momentum_table(summary, m["baseline"]))
-
-
-def _seed_band(rows: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per step, the mean, lowest and highest value over the seeds that ran that long."""
-    return rows.groupby("step")[column].agg(["mean", "min", "max"]).reset_index()
 
 
 def _mean_std(mean: float, std: float, spec: str = ",.0f") -> str:
@@ -847,11 +844,12 @@ def _momentum_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
     return pd.DataFrame({
         "setup": summary["setup"], "optimizer": summary["optimizer"],
-        "steps to 0.1, trailing mean (mean ± std) [seeds reaching it]": steps("smoothed_"),
+        "cost timed": summary["cost"].map(COST_NAMES),
+        "steps to 0.1 (mean ± std) [seeds reaching it]": steps(""),
         "range over seeds": [f"{a:,.0f}–{b:,.0f}" if pd.notna(a) else "–" for a, b in
-                             zip(summary["smoothed_steps_min"], summary["smoothed_steps_max"], strict=True)],
+                             zip(summary["steps_min"], summary["steps_max"], strict=True)],
         f"ratio {baseline}/optimizer": [_mean_std(a, b, ".2f") for a, b in
-                                        zip(summary["smoothed_ratio_mean"], summary["smoothed_ratio_std"], strict=True)],
+                                        zip(summary["ratio_mean"], summary["ratio_std"], strict=True)],
         "first epoch-end mini-batch below 0.1 (step)": steps("epoch_last_"),
         "book steps": [f"{v:,.0f}" if pd.notna(v) else "–" for v in summary["book_steps"]],
         "book ratio": [f"{v:g}" if pd.notna(v) else "–" for v in summary["book_ratio"]],
@@ -975,6 +973,11 @@ def optimizer_grid(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                    if len(sgd) else "")
                 + f". {m['diverged_cells']} of {m['cells']} cells diverged (see the heat map).")
     return Drawn(fig, measured, _grid_table(summary))
+
+
+def _seed_band(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per step, the mean, lowest and highest value over the seeds that ran that long."""
+    return rows.groupby("step")[column].agg(["mean", "min", "max"]).reset_index()
 
 
 def _flag(value: Any) -> bool:
