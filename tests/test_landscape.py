@@ -1,39 +1,52 @@
 """The loss landscape: interpolation paths (Fig 6-3), symmetries (Fig 6-2), Hessian spectra.
 
 Maths against references (a per-alpha loop of `training.evaluate`, a dense
-Hessian, exact factorials); the three stages run end to end on a tiny fake
-MNIST and a tiny model; bad params are one-line errors naming the key.
+Hessian, exact factorials); the three studies run on a tiny fake MNIST and a
+tiny model; bad params are one-line errors naming the key.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
+from beyond_gd import measures
+from beyond_gd.config import load
 from beyond_gd.data import mnist
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import identifiability as ident
 from beyond_gd.landscape.interpolation import affine_head, alpha_grid, mix, path_loss, sub_state, summarize_path
 from beyond_gd.model import Net
-from beyond_gd.stages import hessian as hessian_stage
-from beyond_gd.stages import identifiability as identifiability_stage
-from beyond_gd.stages import interpolate as interpolate_stage
+from beyond_gd.stage import Stage, write
+from beyond_gd.study import Inputs, Result
 from beyond_gd.training import evaluate
-from conftest import REPO, write_params
+from conftest import composed, config
 
-STAGES = {"interpolate": interpolate_stage, "identifiability": identifiability_stage, "hessian": hessian_stage}
+NAMES = ("interpolate", "identifiability", "hessian")
+# Each study and its stage's declaration, by name.
+STUDIES = {name: importlib.import_module(f"beyond_gd.studies.{name}") for name in NAMES}
+STAGES: dict[str, Stage] = {name: importlib.import_module(f"beyond_gd.stages.{name}").STAGE for name in NAMES}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: on a loaded 2-core machine a second torch thread makes each op far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def states(in_dim: int, hidden: int, out_dim: int, *seeds: int, dtype: torch.dtype = torch.float32) -> list[dict]:
@@ -211,14 +224,14 @@ def test_permutation_then_its_inverse_is_the_identity_exactly() -> None:
 @pytest.mark.parametrize("widths", [[3], [5, 7], [256, 256]])
 def test_log10_orderings_is_log10_of_the_product_of_factorials(widths: list[int]) -> None:
     exact = math.prod(math.factorial(n) for n in widths)
-    assert ident.log10_orderings(widths) == pytest.approx(math.log10(exact), rel=1e-12)
+    assert measures.log10_orderings(widths) == pytest.approx(math.log10(exact), rel=1e-12)
 
 
 def test_book_model_has_256_factorial_squared_orderings() -> None:
     state = Net(784, 256, 10).state_dict()
     widths = ident.hidden_widths(state, ident.linear_layers(Net(784, 256, 10)))
     assert widths == [256, 256]
-    assert ident.log10_orderings(widths) == pytest.approx(2 * math.log10(math.factorial(256)))
+    assert measures.log10_orderings(widths) == pytest.approx(2 * math.log10(math.factorial(256)))
 
 
 def test_tiny_example_checks_every_ordering_of_3_neurons() -> None:
@@ -285,7 +298,7 @@ def test_lanczos_stops_when_the_krylov_space_is_exhausted() -> None:
 
 
 # --------------------------------------------------------------------------
-# Stages on a tiny fake MNIST
+# The studies on a tiny fake MNIST
 # --------------------------------------------------------------------------
 TINY_MODEL = {"in_dim": 784, "hidden_dim": 8, "out_dim": 10, "final_relu": False}
 TINY = {
@@ -300,13 +313,26 @@ TINY = {
 N_TRAIN, N_TEST = 60, 30
 
 
+@pytest.fixture(scope="module")
+def base_params() -> dict[str, Any]:
+    """conf/ composed, with the tiny model on the CPU."""
+    return composed("runtime.device=cpu", "runtime.threads=1", *(f"model.{k}={v}" for k, v in TINY_MODEL.items()))
+
+
+def tiny_config(base: dict[str, Any], stage: str, **edits: Any) -> Any:
+    """The study's Config with the tiny section (and `edits` to it), validated as the runner does."""
+    params = copy.deepcopy(base)
+    params[stage] = copy.deepcopy(TINY[stage]) | edits
+    return load(params, STUDIES[stage].Config)
+
+
 @pytest.fixture
-def fake_inputs(tmp_path: Path) -> dict[str, Path]:
+def fake_inputs(tmp_path: Path) -> Inputs:
     """A torchvision root with random 'MNIST', and a baseline folder for the tiny model."""
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
               rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TEST, dtype=np.uint8)]
-    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name, array in zip(mnist.FILES, arrays, strict=True):
         (raw / name).write_bytes(mnist.encode_idx(array))
@@ -315,101 +341,103 @@ def fake_inputs(tmp_path: Path) -> dict[str, Path]:
     trained, init = states(784, 8, 10, 10, 11)
     torch.save(trained, baseline / "mnist.pt")
     torch.save(init, baseline / "init.pt")
-    return {"data": tmp_path / "data", "baseline": baseline, "out": tmp_path / "out"}
+    return Inputs(device="cpu", folders={"mnist": tmp_path / "mnist", "baseline": baseline},
+                  workdir=tmp_path / "work")
 
 
-def stage_params(tmp_path: Path, stage: str, **edits: Any) -> Path:
-    params = {"runtime": {"device": "cpu", "threads": 1}, "model": dict(TINY_MODEL),
-              stage: copy.deepcopy(TINY[stage]) | edits}
-    return write_params(tmp_path / f"{stage}.yaml", params)
+def run_study(base: dict[str, Any], stage: str, inputs: Inputs, **edits: Any) -> Result:
+    return STUDIES[stage].run(tiny_config(base, stage, **edits), inputs)
 
 
-def run_stage(stage: str, params: Path, paths: dict[str, Path]) -> Path:
-    out = paths["out"] / stage
-    STAGES[stage].main(["--params", str(params), "--data", str(paths["data"]), "--baseline", str(paths["baseline"]),
-                        "--out", str(out), "--no-progress"])
-    return out
+def written(result: Result, stage: str, folder: Path) -> Path:
+    """The Result as the stage writes it: exactly the files its stage declares."""
+    assert sorted(result.outputs()) == sorted(STAGES[stage].outputs)
+    write(result, folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(STAGES[stage].outputs)
+    return folder
 
 
-def assert_one_mlflow_run(stage: str) -> None:
-    runs = mlflow.search_runs(experiment_names=[f"beyond-gd/{stage}"])
-    assert len(runs) == 1 and runs.status[0] == "FINISHED"
-
-
-def test_interpolate_stage_writes_every_output(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
-    out = run_stage("interpolate", stage_params(tmp_path, "interpolate"), fake_inputs)
+def test_interpolate_study_gives_every_output(base_params: dict[str, Any], fake_inputs: Inputs,
+                                              tmp_path: Path) -> None:
+    result = run_study(base_params, "interpolate", fake_inputs)
     alphas = alpha_grid(-1.0, 2.0, 0.25)
-    path = pd.read_csv(out / "path.csv")
+    path = result.tables["path.csv"]
     assert list(path.columns) == ["alpha", "split", "theta_rand", "loss", "accuracy"]
     assert len(path) == 3 * 2 * len(alphas)
     assert set(path.theta_rand) == {"init", "seed_1", "seed_2"} and set(path.split) == {"train", "test"}
     assert path.loss.notna().all() and path.accuracy.between(0, 1).all()
     # alpha = 0 is the trained model whatever theta_rand is.
     assert path[path.alpha == 0].groupby("split").loss.nunique().eq(1).all()
-    curves = pd.read_csv(out / "curves.csv")
+    curves = result.tables["curves.csv"]
     assert len(curves) == len(alphas) and {"train_loss_mean", "test_loss_max", "test_accuracy_mean"} <= set(curves)
-    summary = pd.read_csv(out / "summary.csv")
+    summary = result.tables["summary.csv"]
     assert len(summary) == 6 and {"local_minima", "slope_near_1", "slope_between", "barrier"} <= set(summary)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["alphas"] == len(alphas) and metrics["theta_rands"] == 3 and metrics["seconds"] > 0
-    assert {"local_minima_max", "slope_ratio_max", "loss_at_0", "loss_at_1_mean"} <= set(metrics["train"])
-    assert_one_mlflow_run("interpolate")
+    numbers = result.summary
+    assert numbers["alphas"] == len(alphas) and numbers["theta_rands"] == 3
+    assert {"local_minima_max", "slope_ratio_max", "loss_at_0", "loss_at_1_mean"} <= set(numbers["train"])
+    assert result.metrics == {"train_local_minima_max": numbers["train"]["local_minima_max"],
+                              "train_slope_ratio_max": numbers["train"]["slope_ratio_max"]}
+    out = written(result, "interpolate", tmp_path / "out")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "path.csv"), path)
+    assert json.loads((out / "summary.json").read_text()) == numbers
 
 
-def test_identifiability_stage_writes_every_output(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
-    out = run_stage("identifiability", stage_params(tmp_path, "identifiability"), fake_inputs)
-    trials = pd.read_csv(out / "trials.csv")
+def test_identifiability_study_gives_every_output(base_params: dict[str, Any], fake_inputs: Inputs,
+                                                  tmp_path: Path) -> None:
+    result = run_study(base_params, "identifiability", fake_inputs)
+    trials = result.tables["trials.csv"]
     assert len(trials) == 2 * 4 and set(trials["transform"]) == {"permutation", "rescaling", "both", "control"}
-    metrics = json.loads((out / "metrics.json").read_text())
+    summary = result.summary
     for name in ("permutation", "rescaling", "both"):
-        assert metrics[name]["rel_logit_change"] < 1e-5 and metrics[name]["predictions_changed"] == 0
-    assert metrics["control"]["max_logit_change"] > 1e-3
-    assert metrics["log10_orderings"] == pytest.approx(2 * math.log10(math.factorial(8)))
+        assert summary[name]["rel_logit_change"] < 1e-5 and summary[name]["predictions_changed"] == 0
+    assert summary["control"]["max_logit_change"] > 1e-3
+    assert summary["log10_orderings"] == pytest.approx(2 * math.log10(math.factorial(8)))
+    out = written(result, "identifiability", tmp_path / "out")
     example = json.loads((out / "example.json").read_text())
     assert len(example["orderings"]) == 6 and len(example["w_in"]) == 3 and len(example["probe"]) == 4
-    assert_one_mlflow_run("identifiability")
 
 
-def test_hessian_stage_writes_every_output(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
-    out = run_stage("hessian", stage_params(tmp_path, "hessian"), fake_inputs)
-    path = pd.read_csv(out / "path.csv")
+def test_hessian_study_gives_every_output(base_params: dict[str, Any], fake_inputs: Inputs, tmp_path: Path) -> None:
+    result = run_study(base_params, "hessian", fake_inputs)
+    path = result.tables["path.csv"]
     assert path.alpha.tolist() == [0.0, 0.5, 1.0], "alpha = 0 (the SGD solution) is always measured"
     assert (path.lambda_max >= path.lambda_min).all() and path.trace.notna().all()
-    eig = pd.read_csv(out / "eigenvalues.csv")
+    eig = result.tables["eigenvalues.csv"]
     assert len(eig) == 3 * (3 + 1) and eig.residual.notna().all()
     for _, group in eig[eig.which == "top"].groupby("alpha"):
         assert group.sort_values("rank").value.is_monotonic_decreasing
-    assert len(pd.read_csv(out / "trace.csv")) == 3 * 4
-    assert set(pd.read_csv(out / "ritz.csv").alpha) == {0.0, 0.5, 1.0}
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert {"lambda_1", "lambda_3", "lambda_min", "trace", "max_residual"} <= set(metrics["solution"])
-    assert set(metrics["path"]) == {"alpha_0", "alpha_0_5", "alpha_1"}
-    assert_one_mlflow_run("hessian")
+    assert len(result.tables["trace.csv"]) == 3 * 4
+    assert set(result.tables["ritz.csv"].alpha) == {0.0, 0.5, 1.0}
+    summary = result.summary
+    assert {"lambda_1", "lambda_3", "lambda_min", "trace", "max_residual"} <= set(summary["solution"])
+    assert set(summary["path"]) == {"alpha_0", "alpha_0_5", "alpha_1"}
+    out = written(result, "hessian", tmp_path / "out")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "eigenvalues.csv"), eig)
 
 
 # --------------------------------------------------------------------------
 # Params
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("stage", sorted(STAGES))
+@pytest.mark.parametrize("stage", NAMES)
 def test_default_conf_validates(stage: str) -> None:
-    raw = yaml.safe_load((REPO / "conf" / stage / "default.yaml").read_text())
-    STAGES[stage].load_config({stage: raw})
+    cfg = config(STUDIES[stage].Config)
+    assert {"model", "runtime", stage} <= set(vars(cfg))
 
 
 BAD = [
     ("interpolate", {"alpha_step": -0.05}, "interpolate.alpha_step: must be > 0"),
-    ("interpolate", {"alpha_stop": -3.0}, "interpolate.alpha_stop: must be > interpolate.alpha_start"),
+    ("interpolate", {"alpha_stop": -3.0}, "interpolate.alpha_stop: must be > alpha_start"),
     ("interpolate", {"theta_rand": ["init", "gaussian"]}, "interpolate.theta_rand: 'gaussian' is not allowed"),
     ("interpolate", {"fresh_seeds": []}, "interpolate.fresh_seeds: must not be empty"),
     ("interpolate", {"fresh_seeds": [1, 1]}, "interpolate.fresh_seeds: must be distinct"),
     ("interpolate", {"splits": ["valid"]}, "interpolate.splits: 'valid' is not allowed"),
     ("interpolate", {"flat_window": 1.5}, "interpolate.flat_window: must be < 1"),
     ("interpolate", {"alpha_chunk": 0}, "interpolate.alpha_chunk: must be > 0"),
-    ("identifiability", {"scale_max": 0.1}, "identifiability.scale_max: must be >= identifiability.scale_min"),
+    ("identifiability", {"scale_max": 0.1}, "identifiability.scale_max: must be >= scale_min"),
     ("identifiability", {"scale_min": 0}, "identifiability.scale_min: must be > 0"),
     ("identifiability", {"example_hidden": 9}, "identifiability.example_hidden: at most 6"),
     ("identifiability", {"trial": 3}, "identifiability.trial: unknown key"),
-    ("hessian", {"lanczos_steps": 3}, "hessian.lanczos_steps: must be > hessian.top_k"),
+    ("hessian", {"lanczos_steps": 3}, "hessian.lanczos_steps: must be > top_k"),
     ("hessian", {"split": "valid"}, "hessian.split: 'valid' is not allowed"),
     ("hessian", {"alphas": []}, "hessian.alphas: must not be empty"),
     ("hessian", {"trace_samples": 1}, "hessian.trace_samples: must be > 1"),
@@ -418,29 +446,29 @@ BAD = [
 
 
 @pytest.mark.parametrize(("stage", "edit", "message"), BAD, ids=[f"{s}-{next(iter(e))}" for s, e, _ in BAD])
-def test_bad_params_name_the_key(stage: str, edit: dict, message: str) -> None:
+def test_bad_params_name_the_key(base_params: dict[str, Any], stage: str, edit: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        STAGES[stage].load_config({stage: copy.deepcopy(TINY[stage]) | edit})
+        tiny_config(base_params, stage, **edit)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_a_bad_stage_param_writes_nothing(stage: str, tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
-    edit = {"interpolate": {"alpha_step": 0}, "identifiability": {"trials": 0}, "hessian": {"top_k": 0}}[stage]
+@pytest.mark.parametrize(("stage", "edit"), [("interpolate", {"alpha_step": 0}), ("identifiability", {"trials": 0}),
+                                             ("hessian", {"top_k": 0})])
+def test_a_bad_param_is_refused_before_the_study_runs(base_params: dict[str, Any], stage: str, edit: dict) -> None:
+    """Validation names the stage's section; a study never sees a config that fails it."""
     with pytest.raises(ConfigError, match=f"^{stage}\\."):
-        run_stage(stage, stage_params(tmp_path, stage, **edit), fake_inputs)
-    assert not (fake_inputs["out"] / stage).exists()
+        tiny_config(base_params, stage, **edit)
 
 
-def test_hessian_subset_larger_than_the_split_is_refused(tmp_path: Path, fake_inputs: dict[str, Path]) -> None:
+def test_hessian_subset_larger_than_the_split_is_refused(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
     with pytest.raises(ConfigError, match=r"^hessian\.subset_size: the train split has 60"):
-        run_stage("hessian", stage_params(tmp_path, "hessian", subset_size=N_TRAIN + 1), fake_inputs)
+        run_study(base_params, "hessian", fake_inputs, subset_size=N_TRAIN + 1)
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_a_checkpoint_for_another_model_is_a_one_line_error(stage: str, tmp_path: Path,
-                                                            fake_inputs: dict[str, Path]) -> None:
-    torch.save(states(784, 16, 10, 0)[0], fake_inputs["baseline"] / "mnist.pt")
-    with pytest.raises(ConfigError, match=r"^model: .*mnist\.pt does not fit the model section"):
-        run_stage(stage, stage_params(tmp_path, stage), fake_inputs)
-
+@pytest.mark.parametrize("stage", NAMES)
+def test_a_checkpoint_for_another_model_is_a_one_line_error(base_params: dict[str, Any], stage: str,
+                                                            fake_inputs: Inputs) -> None:
+    torch.save(states(784, 16, 10, 0)[0], fake_inputs.folder("baseline") / "mnist.pt")
+    with pytest.raises(ConfigError, match=r"^model: .*mnist\.pt does not fit the model section") as err:
+        run_study(base_params, stage, fake_inputs)
+    assert "\n" not in str(err.value)

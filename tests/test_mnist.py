@@ -1,4 +1,4 @@
-"""MNIST sources: IDX encoding, the pickle conversion, checksums, all-or-nothing writes."""
+"""MNIST sources: IDX encoding, the pickle conversion, checksums, all-or-nothing writes, the `mnist` study."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from beyond_gd.data import mnist
-from beyond_gd.errors import DataError
+from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.stage import write
+from beyond_gd.stages.mnist import STAGE
+from beyond_gd.studies import mnist as mnist_study
+from beyond_gd.study import Inputs
+from conftest import config
 
 def synthetic_pickle(rng: np.random.Generator, sizes=(5, 3, 4), side: int = 4) -> tuple[bytes, dict]:
     """A small pickle in the classic layout, and the uint8 data it encodes."""
@@ -97,7 +103,8 @@ def test_fetch_moves_on_to_the_next_source(tmp_path: Path, monkeypatch: pytest.M
     assert sorted(p.name for p in (tmp_path / "root" / "MNIST" / "raw").iterdir()) == sorted(mnist.FILES)
 
 def test_no_source_works_lists_every_failure(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"no MNIST source worked: .*'local': data.local_dir is not set.*'local': neither"):
+    with pytest.raises(DataError,
+                       match=r"no MNIST source worked: .*'local': mnist.local_dir is not set.*'local': neither"):
         mnist.fetch(["local", "local2"], {"local": lambda: mnist.from_local(None),
                                           "local2": lambda: mnist.from_local(tmp_path)}, log=lambda _: None)
 
@@ -108,11 +115,70 @@ def test_failed_write_leaves_no_partial_folder(tmp_path: Path) -> None:
     assert not out.exists()
     assert list(tmp_path.joinpath("MNIST").iterdir()) == []
 
+# --------------------------------------------------------------------------
+# The study: verified files into torchvision's layout under the stage's folder
+# --------------------------------------------------------------------------
+def synthetic_idx(rng: np.random.Generator, n_train: int = 12, n_test: int = 5) -> dict[str, bytes]:
+    arrays = [rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_train, dtype=np.uint8),
+              rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_test, dtype=np.uint8)]
+    return {name: mnist.encode_idx(a) for name, a in zip(mnist.FILES, arrays, strict=True)}
+
+
+def test_study_writes_torchvisions_layout_from_the_first_source_that_verifies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = synthetic_idx(np.random.default_rng(0))
+    monkeypatch.setattr(mnist, "MD5", {n: hashlib.md5(b).hexdigest() for n, b in files.items()})
+    corrupt = write_local(tmp_path / "corrupt", {name: b"corrupt" for name in mnist.FILES})
+    good = write_local(tmp_path / "gz", files, gz=True)
+    cfg = config(mnist_study.Config, "mnist.sources=[local]", f"mnist.local_dir={corrupt}")
+    with pytest.raises(DataError, match=r"^no MNIST source worked: MNIST source 'local': train-images-idx3-ubyte "
+                                        r"has MD5"):
+        mnist_study.run(cfg, Inputs(workdir=tmp_path / "work"))
+
+    cfg = config(mnist_study.Config, "mnist.sources=[local]", f"mnist.local_dir={good}")
+    result = mnist_study.run(cfg, Inputs(workdir=tmp_path / "work"))
+    assert result.files == {f"MNIST/raw/{name}": data for name, data in files.items()}
+    assert result.outputs() == list(STAGE.outputs) == ["MNIST"]
+    assert result.tags == {"mnist_source": "local"} and result.logged["bytes"] == sum(map(len, files.values()))
+
+    # The stage's folder is a torchvision root: what the training studies load.
+    root = tmp_path / "data" / "mnist"
+    write(result, root)
+    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(mnist.FILES)
+    x, y = mnist.load_tensors(root, train=True, device=torch.device("cpu"))
+    assert x.shape == (12, 784) and y.shape == (12,) and 0 <= x.min() and x.max() <= 1
+    np.testing.assert_array_equal((x * 255).round().to(torch.uint8).numpy().reshape(12, 28, 28),
+                                  mnist.decode_idx(files["train-images-idx3-ubyte"]))
+    np.testing.assert_array_equal(y.numpy(), mnist.decode_idx(files["train-labels-idx1-ubyte"]))
+
+
+def test_loading_a_root_without_the_files_names_the_stage(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"MNIST/raw: .*\(run the mnist stage\)$"):
+        mnist.load_tensors(tmp_path, train=True, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("mnist.sources=[ftp]", "mnist.sources: 'ftp' is not allowed"),
+    ("mnist.sources=[]", "mnist.sources: must not be empty"),
+    ("mnist.timeout_s=0", "mnist.timeout_s: must be > 0"),
+    ("+mnist.root=x", "mnist.root: unknown key"),
+])
+def test_bad_mnist_param_names_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config(mnist_study.Config, override)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), err.value
+
+
 @pytest.mark.slow
-def test_real_files_verify_and_load_in_torchvision(mnist_root: Path) -> None:
+def test_real_files_verify_and_load_in_torchvision(mnist_root: Path, tmp_path: Path) -> None:
     from torchvision.datasets import MNIST
 
     mnist.verify(mnist.from_local(mnist_root / "MNIST" / "raw"), "fixture")
     train, test = MNIST(str(mnist_root), train=True), MNIST(str(mnist_root), train=False)
     assert (len(train), len(test)) == (60000, 10000)
     assert train.data.dtype.is_floating_point is False and int(train.data.max()) == 255
+    # The study, with the real checksums, copies them into a root of the same layout.
+    cfg = config(mnist_study.Config, "mnist.sources=[local]", f"mnist.local_dir={mnist_root / 'MNIST' / 'raw'}")
+    write(mnist_study.run(cfg, Inputs(workdir=tmp_path)), tmp_path / "mnist")
+    x, y = mnist.load_tensors(tmp_path / "mnist", train=False, device=torch.device("cpu"))
+    assert x.shape == (10000, 784) and torch.equal(y, test.targets)

@@ -1,29 +1,51 @@
-"""The book's Net, and the in-memory training loop: determinism, divergence, budgets."""
+"""The book's Net, the one training loop (determinism, divergence, budgets, epoch ends), and the baseline study
+and a training cell drawing the same batches through it."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from beyond_gd.config import ModelConfig, section
-from beyond_gd.model import Net, build_model
+from beyond_gd import cells, training
+from beyond_gd.cells import CellConfig, run_cell
+from beyond_gd.data import mnist
+from beyond_gd.model import Net, build_model, fresh_init, load_state
 from beyond_gd.runtime import seed_everything
-from beyond_gd.training import EpochRecord, evaluate, train
-from conftest import composed
+from beyond_gd.stage import write
+from beyond_gd.stages.baseline import STAGE
+from beyond_gd.studies import baseline
+from beyond_gd.study import Inputs
+from beyond_gd.training import EpochEnd, evaluate, train
+from conftest import REPO, config
 
 BOOK_SHAPES = {
     "classifier.1.weight": (256, 784), "classifier.1.bias": (256,),
     "classifier.3.weight": (256, 256), "classifier.3.bias": (256,),
     "classifier.5.weight": (10, 256), "classifier.5.bias": (10,),
 }
+OPTIMIZER_FILES = sorted(p.stem for p in (REPO / "conf" / "optimizers").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models: on a loaded 2-core machine a second torch thread makes each step ~50x slower (measured).
+    The stage runner sets threads from `runtime`; a study called directly runs with the test's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("final_relu", [False, True])
 def test_state_dict_keys_and_shapes_are_the_books(final_relu: bool, tmp_path: Path) -> None:
-    cfg = section(composed(f"model.final_relu={final_relu}"), "model", ModelConfig)
+    cfg = config(baseline.Config, f"model.final_relu={final_relu}").model
     model = build_model(cfg)
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == BOOK_SHAPES
     torch.save(model.state_dict(), tmp_path / "mnist.pt")
@@ -43,6 +65,9 @@ def test_final_relu_clamps_the_logits() -> None:
     torch.testing.assert_close(relu(x), plain(x).clamp_min(0))
 
 
+# --------------------------------------------------------------------------
+# training.train on toy data
+# --------------------------------------------------------------------------
 def toy_data(n: int = 500, dim: int = 20, classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=gen)
@@ -50,12 +75,16 @@ def toy_data(n: int = 500, dim: int = 20, classes: int = 3, seed: int = 0) -> tu
     return x, y
 
 
-def run_toy(seed: int, lr: float = 0.1, **kwargs) -> tuple[np.ndarray, bool, int, torch.nn.Module]:
+# 500 samples in batches of 64: 8 steps an epoch, the last one of 52.
+STEPS_PER_EPOCH = 8
+
+
+def run_toy(seed: int, lr: float = 0.1, **kwargs: Any) -> tuple[np.ndarray, bool, int, torch.nn.Module]:
     x, y = toy_data()
     seed_everything(seed)
     model = Net(20, 16, 3)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    args = {"epochs": 3, "batch_size": 64, "divergence_loss": 1e3, "progress": False} | kwargs
+    args = {"max_steps": 3 * STEPS_PER_EPOCH, "batch_size": 64, "divergence_loss": 1e3, "progress": False} | kwargs
     result = train(model, opt, x, y, seed=seed, **args)
     return result.step_loss, result.diverged, result.steps, model
 
@@ -68,10 +97,26 @@ def test_same_seed_gives_identical_loss_curves() -> None:
     assert not np.array_equal(a, c)
 
 
-def test_training_learns_and_counts_steps() -> None:
-    losses, diverged, steps, model = run_toy(seed=0, epochs=20)
+def test_batch_order_depends_on_the_seed_alone() -> None:
+    """Same init and optimizer: the batches come from `seed`, not from the global generator's state; another
+    seed draws other batches from the very first step."""
     x, y = toy_data()
-    # 500 samples in batches of 64: 8 steps an epoch, the last one of 52.
+
+    def losses(seed: int, global_seed: int) -> np.ndarray:
+        torch.manual_seed(0)
+        model = Net(20, 16, 3)
+        torch.manual_seed(global_seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        return train(model, opt, x, y, batch_size=64, seed=seed, max_steps=16, divergence_loss=1e3).step_loss
+
+    first = losses(5, global_seed=1)
+    assert first.tobytes() == losses(5, global_seed=2).tobytes()
+    assert losses(6, global_seed=1)[0] != first[0]
+
+
+def test_training_learns_and_counts_steps() -> None:
+    losses, diverged, steps, model = run_toy(seed=0, max_steps=20 * STEPS_PER_EPOCH)
+    x, y = toy_data()
     assert steps == 160 and len(losses) == 160 and not diverged
     assert losses[-8:].mean() < 0.5 * losses[:8].mean()
     assert evaluate(model, x, y, batch_size=128)[1] > 0.8
@@ -83,25 +128,61 @@ def test_max_steps_cuts_the_run_short() -> None:
 
 
 def test_divergence_is_recorded_not_raised() -> None:
-    losses, diverged, steps, _ = run_toy(seed=0, lr=1e4, epochs=50)
+    losses, diverged, steps, _ = run_toy(seed=0, lr=1e4, max_steps=50 * STEPS_PER_EPOCH)
     assert diverged
-    assert steps < 50 * 8
+    assert steps < 50 * STEPS_PER_EPOCH
     assert not np.all(np.isfinite(losses)) or losses.max() > 1e3
 
 
-def test_epoch_callback_sees_each_completed_epoch() -> None:
+def epoch_ends(max_steps: int, stop_at: int | None = None, lr: float = 0.1,
+               ) -> tuple[list[EpochEnd], training.TrainResult, list[tuple[float, float]]]:
+    """Train 100 samples in batches of 20 (5 steps an epoch), recording every epoch end."""
     x, y = toy_data()
+    x, y = x[:100], y[:100]
     seed_everything(0)
     model = Net(20, 16, 3)
-    seen: list[tuple[int, int]] = []
+    seen: list[EpochEnd] = []
+    evaluated: list[tuple[float, float]] = []
 
-    def record(epoch: int, step: int) -> EpochRecord:
-        seen.append((epoch, step))
-        return EpochRecord(epoch, step, *evaluate(model, x, y, 500), *evaluate(model, x, y, 500))
+    def record(end: EpochEnd) -> bool:
+        seen.append(dataclasses.replace(end, losses=end.losses.copy()))
+        evaluated.append(evaluate(model, x, y, 100))  # a callback may evaluate the model
+        return stop_at is not None and end.epoch >= stop_at
 
-    train(model, torch.optim.SGD(model.parameters(), lr=0.1), x, y, epochs=3, batch_size=100, seed=0,
-          divergence_loss=1e3, on_epoch_end=record, progress=False)
-    assert seen == [(1, 5), (2, 10), (3, 15)]
+    res = train(model, torch.optim.SGD(model.parameters(), lr=lr), x, y, batch_size=20, seed=0, max_steps=max_steps,
+                divergence_loss=1e3, on_epoch_end=record)
+    return seen, res, evaluated
+
+
+def test_epoch_callback_sees_each_completed_epoch() -> None:
+    seen, res, evaluated = epoch_ends(max_steps=15)
+    assert [(e.epoch, e.step) for e in seen] == [(1, 5), (2, 10), (3, 15)]
+    for end in seen:  # the cost of every step so far, as the run records it
+        np.testing.assert_array_equal(end.losses, res.step_loss[: end.step])
+    assert [e.seconds for e in seen] == sorted(e.seconds for e in seen) and seen[-1].seconds <= res.seconds
+    assert (res.steps, res.epochs, res.stopped, res.diverged) == (15, 3, False, False)
+    assert len(evaluated) == 3
+
+
+def test_budget_ending_mid_epoch_is_an_epoch_end() -> None:
+    seen, res, _ = epoch_ends(max_steps=12)
+    assert [(e.epoch, e.step) for e in seen] == [(1, 5), (2, 10), (3, 12)]
+    assert (res.steps, res.epochs, res.stopped) == (12, 3, False)
+
+
+def test_callback_returning_true_stops_training() -> None:
+    seen, res, _ = epoch_ends(max_steps=50, stop_at=2)
+    assert [(e.epoch, e.step) for e in seen] == [(1, 5), (2, 10)]
+    assert (res.steps, res.epochs, res.stopped, len(res.step_loss)) == (10, 2, True, 10)
+    # Asking to stop at the budget's own end is not a stop.
+    _, at_budget, _ = epoch_ends(max_steps=10, stop_at=2)
+    assert (at_budget.steps, at_budget.stopped) == (10, False)
+
+
+def test_no_epoch_end_after_divergence() -> None:
+    seen, res, _ = epoch_ends(max_steps=100, lr=1e4)
+    assert res.diverged and not res.stopped
+    assert all(e.step < res.steps for e in seen)
 
 
 def test_evaluate_matches_a_direct_computation() -> None:
@@ -113,3 +194,182 @@ def test_evaluate_matches_a_direct_computation() -> None:
         logits = model(x)
     assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
     assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
+# --------------------------------------------------------------------------
+# The baseline study and a training cell on a tiny fake MNIST: one loop, one batch order
+# --------------------------------------------------------------------------
+N_TRAIN, N_TEST = 100, 30
+TINY = ("model.hidden_dim=16", "runtime.device=cpu", "runtime.threads=1", "baseline.epochs=3",
+        "baseline.batch_size=16", "baseline.max_steps=null", "baseline.eval_batch_size=50")
+STEPS = 3 * 7  # 100 images in batches of 16: 7 steps an epoch, the last of 4
+
+
+def fake_mnist(root: Path, seed: int = 0) -> Path:
+    """A torchvision root holding random 'MNIST' (every image distinct), read as the real one is."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TRAIN, dtype=np.uint8),
+              rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TEST, dtype=np.uint8)]
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, array in zip(mnist.FILES, arrays, strict=True):
+        (raw / name).write_bytes(mnist.encode_idx(array))
+    return root
+
+
+@dataclass
+class Call:
+    where: str
+    seed: int
+    batch_size: int
+    batches: list[tuple[int, ...]]  # the training images of every training forward pass, in order
+    result: training.TrainResult
+
+
+class Spy:
+    """Stands in for `training.train` in a module that trains: records each call and the rows of every
+    mini-batch the model is trained on, then runs the real loop."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+        self.calls: list[Call] = []
+        # Rows are named by their index in the training split as stored, whatever order a study passes them in.
+        x, _ = mnist.load_tensors(root, True, torch.device("cpu"))
+        self.rows = {r.numpy().tobytes(): i for i, r in enumerate(x)}
+        assert len(self.rows) == len(x), "the images must be distinct to be told apart"
+        # raising=True (the default): a module that no longer imports the shared loop fails here.
+        monkeypatch.setattr(baseline, "train", self.wrap("baseline"))
+        monkeypatch.setattr(cells, "train", self.wrap("cell"))
+
+    def wrap(self, where: str) -> Callable[..., training.TrainResult]:
+        def spy(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                **kwargs: Any) -> training.TrainResult:
+            rows = self.rows
+            batches: list[tuple[int, ...]] = []
+
+            def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+                if module.training:  # evaluation runs in eval mode
+                    batches.append(tuple(rows[r.detach().numpy().tobytes()] for r in args[0]))
+
+            handle = model.register_forward_pre_hook(hook)
+            try:
+                result = training.train(model, optimizer, x, y, **kwargs)
+            finally:
+                handle.remove()
+            self.calls.append(Call(where, kwargs["seed"], kwargs["batch_size"], batches, result))
+            return result
+
+        return spy
+
+    def only(self, where: str) -> Call:
+        calls = [c for c in self.calls if c.where == where]
+        assert len(calls) == 1, f"{where}: trained {len(calls)} times through training.train"
+        return calls[0]
+
+
+def the_baselines_cell(cfg: baseline.Config) -> CellConfig:
+    """A cell with the baseline's optimizer, seed, batch size, step budget, model and data."""
+    c = cfg.baseline
+    return CellConfig(
+        id="as-baseline", seed=c.seed, optimizer=cfg.optimizers[c.optimizer], model=cfg.model,
+        init="torch_default", train_images=None, batch_size=c.batch_size, max_steps=STEPS,
+        divergence_loss=c.divergence_loss, evaluate=True, eval_batch_size=c.eval_batch_size, target_loss=0.1,
+        smoothing_window=5, cost="smoothed", stop_margin=None)
+
+
+def cell_on(root: Path, cell: CellConfig) -> cells.CellResult:
+    cpu = torch.device("cpu")
+    return run_cell(cell, *mnist.load_tensors(root, True, cpu), *mnist.load_tensors(root, False, cpu), cpu)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return fake_mnist(tmp_path / "mnist")
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_FILES)
+def test_baseline_and_a_cell_train_through_one_loop(optimizer: str, root: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same optimizer, seed, batch size and data: the baseline study and `cells.run_cell` train on the same
+    batches in the same order, step for step, and record byte-identical per-step costs."""
+    spy = Spy(monkeypatch, root)
+    cfg = config(baseline.Config, *TINY, f"baseline.optimizer={optimizer}")
+    result = baseline.run(cfg, Inputs(folders={"mnist": root}, workdir=tmp_path / "work"))
+    cell = cell_on(root, the_baselines_cell(cfg))
+
+    ours, theirs = spy.only("baseline"), spy.only("cell")
+    assert (ours.seed, ours.batch_size) == (theirs.seed, theirs.batch_size) == (cfg.baseline.seed, 16)
+    assert len(ours.batches) >= STEPS and ours.batches == theirs.batches
+    baseline_losses = result.tables["steps.csv"]["loss"].to_numpy()
+    assert baseline_losses.dtype == cell.step_loss.dtype == np.float32
+    assert len(baseline_losses) == STEPS and baseline_losses.tobytes() == cell.step_loss.tobytes()
+    assert not cell.diverged and not result.summary["diverged"]
+    # The same model after every epoch: the two evaluations agree too.
+    epochs = result.tables["epochs.csv"]
+    assert epochs["step"].tolist() == [r.step for r in cell.epochs] == [7, 14, 21]
+    for column in baseline.EVALUATED:
+        assert epochs[column].tolist() == [getattr(r, column) for r in cell.epochs], column
+
+
+def test_each_epoch_visits_every_image_once_and_the_seed_picks_the_order(root: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy(monkeypatch, root)
+    runs = {}
+    for seed in (0, 1):
+        cfg = config(baseline.Config, *TINY, f"baseline.seed={seed}")
+        baseline.run(cfg, Inputs(folders={"mnist": root}, workdir=tmp_path / f"work{seed}"))
+        cell_on(root, the_baselines_cell(cfg))
+        runs[seed] = [c.batches for c in spy.calls[-2:]]
+    for seed, (ours, theirs) in runs.items():
+        assert ours == theirs, f"seed {seed}: the cell drew other batches than the baseline"
+        epochs = [ours[i : i + 7] for i in range(0, STEPS, 7)]
+        for epoch in epochs:
+            assert [len(b) for b in epoch] == [16] * 6 + [4]
+            assert sorted(i for b in epoch for i in b) == list(range(N_TRAIN))
+        assert len({tuple(e) for e in epochs}) == 3, "every epoch draws a fresh order"
+    assert runs[0][0][0] != runs[1][0][0], "another seed, other batches from the first step"
+
+
+def test_baseline_result_on_a_tiny_fake_mnist(root: Path, tmp_path: Path) -> None:
+    cfg = config(baseline.Config, *TINY)
+    result = baseline.run(cfg, Inputs(folders={"mnist": root}, workdir=tmp_path / "work"))
+    assert sorted(result.outputs()) == sorted(STAGE.outputs)
+    steps = result.tables["steps.csv"]
+    assert list(steps.columns) == ["step", "epoch", "loss"]
+    assert steps["step"].tolist() == list(range(1, STEPS + 1))
+    assert steps["epoch"].tolist() == [1] * 7 + [2] * 7 + [3] * 7
+    epochs = result.tables["epochs.csv"]
+    assert list(epochs.columns) == ["epoch", "step", *baseline.EVALUATED]
+    assert epochs["epoch"].tolist() == [1, 2, 3]
+    assert epochs[["train_accuracy", "test_accuracy"]].stack().between(0, 1).all()
+    last = epochs.iloc[-1]
+    assert result.metrics == {k: last[k] for k in ("test_accuracy", "test_loss", "train_loss")}
+    assert result.summary == {**{k: last[k] for k in baseline.EVALUATED}, "steps": STEPS, "diverged": False}
+
+    # init.pt is the run's own initialisation (what a fresh init with its seed draws), mnist.pt the trained net.
+    init, trained = result.checkpoints["init.pt"], result.checkpoints["mnist.pt"]
+    drawn = fresh_init(cfg.model, cfg.baseline.seed, torch.device("cpu"))
+    assert sorted(drawn) == sorted(init) and all(torch.equal(init[k], v) for k, v in drawn.items())
+    assert all(not torch.equal(init[k], trained[k]) for k in init)
+    out = tmp_path / "out"
+    write(result, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(STAGE.outputs)
+    model = build_model(cfg.model)
+    state = load_state(out / "mnist.pt", model, torch.device("cpu"))
+    assert all(torch.equal(state[k], trained[k]) for k in trained)
+    x, y = mnist.load_tensors(root, False, torch.device("cpu"))
+    assert evaluate(model, x, y, 50) == (last["test_loss"], last["test_accuracy"])
+
+
+def test_baseline_max_steps_ends_mid_epoch_with_an_evaluation(root: Path, tmp_path: Path) -> None:
+    cfg = config(baseline.Config, *TINY, "baseline.max_steps=10")
+    result = baseline.run(cfg, Inputs(folders={"mnist": root}, workdir=tmp_path / "work"))
+    assert len(result.tables["steps.csv"]) == 10 and result.summary["steps"] == 10
+    assert result.tables["epochs.csv"]["step"].tolist() == [7, 10]
+
+
+def test_a_diverged_baseline_still_reports_a_final_evaluation(root: Path, tmp_path: Path) -> None:
+    cfg = config(baseline.Config, *TINY, "optimizers.sgd.lr=1e6", "baseline.divergence_loss=10")
+    result = baseline.run(cfg, Inputs(folders={"mnist": root}, workdir=tmp_path / "work"))
+    assert result.summary["diverged"] is True and result.summary["steps"] < STEPS
+    assert set(result.metrics) == {"test_accuracy", "test_loss", "train_loss"}
+    assert "DIVERGED" in result.lines[0]

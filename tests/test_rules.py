@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from beyond_gd.config import OptimizerConfig, section
 from beyond_gd.optim import rules
-from conftest import composed
+from beyond_gd.optim.registry import OptimizerSpec
+from beyond_gd.studies import update_rules
+from conftest import REPO, config
 
 STEPS = 100
 # Agreement required where the maths is the same; float64 round-off is ~1e-15.
@@ -34,10 +35,9 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def configs() -> dict[str, OptimizerConfig]:
-    """The book's torch.optim calls (conf/optimizer/), by config name."""
-    names = {c.optimizer for c in rules.COMPARISONS}
-    return {n: section(composed(f"optimizer={n}"), "optimizer", OptimizerConfig) for n in names}
+def configs() -> dict[str, OptimizerSpec]:
+    """The book's torch.optim calls (conf/optimizers/), by entry name, as the update_rules study reads them."""
+    return config(update_rules.Config).optimizers
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,12 @@ def stream() -> rules.GradientStream:
 
 
 @pytest.fixture(scope="module")
-def findings(configs: dict[str, OptimizerConfig], stream: rules.GradientStream) -> list[rules.Finding]:
+def findings(configs: dict[str, OptimizerSpec], stream: rules.GradientStream) -> list[rules.Finding]:
     return rules.findings(configs, stream, STEPS, BOOK_DELTA, LR_DROP, TOL)
 
 
 @pytest.mark.parametrize("name", sorted(rules.REGISTRY))
-def test_rule_beside_torch_optim(name: str, configs: dict[str, OptimizerConfig], stream: rules.GradientStream) -> None:
+def test_rule_beside_torch_optim(name: str, configs: dict[str, OptimizerSpec], stream: rules.GradientStream) -> None:
     """Each rule runs beside its torch.optim class for 100 steps of one gradient stream: the same path
     to 1e-6 where the maths is the same, a real difference where the book's text says otherwise."""
     comp = next(c for c in rules.COMPARISONS if c.rule == name and c.primary)
@@ -93,12 +93,21 @@ def test_rules_do_not_change_their_inputs(stream: rules.GradientStream) -> None:
     assert not any(torch.equal(a, b) for a, b in zip(new, params, strict=True))
 
 
-def test_adam_second_moment_bias_is_one_minus_beta2_power() -> None:
+def test_adam_second_moment_bias_is_one_minus_beta2_power(configs: dict[str, OptimizerSpec]) -> None:
     """E[v_i] / E[g^2] = 1 - beta2^i (the chapter's derivation), measured on i.i.d. gradients."""
-    beta2 = section(composed("optimizer=adam"), "optimizer", OptimizerConfig).kwargs["betas"][1]
+    beta2 = configs["adam"].kwargs["betas"][1]
     # 20,000 streams: the relative standard error of E[v_1] is sqrt(2/20000) = 1% for normal g.
     ratio, theory = rules.second_moment_bias(beta2, steps=STEPS, repeats=20_000, seed=0)
     assert ratio.shape == theory.shape == (STEPS,)
     assert torch.allclose(ratio, theory, rtol=0.05, atol=0.0)
     # Uncorrected, v_1 is (1 - beta2) of E[g^2]: far too small, which is why Adam divides it out.
     assert ratio[0] < 10 * (1 - beta2)
+
+
+@pytest.mark.parametrize("comp", rules.COMPARISONS, ids=lambda c: f"{c.rule}-{c.case}")
+def test_each_comparison_names_a_conf_optimizers_file(comp: rules.Comparison,
+                                                      configs: dict[str, OptimizerSpec]) -> None:
+    """The torch side of every comparison is one of the book's calls in conf/optimizers/, built by instantiate."""
+    assert (REPO / "conf" / "optimizers" / f"{comp.optimizer}.yaml").is_file()
+    spec = configs[comp.optimizer]
+    assert isinstance(spec.build([torch.nn.Parameter(torch.zeros(1))]), spec.cls)

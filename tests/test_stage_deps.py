@@ -1,21 +1,28 @@
-"""dvc.yaml declares, for each stage, exactly the source files its command imports."""
+"""dvc.yaml declares, for each stage, exactly the code, params, inputs and outputs it uses."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib
+import pkgutil
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from beyond_gd import stages
 from conftest import REPO
 
 SRC = REPO / "src"
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-# Exception classes and their messages change no artifact: editing them must
-# not re-run the pipeline, so no stage declares them.
-NOT_DEPS = {SRC / "beyond_gd" / "errors.py"}
+# Modules that change no artifact, so editing them must not re-run the
+# pipeline and no stage declares them: exception classes and their messages,
+# and the MLflow recording (what it leaves in an artifact, a run's id, stays
+# valid when its code changes). What they import counts only through others.
+NOT_DEPS = {SRC / "beyond_gd" / "errors.py", SRC / "beyond_gd" / "tracking.py"}
 
 
 def module_file(name: str) -> Path | None:
@@ -54,6 +61,8 @@ def closure(module: str) -> set[Path]:
             continue
         seen.add(name)
         path = module_file(name)
+        if path in NOT_DEPS:
+            continue
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         todo += imported(path, package) | {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
     return {module_file(n) for n in seen}
@@ -75,3 +84,73 @@ def test_stage_declares_exactly_the_code_it_imports(stage: str) -> None:
     assert not missing, f"{stage}: imports but does not declare {sorted(str(p.relative_to(REPO)) for p in missing)}"
     extra = declared - used
     assert not extra, f"{stage}: declares but does not import {sorted(str(p.relative_to(REPO)) for p in extra)}"
+
+
+# --------------------------------------------------------------------------
+# Params, outputs, inputs and descriptions: dvc.yaml against the stage declarations
+# --------------------------------------------------------------------------
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def declared(stage: str) -> Any:
+    return importlib.import_module(f"beyond_gd.stages.{stage}").STAGE
+
+
+def resolve(key: str) -> str:
+    """A params key with DVC's ${...} templating filled in from params.yaml."""
+    def value(match: re.Match[str]) -> str:
+        node: Any = PARAMS
+        for part in match.group(1).split("."):
+            node = node[part]
+        return str(node)
+
+    return re.sub(r"\$\{([^}]+)\}", value, key)
+
+
+def test_every_stage_module_is_in_dvc_yaml() -> None:
+    modules = {m.name for m in pkgutil.iter_modules(stages.__path__)}
+    assert modules == set(STAGES)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_params_are_the_sections_its_config_reads(stage: str) -> None:
+    keys = [resolve(k) for k in STAGES[stage]["params"]]
+    for key in keys:
+        node: Any = PARAMS
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"{stage}: declares {key}, which params.yaml lacks"
+            node = node[part]
+    sections = {f.name for f in dataclasses.fields(declared(stage).config)}
+    assert {k.split(".")[0] for k in keys} == sections, stage
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_declares_every_optimizer_entry_its_section_names(stage: str) -> None:
+    """A study that names entries of `optimizers` (a list or a mapping in its section) declares each."""
+    keys = {resolve(k) for k in STAGES[stage]["params"]}
+    if "optimizers" in keys:
+        return
+    own = PARAMS[stage]
+    named = set(own.get("optimizers", [])) | set(own.get("lrs", {}))
+    if stage == "update_rules":
+        from beyond_gd.optim import rules
+
+        named |= {c.optimizer for c in rules.COMPARISONS} | {own["adam_bias"]["optimizer"]}
+    assert {f"optimizers.{n}" for n in named} <= keys, stage
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_outputs_and_inputs_match_its_declaration(stage: str) -> None:
+    spec, st = STAGES[stage], declared(stage)
+
+    def paths(entries: list[Any]) -> set[str]:
+        return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+
+    written = {f"{st.default_out}/{name}" for name in [*st.outputs, "run.json"]}
+    assert paths(spec.get("outs", [])) | paths(spec.get("metrics", [])) == written
+    flags = "".join(f" --{n.replace('_', '-')} data/{n}" for n in st.inputs)
+    assert spec["cmd"] == f"python -m beyond_gd.stages.{stage}" + (flags if stage != "report" else ""), stage
+    data = [d for d in spec["deps"] if d.startswith("data/")]
+    for name in st.inputs:
+        assert any(d.startswith(f"data/{name}/") for d in data), f"{stage}: reads data/{name} but declares none of it"
+    assert spec["desc"] == st.computes, f"{stage}: dvc.yaml's desc is not the stage docstring's first paragraph"

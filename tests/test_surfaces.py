@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
-from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from beyond_gd.errors import ConfigError
-from beyond_gd.stages import toy_surfaces
-from beyond_gd.stages.toy_surfaces import OUTPUTS, load_config
-from beyond_gd.studies import surfaces as sf
-from conftest import REPO, write_params
+from beyond_gd.measures import wilson_interval
+from beyond_gd.stage import write
+from beyond_gd.stages.surfaces import STAGE
+from beyond_gd.studies import surfaces
+from beyond_gd.study import Inputs
+from beyond_gd.toys import surfaces as sf
+from conftest import config
 
-# The group file as Hydra places it in params.yaml (package `surfaces`).
-DEFAULT: dict[str, Any] = {"surfaces": yaml.safe_load((REPO / "conf" / "surfaces" / "default.yaml").read_text())}
-CFG = load_config(DEFAULT)
+# conf/ as composed (the `surfaces` section): the test holds no copy of its numbers.
+CFG = config(surfaces.Config).surfaces
 
 
 def default_wells() -> tuple[sf.Wells, sf.Basins]:
@@ -125,7 +123,7 @@ def test_goe_minima_share_matches_exact_values_and_falls_with_dimension() -> Non
 
 
 def test_wilson_interval_contains_the_share_and_bounds_zero_counts() -> None:
-    low, high = sf.wilson_interval(np.array([0, 10, 500]), 1000, 1.96)
+    low, high = wilson_interval(np.array([0, 10, 500]), 1000, 1.96)
     assert np.all(low <= np.array([0, 0.01, 0.5])) and np.all(np.array([0, 0.01, 0.5]) <= high)
     assert low[0] == 0 and high[0] == pytest.approx(1.96**2 / (1000 + 1.96**2))
 
@@ -230,105 +228,100 @@ def test_iteration_bounds_by_hand() -> None:
 
 
 # --------------------------------------------------------------------------
-# Config and the stage
+# Config and the study
 # --------------------------------------------------------------------------
 BAD = [
-    # (path into the section, value, what the message must say)
-    (("escape", "noise_scale"), -1.0, "surfaces.escape.noise_scale: must be >= 0"),
-    (("escape", "well_depths"), [1.0, -3.0, 4.0], "surfaces.escape.well_depths: must all be > 0"),
-    (("escape", "well_widths"), [0.6, 0.8], "surfaces.escape.well_centers: well_centers, well_depths"),
-    (("escape", "x_max"), -7.0, "surfaces.escape.x_max: must be > x_min"),
-    (("escape", "steps"), "many", "surfaces.escape.steps"),
-    (("escape", "noise"), 1.0, "surfaces.escape.noise: unknown key"),
-    (("critical", "samples"), 0, "surfaces.critical.samples: must be > 0"),
-    (("angle", "condition_number"), 0.5, "surfaces.angle.condition_number: must be >= 1"),
-    (("turning", "line_fraction"), 1.0, "surfaces.turning.line_fraction: must be < 1"),
-    (("conjugate", "start_2d"), [0.0, 0.0], "surfaces.conjugate.start_2d: must be a 2-D point"),
-    (("seed",), -1, "surfaces.seed: must be >= 0"),
+    # (Hydra override of conf/, what the message must say)
+    ("surfaces.escape.noise_scale=-1.0", "surfaces.escape.noise_scale: must be >= 0"),
+    ("surfaces.escape.well_depths=[1.0,-3.0,4.0]", "surfaces.escape.well_depths: must all be > 0"),
+    ("surfaces.escape.well_widths=[0.6,0.8]", "surfaces.escape.well_centers: well_centers, well_depths"),
+    ("surfaces.escape.x_max=-7.0", "surfaces.escape.x_max: must be > x_min"),
+    ("surfaces.escape.steps=many", "surfaces.escape.steps"),
+    ("+surfaces.escape.noise=1.0", "surfaces.escape.noise: unknown key"),
+    ("surfaces.critical.samples=0", "surfaces.critical.samples: must be > 0"),
+    ("surfaces.angle.condition_number=0.5", "surfaces.angle.condition_number: must be >= 1"),
+    ("surfaces.turning.line_fraction=1.0", "surfaces.turning.line_fraction: must be < 1"),
+    ("surfaces.conjugate.start_2d=[0.0,0.0]", "surfaces.conjugate.start_2d: must be a 2-D point"),
+    ("surfaces.seed=-1", "surfaces.seed: must be >= 0"),
 ]
 
 
-@pytest.mark.parametrize(("where", "value", "message"), BAD, ids=[m.split(":")[0] for _, _, m in BAD])
-def test_bad_params_name_the_key(where: tuple[str, ...], value: Any, message: str) -> None:
-    params = copy.deepcopy(DEFAULT)
-    node = params["surfaces"]
-    for key in where[:-1]:
-        node = node[key]
-    node[where[-1]] = value
+@pytest.mark.parametrize(("override", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_params_name_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(params)
+        config(surfaces.Config, override)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_missing_study_and_missing_key_are_named() -> None:
-    params = copy.deepcopy(DEFAULT)
-    del params["surfaces"]["saddle"]["extent"]
     with pytest.raises(ConfigError, match=r"^surfaces\.saddle\.extent: missing"):
-        load_config(params)
-    del params["surfaces"]["saddle"]
+        config(surfaces.Config, "~surfaces.saddle.extent")
     with pytest.raises(ConfigError, match=r"^surfaces\.saddle: missing"):
-        load_config(params)
+        config(surfaces.Config, "~surfaces.saddle")
 
 
-def test_wells_without_three_minima_are_a_config_error(tmp_path: Path) -> None:
-    params = copy.deepcopy(DEFAULT)
-    params["surfaces"]["escape"]["well_centers"] = [0.0, 0.1, 0.2]  # one merged well
-    path = write_params(tmp_path / "params.yaml", params)
+def test_wells_without_three_minima_are_a_config_error() -> None:
+    """Found while the params are validated, before any study runs (or any run or file opens)."""
     with pytest.raises(ConfigError, match=r"^surfaces\.escape\.well_centers: the wells give 1 minima"):
-        toy_surfaces.main(["--params", str(path), "--out", str(tmp_path / "out")])
-    assert not any((tmp_path / "out").glob("*"))
+        config(surfaces.Config, "surfaces.escape.well_centers=[0.0,0.1,0.2]")  # one merged well
 
 
-def small_params() -> dict[str, Any]:
-    """The default section, shrunk to run in a few seconds."""
-    params = copy.deepcopy(DEFAULT)
-    s = params["surfaces"]
-    s["escape"].update(runs=60, steps=600, noise_sweep=[0.0, 8.0], trajectories_saved=3, record_every=20)
-    s["critical"].update(samples=20_000, max_dim=5)
-    s["angle"].update(directions=720, condition_sweep=[1.0, 100.0])
-    s["conjugate"].update(dim=20, condition_number=100.0)
-    return params
+# The default section, shrunk to run in a few seconds.
+SMALL = (
+    "surfaces.escape.runs=60", "surfaces.escape.steps=600", "surfaces.escape.noise_sweep=[0.0,8.0]",
+    "surfaces.escape.trajectories_saved=3", "surfaces.escape.record_every=20",
+    "surfaces.critical.samples=20000", "surfaces.critical.max_dim=5",
+    "surfaces.angle.directions=720", "surfaces.angle.condition_sweep=[1.0,100.0]",
+    "surfaces.conjugate.dim=20", "surfaces.conjugate.condition_number=100.0",
+)
 
 
-def test_stage_writes_complete_outputs_and_logs_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    params = small_params()
-    path = write_params(tmp_path / "params.yaml", params)
-    out = tmp_path / "surfaces"
-    toy_surfaces.main(["--params", str(path), "--out", str(out), "--no-progress"])
-
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
-    s = params["surfaces"]
-    csv = {name: pd.read_csv(out / name) for name in OUTPUTS if name.endswith(".csv")}
+def test_study_result_holds_every_table_grid_and_number(tmp_path: Path) -> None:
+    cfg = config(surfaces.Config, *SMALL)
+    result = surfaces.run(cfg, Inputs(workdir=tmp_path))
+    assert sorted(result.outputs()) == sorted(STAGE.outputs)
+    s = cfg.surfaces
+    csv = result.tables
+    assert sorted(csv) == sorted(surfaces.TABLES)
     assert all(not frame.empty for frame in csv.values())
-    assert len(csv["fig6_1_curve.csv"]) == s["escape"]["curve_points"]
+    assert len(csv["fig6_1_curve.csv"]) == s.escape.curve_points
     # Every (noise, start, end) cell, and shares that sum to 1 per start basin.
     escapes = csv["fig6_1_escapes.csv"]
     assert len(escapes) == 2 * 3 * 3
     np.testing.assert_allclose(escapes.groupby(["noise_scale", "start_basin"])["share"].sum(), 1.0)
-    steps = s["escape"]["steps"] // s["escape"]["record_every"] + 1
-    assert len(csv["fig6_1_trajectories.csv"]) == 3 * s["escape"]["trajectories_saved"] * steps
+    steps = s.escape.steps // s.escape.record_every + 1
+    assert len(csv["fig6_1_trajectories.csv"]) == 3 * s.escape.trajectories_saved * steps
     assert csv["fig6_4_minima_share.csv"]["d"].tolist() == [1, 2, 3, 4, 5]
     assert set(csv["fig6_5_cuts.csv"]["cut"]) == {"A-B", "C-D"}
-    assert len(csv["fig6_6_gradients.csv"]) == s["angle"]["arrow_points"] ** 2
+    assert len(csv["fig6_6_gradients.csv"]) == s.angle.arrow_points ** 2
     assert set(csv["fig6_7_line.csv"]["surface"]) == {"circle", "ellipse"}
     assert set(csv["fig6_10_paths.csv"]["method"]) == {"steepest_descent", "conjugate_gradient"}
     assert not any(frame.drop(columns=["barrier", "angle_deg"], errors="ignore").isna().any().any()
                    for name, frame in csv.items() if name != "fig6_1_critical_points.csv")
 
-    with np.load(out / "grids.npz") as grids:
-        for fig, surface in (("fig6_5", "z"), ("fig6_6", "loss"), ("fig6_10", "loss")):
-            assert grids[f"{fig}_{surface}"].shape == (len(grids[f"{fig}_y"]), len(grids[f"{fig}_x"]))
-        assert {"fig6_7_circle_loss", "fig6_7_ellipse_loss"} <= set(grids.files)
+    grids = result.arrays["grids.npz"]
+    for fig, surface in (("fig6_5", "z"), ("fig6_6", "loss"), ("fig6_10", "loss")):
+        assert grids[f"{fig}_{surface}"].shape == (len(grids[f"{fig}_y"]), len(grids[f"{fig}_x"]))
+    assert {"fig6_7_circle_loss", "fig6_7_ellipse_loss"} <= set(grids)
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["cg_2d_iterations"] == 2 and metrics["cg_2d_distance_after_2_steps"] < 1e-10
+    summary = result.summary
+    assert summary["cg_2d_iterations"] == 2 and summary["cg_2d_distance_after_2_steps"] < 1e-10
     # Round-off costs CG a few steps beyond n = 20 here (22); steepest descent needs hundreds.
-    assert metrics["cg_nd_iterations"] < 2 * 20 < metrics["sd_nd_iterations"]
-    assert metrics["saddle_hessian_eig_min"] < 0 < metrics["saddle_hessian_eig_max"]
-    assert 0 <= metrics["escape_share_deep"] < metrics["escape_share_shallow"] <= 1
+    assert summary["cg_nd_iterations"] < 2 * 20 < summary["sd_nd_iterations"]
+    assert summary["saddle_hessian_eig_min"] < 0 < summary["saddle_hessian_eig_max"]
+    assert 0 <= summary["escape_share_deep"] < summary["escape_share_shallow"] <= 1
+    # The headline numbers are the summary's own.
+    assert result.metrics == {k: summary[k] for k in result.metrics}
+    assert {"escape_share_shallow", "escape_share_deep", "largest_angle_deg"} <= set(result.metrics)
 
-    runs = mlflow.search_runs(experiment_names=["beyond-gd/toy_surfaces"])
-    assert len(runs) == 1 and runs["status"][0] == "FINISHED"
-    assert runs["metrics.largest_angle_deg"][0] == pytest.approx(metrics["largest_angle_deg"])
-    assert runs["params.surfaces.escape.noise_scale"][0] == str(s["escape"]["noise_scale"])
+    # As the stage writes them: the npz holds every grid, the CSVs and JSON read back.
+    out = tmp_path / "out"
+    write(result, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(STAGE.outputs)
+    with np.load(out / "grids.npz") as npz:
+        assert sorted(npz.files) == sorted(grids)
+        for name in npz.files:
+            np.testing.assert_array_equal(npz[name], grids[name])
+    pd.testing.assert_frame_equal(pd.read_csv(out / "fig6_1_escapes.csv"), escapes, check_dtype=False)
+    assert json.loads((out / "summary.json").read_text()) == pytest.approx(summary)
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(result.metrics)

@@ -12,7 +12,9 @@ as a user's would, not to the per-test store of conftest.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -31,10 +33,9 @@ from PIL import Image
 from conftest import clone_worktree, git, run
 
 pytestmark = pytest.mark.slow
-# Every stage that writes a metrics.json naming its MLflow run (tracking.write_metrics).
-RECORDED = {"train_baseline": "baseline", "random_walk": "random_walk", "toy_surfaces": "surfaces",
-            "interpolate": "interpolate", "identifiability": "identifiability", "hessian": "hessian",
-            "update_rules": "update_rules", "momentum": "momentum", "optimizer_grid": "optimizer_grid"}
+# Every stage writes a run.json naming its MLflow run, in its folder (one name per stage and folder).
+STAGES = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+FOLDER = {name: "reports" if name == "report" else f"data/{name}" for name in STAGES}
 LANDSCAPE = {"interpolate", "identifiability", "hessian"}
 
 
@@ -84,17 +85,20 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_reproduction_is_complete_and_then_cached(smoke: Path, tmp_path: Path) -> None:
     params = yaml.safe_load((smoke / "params.yaml").read_text())
-    assert params["train"]["max_steps"] == 300
-    raw = smoke / "data" / "raw" / "MNIST" / "raw"
+    assert params["baseline"]["max_steps"] == 300
+    raw = smoke / "data" / "mnist" / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(
         ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
-    metrics = json.loads((smoke / "data" / "baseline" / "metrics.json").read_text())
-    assert metrics["steps"] == 300 and not metrics["diverged"]
-    assert metrics["test_accuracy"] > 0.5  # 300 SGD steps at lr 0.01 beat chance (0.1) by far
+    summary = json.loads((smoke / "data" / "baseline" / "summary.json").read_text())
+    assert summary["steps"] == 300 and not summary["diverged"]
+    assert summary["test_accuracy"] > 0.5  # 300 SGD steps at lr 0.01 beat chance (0.1) by far
 
     assert ran(user("dvc repro", smoke)) == set()
     assert json.loads(user("dvc status --json", smoke).stdout) == {}
     assert "test_accuracy" in user("dvc metrics show --json", smoke).stdout
+    # Headline numbers only: the table fits a terminal (the detail is in each stage's summary.json).
+    header = user("dvc metrics show", smoke).stdout.splitlines()[0].split()
+    assert header[0] == "Path" and len(header) < 40, header
     user(f"dvc plots show -o {tmp_path / 'plots'}", smoke)
     assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
 
@@ -116,12 +120,15 @@ EDITS = [
     ("interpolate.alpha_step", _set("interpolate.alpha_step", 0.2), {"interpolate", "report"}),
     ("optimizer_grid.lrs.sgd", _set("optimizer_grid.lrs.sgd", [0.05]), {"optimizer_grid", "report"}),
     ("report.style.dpi", _set("report.style.dpi", 80), {"report"}),
+    # An optimizer no stage but the grid reads: the baseline (its `optimizers.${baseline.optimizer}`),
+    # momentum_speedup and update_rules stay put.
+    ("optimizers.adadelta.rho", _set("optimizers.adadelta.rho", 0.95), {"optimizer_grid", "report"}),
     # The smoke profile stops training at max_steps (300) within the first epoch, so a second epoch
-    # changes no weight: DVC re-runs train_baseline, finds mnist.pt unchanged and skips the
-    # landscape stages; only the report (it reads the run's metrics) follows.
-    ("train.epochs", _set("train.epochs", 2), {"train_baseline", "report"}),
+    # changes no weight: DVC re-runs the baseline, finds mnist.pt unchanged and skips the
+    # landscape stages; only the report (it reads the baseline's curves) follows.
+    ("baseline.epochs", _set("baseline.epochs", 2), {"baseline", "report"}),
     # New weights: everything that reads them runs again.
-    ("train.seed", _set("train.seed", 1), {"train_baseline", *LANDSCAPE, "report"}),
+    ("baseline.seed", _set("baseline.seed", 1), {"baseline", *LANDSCAPE, "report"}),
 ]
 
 
@@ -168,6 +175,11 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
         assert data["walk-seed-7"]["params"]["params.yaml"]["data"]["random_walk"]["seed"] == 7
         for d in data.values():
             assert "test_accuracy" in d["metrics"]["data/baseline/metrics.json"]["data"]
+        # Side by side in a terminal: only what differs between them, code and data hashes dropped.
+        table = user("dvc exp show --csv --only-changed --drop ^(src|data)/", smoke).stdout.splitlines()
+        columns = table[0].split(",")
+        assert len(columns) < 40, columns
+        assert {"interpolate.alpha_step", "random_walk.seed", "report.style.dpi"} <= set(columns), columns
 
         # Their MLflow runs are in the workspace's store, tagged with the experiment's name.
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
@@ -203,8 +215,8 @@ def test_remote_push_then_a_fresh_clone_pulls_and_is_up_to_date(smoke: Path, tmp
     user("dvc pull", clone)
     assert json.loads(user("dvc status --json", clone).stdout) == {}
     assert ran(user("dvc repro", clone)) == set()  # nothing trains
-    for stage, artifact in RECORDED.items():
-        assert (clone / "data" / artifact / "metrics.json").is_file(), stage
+    for stage, folder in FOLDER.items():
+        assert (clone / folder / "run.json").is_file(), stage
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["report"]["style"]["font_scale"] = 1.1
@@ -219,51 +231,58 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(smoke: Path) -> Iterator[str]:
-    """`mlflow server` on a free localhost port over the clone's store (what `make ui` starts)."""
+def mlflow_server(smoke: Path) -> Iterator[tuple[str, str]]:
+    """What `make ui` starts (`beyond-gd ui`) on a free localhost port over the clone's store: its base
+    address and the page it opens."""
     port = _free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                               f"sqlite:///{smoke / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], cwd=smoke, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "beyond-gd"), "ui", "--no-browser", "--port",
+                               str(port)], cwd=smoke, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "mlflow server did not answer in 120 s"
-                time.sleep(1)
-        yield base
+        # Printed once the server answers /health (the server's own output may come first).
+        line = next((ln for ln in server.stdout if ln.startswith("MLflow UI: ")), "")
+        assert line, "beyond-gd ui printed no address"
+        yield base, line.split()[2]
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
-def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: str) -> None:
-    experiments = mlflow_post(mlflow_server, "experiments/search", {"max_results": 100})["experiments"]
+def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: tuple[str, str]) -> None:
+    base, landing = mlflow_server
+    experiments = mlflow_post(base, "experiments/search", {"max_results": 100})["experiments"]
     by_name = {e["name"]: e["experiment_id"] for e in experiments}
-    for stage in RECORDED:
+    for stage in STAGES:
         assert f"beyond-gd/{stage}" in by_name, stage
+        # The UI opens each experiment on its runs table, with a description of what the stage computes.
+        tags = {t["key"]: t["value"] for t in next(e for e in experiments if e["name"] == f"beyond-gd/{stage}")["tags"]}
+        assert tags["mlflow.experimentKind"] == "custom_model_development", stage
+        assert tags["mlflow.note.content"].startswith(f"Stage `{stage}`"), stage
+    assert "Feeds the report's figures" in {t["key"]: t["value"] for t in next(
+        e for e in experiments if e["name"] == "beyond-gd/interpolate")["tags"]}["mlflow.note.content"]
+
+    # `make ui` opens the baseline's runs table, in the UI's model-training view.
+    assert landing == f"{base}/#/experiments/{by_name['beyond-gd/baseline']}?workflowType=machine_learning"
 
     # The baseline: its params, the loss at every step, the device tags.
-    runs = mlflow_post(mlflow_server, "runs/search", {"experiment_ids": [by_name["beyond-gd/train_baseline"]],
+    runs = mlflow_post(base, "runs/search", {"experiment_ids": [by_name["beyond-gd/baseline"]],
                                                       "filter": "attributes.status = 'FINISHED'"})["runs"]
-    run_id = json.loads((smoke / "data" / "baseline" / "metrics.json").read_text())["mlflow_run_id"]
+    run_id = json.loads((smoke / "data" / "baseline" / "run.json").read_text())["mlflow_run_id"]
     baseline = next(r for r in runs if r["info"]["run_id"] == run_id)
     params = {p["key"]: p["value"] for p in baseline["data"]["params"]}
     tags = {t["key"]: t["value"] for t in baseline["data"]["tags"]}
-    assert params["train.max_steps"] == "300" and params["optimizer.name"] == "sgd"
+    assert params["baseline.max_steps"] == "300" and params["baseline.optimizer"] == "sgd"
+    assert params["optimizers.sgd._target_"] == "torch.optim.SGD"
     assert tags["device"] == "cpu" and tags["device_name"]
-    history = mlflow_get(mlflow_server, "metrics/get-history", run_id=run_id, metric_key="train_loss_step",
+    history = mlflow_get(base, "metrics/get-history", run_id=run_id, metric_key="train_loss_step",
                          max_results=1000)["metrics"]
     assert sorted(m["step"] for m in history) == list(range(1, 301))
 
     # The grid: one parent run, one nested child per cell.
-    grid = json.loads((smoke / "data" / "optimizer_grid" / "metrics.json").read_text())
-    children = mlflow_post(mlflow_server, "runs/search", {
+    grid = json.loads((smoke / "data" / "optimizer_grid" / "run.json").read_text())
+    children = mlflow_post(base, "runs/search", {
         "experiment_ids": [by_name["beyond-gd/optimizer_grid"]],
         "filter": f"tags.mlflow.parentRunId = '{grid['mlflow_run_id']}'", "max_results": 1000})["runs"]
     assert len(children) == grid["cells"]
@@ -273,20 +292,23 @@ def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: str) ->
 def test_every_run_carries_its_provenance(smoke: Path) -> None:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
     head = git(smoke, "rev-parse", "HEAD").strip()
-    for stage, artifact in RECORDED.items():
-        record = json.loads((smoke / "data" / artifact / "metrics.json").read_text())
+    for stage, folder in FOLDER.items():
+        record = json.loads((smoke / folder / "run.json").read_text())
         run_ = client.get_run(record["mlflow_run_id"])
         tags = run_.data.tags
         assert record["mlflow_experiment"] == f"beyond-gd/{stage}"
         assert tags["dvc_stage"] == tags["stage"] == stage
+        # Every run says where its numbers were computed, the numpy-only and drawing stages too.
+        assert tags["device"] == "cpu", stage
         assert "dvc_exp_name" in tags and tags["git_dirty"] in ("true", "false")
         assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"]) and re.fullmatch(r"[0-9a-f]{12,64}",
                                                                                 tags["params_hash"])
     # The report names the runs each figure draws, and its provenance shows its own run's tags.
     page = (smoke / "reports" / "index.html").read_text()
-    for artifact in RECORDED.values():
-        assert json.loads((smoke / "data" / artifact / "metrics.json").read_text())["mlflow_run_id"] in page
-    report_run = client.get_run(json.loads((smoke / "reports" / "metrics.json").read_text())["mlflow_run_id"])
+    for stage, folder in FOLDER.items():
+        if stage not in ("mnist", "report"):  # the report draws nothing from the MNIST files themselves
+            assert json.loads((smoke / folder / "run.json").read_text())["mlflow_run_id"] in page, stage
+    report_run = client.get_run(json.loads((smoke / "reports" / "run.json").read_text())["mlflow_run_id"])
     tags = report_run.data.tags
     assert tags["git_commit"] in page and tags["params_hash"] in page
     # The reproduction ran on a recomposed, not yet committed params.yaml: a dirty tree, said on the page.

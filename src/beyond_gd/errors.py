@@ -11,3 +11,12 @@ class ConfigError(BeyondGDError):
 
 class DataError(BeyondGDError):
     """A data source is unreachable, or a file is missing or fails its checksum."""
+
+
+class Interrupted(BaseException):
+    """The process got a termination signal (SIGTERM from `kill` or a scheduler); raised from its handler
+    so that open runs end as KILLED and no partial output is left. A BaseException, as KeyboardInterrupt."""
+
+    def __init__(self, signal: str) -> None:
+        super().__init__(f"interrupted by {signal}")
+        self.signal = signal

@@ -48,7 +48,7 @@ def load_state(path: Path, model: nn.Module, device: torch.device) -> dict[str, 
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise DataError(f"{path}: not found (run the train_baseline stage)") from None
+        raise DataError(f"{path}: not found (run the baseline stage)") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -58,7 +58,7 @@ def load_state(path: Path, model: nn.Module, device: torch.device) -> dict[str, 
 
 
 def fresh_init(cfg: ModelConfig, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """The initialisation train_baseline would draw with `train.seed = seed`.
+    """The initialisation the baseline stage would draw with `baseline.seed = seed`.
 
     Same calls in the same order (seed_everything, then build_model on the CPU),
     so seed 0 reproduces the baseline's own init.pt when it was trained with seed 0.

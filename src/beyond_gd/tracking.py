@@ -1,75 +1,129 @@
-"""MLflow: where runs go, what every run is tagged with, batched logging.
+"""MLflow: where runs go, their experiments, tags and status, batched logging.
+
+This module only records: no study reads anything it computes, and the one
+trace it leaves in an artifact is a run's id (`run.json`), which stays valid
+when the code here changes. So no DVC stage declares it: editing a tag re-runs
+nothing.
 
 The store defaults to MLflow's embedded SQLite file in the workspace root,
 resolved to an absolute path so stages, tests and DVC's queued experiments
-(which run in temp copies under .dvc/tmp/exps, see ECOSYSTEM.md) all write
-to the same one. `MLFLOW_TRACKING_URI` overrides it (a server, say).
+(which run in temp copies under .dvc/tmp/exps and are given the workspace in
+`DVC_ROOT`) all write to the same one. `MLFLOW_TRACKING_URI` overrides it (a
+server, say).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-if TYPE_CHECKING:  # torch only for types: the report stage logs runs without importing it (seconds)
-    import torch
+from beyond_gd import provenance
+from beyond_gd.errors import Interrupted
 
 EXPERIMENT_PREFIX = "beyond-gd"
+# The UI opens an experiment of this kind on its runs table (MLflow 3's GenAI
+# view, traces, is the default for an experiment without the tag).
+KIND = ("mlflow.experimentKind", "custom_model_development")
+NOTE = "mlflow.note.content"  # an experiment's description in the UI
+COMPUTES = "beyond_gd.computes"  # what the stage computes (the note without the figures it feeds)
 # MLflow accepts at most 1000 metrics per log_batch call (its REST API limit).
 _BATCH = 1000
 
 
-def workspace_root() -> Path:
-    """The DVC workspace: `DVC_ROOT` when DVC runs the stage, else the cwd."""
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
-
-
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{provenance.workspace_root() / 'mlflow.db'}"
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        import torch
-
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        return cpu_name()
-    return platform.processor() or device.type
+def experiment_name(stage: str) -> str:
+    return f"{EXPERIMENT_PREFIX}/{stage}"
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
+def experiment_id(stage: str, computes: str = "") -> str:
+    """The stage's experiment, created on first use: kind tag, and `computes` as its description.
+
+    Artifacts go beside the store in the workspace root, not under the cwd,
+    for the same reason the store does.
+    """
+    mlflow.set_tracking_uri(tracking_uri())
+    exp = mlflow.get_experiment_by_name(experiment_name(stage))
+    if exp is not None:
+        if computes and exp.tags.get(COMPUTES) != computes:
+            client = MlflowClient()
+            client.set_experiment_tag(exp.experiment_id, COMPUTES, computes)
+            client.set_experiment_tag(exp.experiment_id, NOTE, computes)
+        return exp.experiment_id
+    location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (provenance.workspace_root() / "mlartifacts" / stage).as_uri()
+    return mlflow.create_experiment(experiment_name(stage), artifact_location=location,
+                                    tags={KIND[0]: KIND[1], NOTE: computes, COMPUTES: computes})
 
 
-def _git(*args: str) -> str:
+def describe_experiments(feeds: Mapping[str, Sequence[str]]) -> None:
+    """Each stage's description: what it computes, then the figures it feeds (the report knows them)."""
+    client = MlflowClient()
+    for stage, figures in feeds.items():
+        exp = mlflow.get_experiment_by_name(experiment_name(stage))
+        if exp is None:
+            continue
+        note = exp.tags.get(COMPUTES, "") + "\n\nFeeds the report's figures:\n" + "".join(f"\n- {f}" for f in figures)
+        client.set_experiment_tag(exp.experiment_id, NOTE, note.strip())
+
+
+def run_tags(stage: str, params: Mapping[str, Any], device: str) -> dict[str, str]:
+    """Provenance on every run; `device` is where its numbers were computed (cpu for numpy-only studies)."""
+    return {
+        "stage": stage,
+        "dvc_stage": os.environ.get("DVC_STAGE", stage),
+        "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "git_commit": provenance.git_commit(),
+        "git_dirty": str(provenance.git_dirty()).lower(),
+        "params_hash": provenance.params_hash(params),
+        "torch_version": version("torch"),
+        "device": device,
+        "device_name": provenance.device_name(device),
+    }
+
+
+@contextmanager
+def recorded(experiment: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+             ) -> Iterator[mlflow.ActiveRun]:
+    """One MLflow run that always ends with a status saying how it ended.
+
+    FINISHED; KILLED with the signal named (tag `killed_by`) when the process
+    was interrupted (SIGTERM from `kill` or a scheduler's preemption, SIGINT);
+    FAILED with the error's first line otherwise. Without this, a killed
+    process leaves its run RUNNING forever.
+    """
+    mlflow.set_tracking_uri(tracking_uri())
+    run = mlflow.start_run(experiment_id=experiment, run_name=name, tags=dict(tags))
     try:
-        out = subprocess.run(["git", *args], cwd=workspace_root(), capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+        mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
+        yield run
+    except (Interrupted, KeyboardInterrupt) as exc:
+        mlflow.set_tag("killed_by", exc.signal if isinstance(exc, Interrupted) else "SIGINT")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag("error", (str(exc).splitlines() or [type(exc).__name__])[0][:500])
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
 
 
-def params_hash(params: Mapping[str, Any]) -> str:
-    """A short, order-independent hash of the params a stage read."""
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def run_record(run: mlflow.ActiveRun, **extra: Any) -> dict[str, Any]:
+    """run.json: which MLflow run made a stage's outputs (the report names it under each figure)."""
+    exp = mlflow.get_experiment(run.info.experiment_id)
+    return {"mlflow_run_id": run.info.run_id, "mlflow_experiment": exp.name, **extra}
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -83,50 +137,11 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_tags(stage: str, params: Mapping[str, Any], device: torch.device | None) -> dict[str, str]:
-    commit = _git("rev-parse", "HEAD")
-    tags = {
-        "stage": stage,
-        "dvc_stage": os.environ.get("DVC_STAGE", stage),
-        "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
-        "git_commit": commit,
-        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
-        "params_hash": params_hash(params),
-        "torch_version": version("torch"),
-    }
-    if device is not None:
-        tags["device"] = device.type
-        tags["device_name"] = device_name(device)
-    return tags
-
-
-def experiment_id(stage: str) -> str:
-    """The stage's experiment (`beyond-gd/<stage>`), created on first use.
-
-    Artifacts go beside the store in the workspace root, not under the cwd,
-    for the same reason the store does.
-    """
-    name = f"{EXPERIMENT_PREFIX}/{stage}"
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        location = (workspace_root() / "mlartifacts" / stage).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
-
-
-@contextmanager
-def stage_run(
-    stage: str, params: Mapping[str, Any], device: torch.device | None = None, **tags: str
-) -> Iterator[mlflow.ActiveRun]:
-    """One MLflow run for one stage execution, with params and provenance tags."""
-    mlflow.set_tracking_uri(tracking_uri())
-    exp = experiment_id(stage)
-    all_tags = {**run_tags(stage, params, device), **tags}
-    with mlflow.start_run(experiment_id=exp, run_name=stage, tags=all_tags) as run:
-        mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
-        yield run
+def numbers(data: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric leaves of nested data, as MLflow metric names and values."""
+    return {k: float(v) for k, v in flatten(data).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(float(v)) != float("inf")
+            and v == v}
 
 
 def _param_value(value: Any) -> str:
@@ -134,24 +149,25 @@ def _param_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def log_series(run_id: str, series: Mapping[str, Sequence[float]], steps: Sequence[int]) -> None:
-    """Log whole metric curves (name -> values at `steps`) in batched calls."""
-    client = MlflowClient()
+def log_metrics(run_id: str, values: Mapping[str, float]) -> None:
+    """Scalars at step 0, in batched calls."""
     now = int(time.time() * 1000)
-    metrics = [
-        Metric(key=name, value=float(v), timestamp=now, step=int(s))
-        for name, values in series.items()
-        for s, v in zip(steps, values, strict=True)
-    ]
+    _log(run_id, [Metric(key=_key(k), value=float(v), timestamp=now, step=0) for k, v in values.items()])
+
+
+def log_series(run_id: str, series: Mapping[str, Sequence[float]], steps: Sequence[int]) -> None:
+    """Whole metric curves (name -> values at `steps`), in batched calls."""
+    now = int(time.time() * 1000)
+    _log(run_id, [Metric(key=_key(name), value=float(v), timestamp=now, step=int(s))
+                  for name, values in series.items() for s, v in zip(steps, values, strict=True)])
+
+
+def _log(run_id: str, metrics: list[Metric]) -> None:
+    client = MlflowClient()
     for start in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + _BATCH], synchronous=True)
 
 
-def write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
-    """A stage's metrics.json, naming the active MLflow run that made it: the report links each
-    figure to its runs by this id, and `dvc exp show` lists it beside the numbers."""
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError("write_metrics: call it inside the stage's MLflow run (stage_run)")
-    record = {"mlflow_run_id": run.info.run_id, "mlflow_experiment": f"{EXPERIMENT_PREFIX}/{run.data.tags['stage']}"}
-    path.write_text(json.dumps({**metrics, **record}, indent=2) + "\n")
+def _key(name: str) -> str:
+    # MLflow metric names allow letters, digits and _-./ and spaces.
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name)

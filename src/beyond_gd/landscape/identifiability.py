@@ -78,11 +78,6 @@ def random_scales(widths: Sequence[int], low: float, high: float, generator: tor
             for n in widths]
 
 
-def log10_orderings(widths: Sequence[int]) -> float:
-    """log10 of prod(n!) over hidden layers, exactly via lgamma(n + 1) = ln n! ((256!)^2: 1013.87)."""
-    return sum(math.lgamma(n + 1) for n in widths) / math.log(10)
-
-
 # --------------------------------------------------------------------------
 # The diagram: a 3-neuron hidden layer, permuted
 # --------------------------------------------------------------------------

@@ -5,8 +5,9 @@ for `alpha in torch.arange(-2, 2, 0.05)`, so alpha = 0 is the SGD solution and
 alpha = 1 the random point (Goodfellow, Vinyals & Saxe 2014, "Qualitatively
 characterizing neural network optimization problems", used the training run's
 own initialisation as that point). Every alpha of a chunk is evaluated in one
-vmapped forward pass (ECOSYSTEM.md: on this CPU one big batch per forward is
-what pays), never by loading a model per alpha.
+vmapped forward pass (on a CPU one big batch per forward is what pays,
+measured here; batching many small models is not), never by loading a model
+per alpha.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+
+from beyond_gd.measures import abs_slope, local_minima
 
 # Grid values are rounded to this many decimals so that 0 and 1 land exactly on
 # a grid such as arange(-2, 2, 0.05), whose 40th point is -2 + 40 * 0.05.
@@ -153,9 +156,8 @@ def summarize_path(alphas: np.ndarray, loss: np.ndarray, *, flat_window: float, 
     """Count local minima between 0 and 1 and compare slopes near 1 with those before it."""
     alphas, loss = np.asarray(alphas, dtype=np.float64), np.asarray(loss, dtype=np.float64)
     i0, i1 = int(np.flatnonzero(alphas == 0.0)[0]), int(np.flatnonzero(alphas == 1.0)[0])
-    inner = np.arange(i0 + 1, i1)  # both neighbours exist: 0 and 1 are on the grid
-    depth = np.minimum(loss[inner - 1], loss[inner + 1]) - loss[inner]
-    slope = np.abs(np.gradient(loss, alphas))
+    minima = local_minima(alphas, loss, min_depth, 0.0, 1.0)
+    slope = abs_slope(alphas, loss)
     near = np.abs(alphas - 1.0) <= flat_window
     between = (alphas >= 0.0) & (alphas < 1.0 - flat_window)
     slope_near = float(slope[near].mean())
@@ -164,9 +166,9 @@ def summarize_path(alphas: np.ndarray, loss: np.ndarray, *, flat_window: float, 
     return PathSummary(
         loss_at_0=float(loss[i0]),
         loss_at_1=float(loss[i1]),
-        local_minima=int((depth > min_depth).sum()),
-        local_minima_strict=int((depth > 0).sum()),
-        minima_alphas=[float(a) for a in alphas[inner][depth > min_depth]],
+        local_minima=len(minima),
+        local_minima_strict=len(local_minima(alphas, loss, 0.0, 0.0, 1.0)),
+        minima_alphas=[float(a) for a in alphas[minima]],
         barrier=float(max(segment.max() - max(loss[i0], loss[i1]), 0.0)),
         monotone_0_to_1=bool(np.all(np.diff(segment) >= 0)),
         slope_near_1=slope_near,

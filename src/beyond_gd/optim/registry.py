@@ -1,51 +1,112 @@
-"""Optimizers by name, built from an `optimizer` config section.
+"""Optimizers from config: a torch.optim class and its arguments, built by Hydra's `instantiate`.
 
-A name maps to a class; the config's `kwargs` are that class's keyword
-arguments, checked against its signature so a typo is an error naming the
-key rather than a silent default. The chapter's own optimizers (conf/optimizer/)
-are these classes with the book's constructor arguments.
+Each file of conf/optimizers/ is an instantiate config, as Hydra's docs and the
+lightning-hydra-template write them:
+
+    _target_: torch.optim.SGD
+    _partial_: true          # instantiate gives a factory; the model's parameters come later
+    lr: 0.01
+    momentum: 0.9
+
+`OptimizerSpec.from_params` validates one such section (the target must be a
+torch.optim optimizer, every other key one of its arguments), so a typo is an
+error naming the key rather than a silent default; `build` calls
+`hydra.utils.instantiate` on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
-from beyond_gd.config import OptimizerConfig
 from beyond_gd.errors import ConfigError
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adagrad": torch.optim.Adagrad,
-    "rmsprop": torch.optim.RMSprop,
-    "adam": torch.optim.Adam,
-    "adadelta": torch.optim.Adadelta,
-    "asgd": torch.optim.ASGD,
-    "lbfgs": torch.optim.LBFGS,
-}
+PREFIX = "torch.optim."
+# Hydra's own keys in an instantiate config.
+_HYDRA_KEYS = ("_target_", "_partial_")
 
 
-def optimizer_kwargs(cls: type[torch.optim.Optimizer]) -> list[str]:
-    """The keyword arguments a config may set (all but `params` and `lr`)."""
-    names = inspect.signature(cls.__init__).parameters
-    return [n for n in names if n not in ("self", "params", "lr")]
+def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    """Every optimizer class torch.optim exports, by its `_target_` path."""
+    return {f"{PREFIX}{name}": cls for name, cls in vars(torch.optim).items()
+            if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
 
 
-def build_optimizer(
-    cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter], key: str = "optimizer"
-) -> torch.optim.Optimizer:
-    if cfg.name not in OPTIMIZERS:
-        raise ConfigError(f"{key}.name: {cfg.name!r} is not allowed (choose from {', '.join(OPTIMIZERS)})")
-    cls = OPTIMIZERS[cfg.name]
-    allowed = optimizer_kwargs(cls)
-    for name in cfg.kwargs:
-        if name not in allowed:
-            raise ConfigError(
-                f"{key}.kwargs.{name}: not an argument of torch.optim.{cls.__name__} (allowed: {', '.join(allowed)})"
-            )
-    try:
-        return cls(params, lr=cfg.lr, **cfg.kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{key}.kwargs: torch.optim.{cls.__name__} refused them ({exc})") from None
+@dataclass
+class OptimizerSpec:
+    """One optimizer: its torch.optim class path, learning rate and other keyword arguments."""
+
+    target: str
+    lr: float
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cls(self) -> type[torch.optim.Optimizer]:
+        return torch_optimizers()[self.target]
+
+    @property
+    def class_name(self) -> str:
+        return self.target.removeprefix(PREFIX)
+
+    def with_lr(self, lr: float) -> OptimizerSpec:
+        return dataclasses.replace(self, lr=lr)
+
+    def with_kwargs(self, **kwargs: Any) -> OptimizerSpec:
+        return dataclasses.replace(self, kwargs={**self.kwargs, **kwargs})
+
+    def default(self, name: str) -> Any:
+        """A keyword argument as the spec gives it, else the class's own default (None: the class has none)."""
+        if name in self.kwargs:
+            return self.kwargs[name]
+        parameter = inspect.signature(self.cls.__init__).parameters.get(name)
+        return None if parameter is None else parameter.default
+
+    def as_hydra(self) -> dict[str, Any]:
+        """The instantiate config this spec stands for (conf/optimizers/ form)."""
+        return {"_target_": self.target, "_partial_": True, "lr": self.lr, **self.kwargs}
+
+    def build(self, params: Iterable[torch.nn.Parameter], key: str = "optimizer") -> torch.optim.Optimizer:
+        """The optimizer over `params`, via `instantiate`; torch's refusal is one line naming `key`."""
+        try:
+            factory = instantiate(self.as_hydra())
+            return factory(params)
+        except (ValueError, TypeError, InstantiationException) as exc:
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"{key}: {self.target} refused its arguments ({detail})") from None
+
+    @classmethod
+    def from_params(cls, raw: Any, where: str) -> OptimizerSpec:
+        """Validate one instantiate section; every problem is one line naming `where.<key>`."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: must be a mapping with _target_, _partial_, lr and the class's arguments")
+        known = torch_optimizers()
+        target = raw.get("_target_")
+        if target not in known:
+            raise ConfigError(f"{where}._target_: {target!r} is not allowed (choose from {', '.join(sorted(known))})")
+        if raw.get("_partial_") is not True:
+            raise ConfigError(f"{where}._partial_: must be true (the parameters are passed when the model exists)")
+        lr = raw.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ConfigError(f"{where}.lr: must be > 0, got {lr!r}")
+        allowed = [n for n in inspect.signature(known[target].__init__).parameters if n not in ("self", "params")]
+        kwargs = {k: v for k, v in raw.items() if k not in (*_HYDRA_KEYS, "lr")}
+        for name in kwargs:
+            if name not in allowed:
+                raise ConfigError(f"{where}.{name}: not an argument of {target} (allowed: {', '.join(allowed)})")
+        spec = cls(target, float(lr), dict(kwargs))
+        spec.build([torch.nn.Parameter(torch.zeros(1))], key=where)  # torch checks the values (momentum < 0, ...)
+        return spec
+
+
+def check_named(names: Iterable[str], optimizers: Mapping[str, OptimizerSpec], key: str) -> None:
+    """Every name a study gives (at `key`) is an entry of the `optimizers` section."""
+    for name in names:
+        if name not in optimizers:
+            raise ConfigError(f"{key}: {name!r} is not in the optimizers section (choose from {', '.join(optimizers)})")

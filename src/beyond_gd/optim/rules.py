@@ -21,16 +21,13 @@ book's text (`findings`), and measures Adam's second-moment bias
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
-from beyond_gd.config import OptimizerConfig
-from beyond_gd.optim.registry import OPTIMIZERS, build_optimizer
+from beyond_gd.optim.registry import OptimizerSpec
 
 Tensors = list[torch.Tensor]
 
@@ -279,7 +276,7 @@ def regression_stream(
 def max_deviation(
     rule: Callable[..., Rule],
     hyper: Mapping[str, float],
-    torch_cfg: OptimizerConfig,
+    torch_cfg: OptimizerSpec,
     stream: GradientStream,
     lrs: Sequence[float],
     at_lookahead: bool = False,
@@ -292,7 +289,7 @@ def max_deviation(
     """
     params = [p.clone() for p in stream.start]
     leaves = [p.clone().requires_grad_(True) for p in stream.start]
-    opt = build_optimizer(torch_cfg, leaves)
+    opt = torch_cfg.build(leaves)
     state = rule(lr=lrs[0], **hyper).init(params)
     worst = 0.0
     for step, lr in enumerate(lrs):
@@ -311,19 +308,12 @@ def max_deviation(
 # --------------------------------------------------------------------------
 # The book's text beside torch.optim: each comparison and what it found
 # --------------------------------------------------------------------------
-def torch_default(cfg: OptimizerConfig, name: str) -> Any:
-    """A torch.optim keyword as the config gives it, else the class's own default."""
-    if name in cfg.kwargs:
-        return cfg.kwargs[name]
-    return inspect.signature(OPTIMIZERS[cfg.name].__init__).parameters[name].default
+def _rmsprop_hyper(cfg: OptimizerSpec) -> dict[str, float]:
+    return {"rho": cfg.kwargs["alpha"], "delta": cfg.default("eps")}
 
 
-def _rmsprop_hyper(cfg: OptimizerConfig) -> dict[str, float]:
-    return {"rho": cfg.kwargs["alpha"], "delta": torch_default(cfg, "eps")}
-
-
-def _adam_hyper(cfg: OptimizerConfig) -> dict[str, float]:
-    beta1, beta2 = torch_default(cfg, "betas")
+def _adam_hyper(cfg: OptimizerSpec) -> dict[str, float]:
+    beta1, beta2 = cfg.default("betas")
     return {"beta1": beta1, "beta2": beta2}
 
 
@@ -334,13 +324,13 @@ class Comparison:
 
     rule: str
     case: str
-    optimizer: str  # conf/optimizer/<name>.yaml: the book's torch.optim call
+    optimizer: str  # conf/optimizers/<name>.yaml: the book's torch.optim call
     book_form: str
     torch_form: str
     same_maths: bool  # what the algebra says; the measurement must bear it out
-    hyper: Callable[[OptimizerConfig, float], dict[str, float]]
+    hyper: Callable[[OptimizerSpec, float], dict[str, float]]
     factory: Callable[..., Rule] | None = None  # default: REGISTRY[rule]
-    torch_kwargs: Callable[[OptimizerConfig, float], dict[str, Any]] = lambda cfg, delta: {}
+    torch_kwargs: Callable[[OptimizerSpec, float], dict[str, Any]] = lambda cfg, delta: {}
     lr_drop: bool = False  # the learning rate is multiplied by a factor half way
     at_lookahead: bool = False
     primary: bool = False  # the registry test's pairing for this rule
@@ -349,25 +339,25 @@ class Comparison:
 COMPARISONS: list[Comparison] = [
     Comparison("sgd", "as written", "sgd", "theta -= eps g", "p -= lr g", True,
                lambda cfg, d: {}, primary=True),
-    Comparison("momentum", "as written", "momentum", "v = m v - eps g; theta += v",
+    Comparison("momentum", "as written", "sgd_momentum", "v = m v - eps g; theta += v",
                "buf = m buf + g; p -= lr buf (v = -lr buf)", True,
                lambda cfg, d: {"m": cfg.kwargs["momentum"]}, primary=True),
     # torch's SGD docs note this: its buffer holds no learning rate, so a new
     # rate rescales the whole velocity at once; the book's v keeps the old one.
-    Comparison("momentum", "lr changed half way", "momentum", "v keeps steps taken at the old eps",
+    Comparison("momentum", "lr changed half way", "sgd_momentum", "v keeps steps taken at the old eps",
                "buf is lr-free: the new lr rescales all of it", False,
                lambda cfg, d: {"m": cfg.kwargs["momentum"]}, lr_drop=True),
-    Comparison("nesterov", "torch p vs theta + m v", "nesterov",
+    Comparison("nesterov", "torch p vs theta + m v", "sgd_nesterov",
                "g at theta + m v; v = m v - eps g; theta += v (Sutskever 2013)",
                "buf = m buf + g(p); p -= lr (g + m buf): p is the look-ahead point theta + m v", True,
                lambda cfg, d: {"m": cfg.kwargs["momentum"]}, at_lookahead=True, primary=True),
-    Comparison("nesterov", "torch p vs theta", "nesterov", "parameters theta",
+    Comparison("nesterov", "torch p vs theta", "sgd_nesterov", "parameters theta",
                "parameters p = theta + m v (Bengio et al. 2013 form)", False,
                lambda cfg, d: {"m": cfg.kwargs["momentum"]}),
     Comparison("adagrad", "delta placement, delta = torch eps", "adagrad",
                "theta -= eps g / (delta + sqrt(r)), r_0 = 0",
                "p -= lr g / (sqrt(state_sum) + eps), state_sum_0 = initial_accumulator_value", True,
-               lambda cfg, d: {"delta": torch_default(cfg, "eps")}, primary=True),
+               lambda cfg, d: {"delta": cfg.default("eps")}, primary=True),
     Comparison("adagrad", "book's delta as initial_accumulator_value", "adagrad",
                "delta + sqrt(r), r_0 = 0 (the text: delta is merged into initial_accumulator_value)",
                "sqrt(initial_accumulator_value + r) + eps with initial_accumulator_value = delta, eps = 0", False,
@@ -388,11 +378,11 @@ COMPARISONS: list[Comparison] = [
                lambda cfg, d: {**_rmsprop_hyper(cfg), "m": cfg.kwargs["momentum"]}, primary=True),
     Comparison("adam", "eps on the bias-corrected root", "adam", "theta -= eps m~ / (delta + sqrt(v~))",
                "p -= (lr / (1 - b1^i)) m / (sqrt(v) / sqrt(1 - b2^i) + eps): the same", True,
-               lambda cfg, d: {**_adam_hyper(cfg), "delta": torch_default(cfg, "eps")}, primary=True),
+               lambda cfg, d: {**_adam_hyper(cfg), "delta": cfg.default("eps")}, primary=True),
     Comparison("adam", "eps on the uncorrected root (Kingma & Ba Sec. 2, TF1)", "adam",
                "eps_hat added to sqrt(v), step eps sqrt(1 - b2^i) / (1 - b1^i)",
                "eps added to sqrt(v~): eps_hat = eps sqrt(1 - b2^i) in torch's terms", False,
-               lambda cfg, d: {**_adam_hyper(cfg), "eps_hat": torch_default(cfg, "eps")}, factory=adam_eps_hat),
+               lambda cfg, d: {**_adam_hyper(cfg), "eps_hat": cfg.default("eps")}, factory=adam_eps_hat),
 ]
 
 
@@ -408,12 +398,12 @@ class Finding:
 
 
 def run_comparison(
-    comp: Comparison, configs: Mapping[str, OptimizerConfig], stream: GradientStream, steps: int,
+    comp: Comparison, configs: Mapping[str, OptimizerSpec], stream: GradientStream, steps: int,
     book_delta: float, lr_drop_factor: float,
 ) -> float:
     """`max_deviation` for one comparison, built from the book's torch call `configs[comp.optimizer]`."""
     cfg = configs[comp.optimizer]
-    torch_cfg = dataclasses.replace(cfg, kwargs={**cfg.kwargs, **comp.torch_kwargs(cfg, book_delta)})
+    torch_cfg = cfg.with_kwargs(**comp.torch_kwargs(cfg, book_delta))
     lrs = [cfg.lr] * steps
     if comp.lr_drop:
         lrs[steps // 2:] = [cfg.lr * lr_drop_factor] * (steps - steps // 2)
@@ -422,7 +412,7 @@ def run_comparison(
 
 
 def findings(
-    configs: Mapping[str, OptimizerConfig], stream: GradientStream, steps: int, book_delta: float,
+    configs: Mapping[str, OptimizerSpec], stream: GradientStream, steps: int, book_delta: float,
     lr_drop_factor: float, tol: float,
 ) -> list[Finding]:
     """Every comparison, measured: the book's forms beside torch.optim's, with the largest difference."""

@@ -20,6 +20,10 @@ import pandas as pd
 from beyond_gd.errors import DataError
 
 
+# Every upstream stage's detail for the report (dvc's metrics.json holds only headline numbers, unread here).
+SUMMARY = "summary.json"
+
+
 class Need(NamedTuple):
     artifact: str  # an upstream stage's output folder, by the report's argument name (`--random-walk`)
     file: str  # a file in it
@@ -71,7 +75,7 @@ class Inputs:
     def csv(self, artifact: str, file: str) -> pd.DataFrame:
         return self._get(artifact, file)
 
-    def json(self, artifact: str, file: str = "metrics.json") -> dict[str, Any]:
+    def json(self, artifact: str, file: str = SUMMARY) -> dict[str, Any]:
         return self._get(artifact, file)
 
     def npz(self, artifact: str, file: str) -> Mapping[str, np.ndarray]:

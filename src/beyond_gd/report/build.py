@@ -11,15 +11,16 @@ import pandas as pd
 
 from beyond_gd.report import page
 from beyond_gd.report.artifacts import Artifacts, Need
+from beyond_gd.report.figures import FIGURES, FigureParams  # first: importing it registers every claim too
 from beyond_gd.report.claims import CLAIMS, evaluate
-from beyond_gd.report.figures import FIGURES, FigureParams
 from beyond_gd.report.style import Style, apply, save
 
 FIGURE_DIR = "figures"
 CLAIMS_CSV = "claims.csv"
 HTML, MARKDOWN = "index.html", "README.md"
-# Every upstream stage's metrics.json names the MLflow run that made it (tracking.write_metrics).
-RUN_RECORD = "metrics.json"
+# Every upstream stage's run record: the MLflow run (and experiment) that made its artifacts, and how many
+# nested cell runs it has where it has them. The page names it under each figure.
+RUN_RECORD = "run.json"
 
 
 def needs() -> list[Need]:
@@ -44,6 +45,11 @@ def mlflow_runs(artifacts: Artifacts, needs: tuple[Need, ...]) -> str:
 
 def artifact_names() -> list[str]:
     return list(dict.fromkeys(n.artifact for n in needs()))
+
+
+def figures_by_artifact() -> dict[str, list[str]]:
+    """Every artifact the report reads, with the titles of the figures that read it (in page order)."""
+    return {name: [f.title for f in FIGURES if any(n.artifact == name for n in f.needs)] for name in artifact_names()}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: the report runs under DVC with no display (ECOSYSTEM.md)
+matplotlib.use("Agg")  # headless: the report runs under DVC, in worker processes, with no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402

@@ -1,1 +1,1 @@
-"""Pure studies behind the chapter's illustrations: no file I/O, no global state."""
+"""The studies: each a `Config` and a pure `run(cfg, inputs) -> Result` (beyond_gd.study), one per stage."""

@@ -1,0 +1,234 @@
+"""One training "cell": one optimizer at one learning rate and one seed on the MLP.
+
+The unit of the `momentum_speedup` and `optimizer_grid` studies. `run_cell` is
+the whole experiment for one cell, from a config and tensors to plain
+records; it writes no file and logs nothing (`beyond_gd.launch` does that
+around it, in a launcher's job). It seeds torch's global generator
+(`seed_everything`), because `nn.Linear` draws its initial weights from it.
+
+Two ways to say "the cost reached 0.1" (Fig 6-9):
+- `smoothed`: the trailing mean of the per-step mini-batch cost over
+  `smoothing_window` steps first falls to the target (full windows only);
+- `epoch_last`: the cost of the last mini-batch of an epoch first falls to the
+  target, the quantity the first edition plotted (one point per epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from beyond_gd.config import ModelConfig, required
+from beyond_gd.measures import epoch_last_steps_to_target, final_loss, steps_to_target, trailing_mean
+from beyond_gd.model import build_model
+from beyond_gd.optim.registry import OptimizerSpec
+from beyond_gd.runtime import seed_everything
+from beyond_gd.training import EpochEnd, evaluate, train
+
+# torch_default: nn.Linear's own init (Kaiming-uniform, a=sqrt(5)), the PyTorch
+# book's; he_normal: N(0, 2 / fan_in) weights and zero biases, the first
+# edition's TensorFlow `layer()` (Fig 6-9's code in that edition).
+INITS = ("torch_default", "he_normal")
+COSTS = ("smoothed", "epoch_last")
+STOPS = ("target", "cap", "diverged")
+
+
+@dataclass
+class CellConfig:
+    id: str = required(nonempty=True)
+    seed: int = required(ge=0)
+    optimizer: OptimizerSpec = required()
+    model: ModelConfig = required()
+    init: str = required(choices=INITS)
+    # Train on the first `train_images` training images (the first edition's
+    # 55,000; 5,000 held out); null: all 60,000.
+    train_images: int | None = required(gt=0, optional=True)
+    batch_size: int = required(gt=0)
+    # The step budget (a cap when `stop_margin` is set).
+    max_steps: int = required(gt=0)
+    divergence_loss: float = required(gt=0)
+    # Per-epoch loss and accuracy on the training images and the test set.
+    evaluate: bool = required()
+    eval_batch_size: int | None = required(gt=0, optional=True)
+    target_loss: float = required(gt=0)
+    smoothing_window: int = required(gt=0)
+    # Which cost gives the cell's headline `steps_to_target` (both are recorded).
+    cost: str = required(choices=COSTS)
+    # Stop this many steps after both costs have reached the target (at the
+    # end of that epoch), so both are measured; null: run the whole budget.
+    stop_margin: int | None = required(ge=0, optional=True)
+    # Where the cell sits in its study (setup, optimizer, lr, seed): carried
+    # into its artifact and MLflow tags, never read by the training.
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpochRow:
+    epoch: int
+    step: int  # steps done at the end of this epoch (the last may be partial)
+    seconds: float  # training time so far, evaluation excluded
+    epoch_last_loss: float  # cost of this epoch's last mini-batch
+    train_loss: float = math.nan
+    train_accuracy: float = math.nan
+    test_loss: float = math.nan
+    test_accuracy: float = math.nan
+
+
+@dataclass
+class CellResult:
+    step_loss: np.ndarray  # (steps,) mini-batch cost per step
+    epochs: list[EpochRow]
+    steps: int
+    train_seconds: float
+    diverged: bool
+    stopped_by: str  # one of STOPS
+    steps_per_epoch: int
+    steps_to_target: int | None  # by the cell's `cost`
+    steps_to_target_smoothed: int | None
+    steps_to_target_epoch_last: int | None
+    seconds_to_target: float | None  # by the cell's `cost`, training time only
+    final_loss: float  # mean cost over the last `smoothing_window` steps; inf if diverged
+
+
+# --------------------------------------------------------------------------
+# The cell
+# --------------------------------------------------------------------------
+def run_cell(
+    cell: CellConfig,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    device: torch.device,
+) -> CellResult:
+    """Train one cell until its budget, its target (+ margin) or divergence, through `training.train`.
+
+    The baseline trains through the same loop, so a cell with the baseline's
+    optimizer, seed, batch size and data draws exactly the baseline's batches.
+    """
+    seed_everything(cell.seed)
+    x, y = x_train[: cell.train_images], y_train[: cell.train_images]
+    model = build_model(cell.model).to(device)
+    if cell.init == "he_normal":
+        he_normal_(model)
+    optimizer = cell.optimizer.build(model.parameters(), key=f"cell {cell.id}: optimizer")
+    steps_per_epoch = math.ceil(len(x) / cell.batch_size)
+    rows: list[EpochRow] = []
+
+    def at_epoch_end(end: EpochEnd) -> bool:
+        row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]))
+        if cell.evaluate:
+            row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size)
+            row.test_loss, row.test_accuracy = evaluate(model, x_test, y_test, cell.eval_batch_size)
+        rows.append(row)
+        if cell.stop_margin is None:
+            return False
+        reached = (steps_to_target(end.losses, cell.target_loss, cell.smoothing_window),
+                   epoch_last_steps_to_target(end.losses, steps_per_epoch, cell.target_loss))
+        return None not in reached and end.step >= max(reached) + cell.stop_margin  # type: ignore[type-var]
+
+    res = train(model, optimizer, x, y, batch_size=cell.batch_size, seed=cell.seed, max_steps=cell.max_steps,
+                divergence_loss=cell.divergence_loss, on_epoch_end=at_epoch_end)
+    losses = res.step_loss
+    if res.diverged:  # the epoch it diverged in ends there, unevaluated
+        rows.append(EpochRow(res.epochs, res.steps, res.seconds, float(losses[-1]) if res.steps else math.nan))
+    by_smoothed = steps_to_target(losses, cell.target_loss, cell.smoothing_window)
+    by_epoch_last = epoch_last_steps_to_target(losses, steps_per_epoch, cell.target_loss)
+    reached = by_smoothed if cell.cost == "smoothed" else by_epoch_last
+    return CellResult(
+        step_loss=losses, epochs=rows, steps=res.steps, train_seconds=res.seconds, diverged=res.diverged,
+        stopped_by="diverged" if res.diverged else "target" if res.stopped else "cap",
+        steps_per_epoch=steps_per_epoch, steps_to_target=reached,
+        steps_to_target_smoothed=by_smoothed, steps_to_target_epoch_last=by_epoch_last,
+        seconds_to_target=seconds_at(reached, rows),
+        final_loss=math.inf if res.diverged else final_loss(losses, cell.smoothing_window),
+    )
+
+
+def seconds_at(step: int | None, rows: list[EpochRow]) -> float | None:
+    """Training seconds at `step`, interpolated within its epoch (time is only read per epoch)."""
+    if step is None:
+        return None
+    return float(np.interp(step, [0] + [r.step for r in rows], [0.0] + [r.seconds for r in rows]))
+
+
+def he_normal_(model: nn.Module) -> None:
+    """The first edition's init: weights ~ N(0, 2 / fan_in), biases 0 (He et al. 2015)."""
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.Linear):
+                layer.weight.normal_(0.0, math.sqrt(2.0 / layer.in_features))
+                layer.bias.zero_()
+
+
+# --------------------------------------------------------------------------
+# A cell's artifact, and tidy tables over many cells (long format)
+# --------------------------------------------------------------------------
+@dataclass
+class CellOutput:
+    cell: CellConfig
+    result: dict[str, Any]  # the cell's scalars (its result.json)
+    steps: pd.DataFrame  # step, loss
+    epochs: pd.DataFrame  # the EpochRow fields
+
+
+def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
+    """A cell's artifact: its scalars, JSON-safe (a diverged run's inf final loss is null), and its curves.
+    `facts` (where and when it ran) join the scalars."""
+    last = res.epochs[-1] if res.epochs else None
+    evaluated = cell.evaluate and last is not None and not res.diverged
+    result = {
+        "id": cell.id, **cell.labels,
+        "steps": res.steps, "steps_per_epoch": res.steps_per_epoch, "train_seconds": res.train_seconds,
+        "diverged": res.diverged, "stopped_by": res.stopped_by,
+        "steps_to_target": res.steps_to_target, "steps_to_target_smoothed": res.steps_to_target_smoothed,
+        "steps_to_target_epoch_last": res.steps_to_target_epoch_last, "seconds_to_target": res.seconds_to_target,
+        "final_loss": res.final_loss if math.isfinite(res.final_loss) else None,
+        **{name: getattr(last, name) if evaluated else None for name in EVALUATED},
+        **facts,
+    }
+    steps = pd.DataFrame({"step": np.arange(1, res.steps + 1), "loss": res.step_loss})
+    epochs = pd.DataFrame([dataclasses.asdict(r) for r in res.epochs], columns=EPOCH_COLUMNS)
+    return CellOutput(cell, result, steps, epochs)
+
+
+EVALUATED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
+
+
+def steps_table(outputs: list[CellOutput], labels: list[str], stride: int, window: int) -> pd.DataFrame:
+    """labels..., step, loss, smoothed: every `stride`-th step of each cell (the curves' full
+    resolution stays in each cell's steps.csv); `smoothed` is the trailing mean over `window` steps."""
+    frames = []
+    for o in outputs:
+        loss = o.steps["loss"].to_numpy()
+        keep = o.steps["step"].to_numpy() % stride == 0
+        frames.append(pd.DataFrame({**{k: o.cell.labels[k] for k in labels}, "step": o.steps["step"][keep],
+                                    "loss": loss[keep], "smoothed": trailing_mean(loss, window)[keep]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def epochs_table(outputs: list[CellOutput], labels: list[str]) -> pd.DataFrame:
+    """labels..., then the EpochRow fields, one row per cell and epoch."""
+    return pd.concat([o.epochs.assign(**{k: o.cell.labels[k] for k in labels})[labels + EPOCH_COLUMNS]
+                      for o in outputs], ignore_index=True)
+
+
+def cells_table(outputs: list[CellOutput]) -> pd.DataFrame:
+    """One row per cell: its result.json."""
+    return pd.DataFrame([o.result for o in outputs])
+
+
+def seed_stats(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
+    """Per group: how many seeds have a finite `column` (n), their mean, sample std (ddof 1), min and max."""
+    finite = frame.assign(**{column: pd.to_numeric(frame[column], errors="coerce")
+                             .replace([np.inf, -np.inf], np.nan)})
+    return finite.groupby(by, sort=False)[column].agg(["count", "mean", "std", "min", "max"]).rename(
+        columns={"count": "n"})

@@ -1,0 +1,98 @@
+"""The loss Hessian of the MLP (the text of "When the gradient points the wrong way")."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.axes import mark_endpoints, plain_log, symlog
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.style import Style, size
+
+HS = "hessian"
+
+
+@figure("extra-hessian-spectrum", title="The loss Hessian of the MLP: top eigenvalues, and along the Fig 6-3 line",
+        needs=(Need(HS, "eigenvalues.csv"), Need(HS, "path.csv"), Need(HS, "summary.json")),
+        shows="From Hessian-vector products only (Lanczos, Hutchinson; no dense Hessian), on a fixed subset of "
+              "the data: the largest eigenvalues and the most negative one at the SGD solution (top left, "
+              "symlog) with each Ritz pair's residual ‖Hy − λy‖ (top right, log; hollow: not converged by the "
+              "stage's criterion); "
+              "along the line θ(α) = (1 − α) θ_opt + α θ_init: λ_max, λ_min and the trace estimate with its "
+              "standard error (bottom left, symlog), and the conditioning ratios λ_max / |λ_min| and "
+              "λ_max / λ_k (bottom right, log).",
+        book="The Hessian H describes the curvature; the problem is ill-conditioned when the gradient changes "
+             "quickly under our feet, i.e. when H's eigenvalues are spread widely (the book gives no numbers).")
+def hessian_spectrum(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    eig, path, m = i.csv(HS, "eigenvalues.csv"), i.csv(HS, "path.csv").sort_values("alpha"), i.json(HS)
+    sol = m["solution"]
+    at0 = eig[eig["alpha"] == 0.0]
+    top, low = at0[at0["which"] == "top"].sort_values("rank"), at0[at0["which"] == "min"]
+    k = len(top)
+    colors = sns.color_palette(n_colors=4)
+    fig, axes = plt.subplots(2, 2, figsize=size(s, rows=2))
+
+    ax = axes[0, 0]
+    ranks = np.arange(1, k + 2)
+    values = np.r_[top["value"].to_numpy(), low["value"].to_numpy()]
+    ax.vlines(ranks, 0, values, color=[colors[0]] * k + [colors[3]], lw=2)
+    ax.scatter(ranks[:k], values[:k], color=colors[0], zorder=3, label=f"top {k} (λ_1 … λ_{k})")
+    ax.scatter(ranks[k:], values[k:], color=colors[3], zorder=3, label="most negative")
+    ax.axhline(0, color="0.3", lw=0.6)
+    symlog(ax, values)
+    ax.set_xticks(ranks, [*map(str, range(1, k + 1)), "min"])
+    ax.set(xlabel="rank", ylabel="eigenvalue of H (nats / param²)", title="spectrum at the SGD solution (α = 0)")
+    ax.legend(fontsize="small")
+
+    ax = axes[0, 1]
+    pairs = pd.concat([top, low])
+    conv = pairs["converged"].astype(bool).to_numpy()
+    pair_colors = np.array([colors[0]] * k + [colors[3]])
+    ax.scatter(ranks[conv], pairs["residual"][conv], color=pair_colors[conv], zorder=3)
+    ax.scatter(ranks[~conv], pairs["residual"][~conv], facecolor="none", edgecolor=pair_colors[~conv], zorder=3)
+    ax.set_yscale("log")
+    ax.set_xticks(ranks, [*map(str, range(1, k + 1)), "min"])
+    ax.set(xlabel="rank", ylabel="residual ‖Hy − λy‖ (nats / param²)",
+           title="residuals at α = 0 (hollow: not converged)")
+
+    ax = axes[1, 0]
+    for which, rank, color, label in (("top", 1, colors[0], "λ_max"), ("min", 1, colors[3], "λ_min (most negative)")):
+        rows = eig[(eig["which"] == which) & (eig["rank"] == rank)].sort_values("alpha")
+        ok = rows["converged"].astype(bool).to_numpy()
+        ax.plot(rows["alpha"], rows["value"], color=color, lw=1.2, label=label)
+        ax.scatter(rows["alpha"][ok], rows["value"][ok], color=color, zorder=3)
+        ax.scatter(rows["alpha"][~ok], rows["value"][~ok], facecolor="white", edgecolor=color, zorder=3)
+    ax.errorbar(path["alpha"], path["trace"], yerr=path["trace_stderr"], color=colors[2], marker="s", ms=4,
+                capsize=3, lw=1.2, label="trace (Hutchinson, ± 1 s.e.)")
+    ax.axhline(0, color="0.3", lw=0.6)
+    trace_ends = [path["trace"] + sign * path["trace_stderr"] for sign in (1, -1)]
+    symlog(ax, np.concatenate([path["lambda_max"], path["lambda_min"], *trace_ends]))
+    mark_endpoints(ax, "θ_init")
+    ax.set(xlabel="α (0: SGD solution, 1: the baseline's init)", ylabel="nats / param²",
+           title="curvature along the line (hollow: not converged)")
+    ax.legend(fontsize="x-small", loc="center left")
+
+    ax = axes[1, 1]
+    ax.plot(path["alpha"], path["top_over_abs_min"], marker="o", color=colors[1], label="λ_max / |λ_min|")
+    ax.plot(path["alpha"], path["top_over_kth"], marker="s", color=colors[0], label=f"λ_max / λ_{k}")
+    ax.axhline(1, color="0.3", lw=0.6)
+    ax.set_yscale("log")
+    plain_log(ax.yaxis)
+    mark_endpoints(ax, "θ_init")
+    ax.set(xlabel="α (0: SGD solution, 1: the baseline's init)", ylabel="ratio", title="conditioning along the line")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    peak = path.loc[path["lambda_max"].idxmax()]
+    unconverged = path["alpha"][~path["converged"].astype(bool)]
+    measured = (f"At the SGD solution ({m['parameters']:,} parameters, {m['subset_size']:,} examples): λ_1 = "
+                f"{sol['lambda_max']:.3g}, λ_{k} = {top['value'].iloc[-1]:.3g}, most negative {sol['lambda_min']:.3g}"
+                f" (λ_max / |λ_min| = {sol['top_over_abs_min']:.0f}); trace {sol['trace']:.3g} ± "
+                f"{sol['trace_stderr']:.2g}; largest residual {sol['max_residual']:.1e}. Along the line λ_max is "
+                f"{path['lambda_max'].iloc[0]:.3g} at α = {path['alpha'].iloc[0]:g}, at most {peak['lambda_max']:.3g}"
+                f" (α = {peak['alpha']:g}), {path['lambda_max'].iloc[-1]:.3g} at α = {path['alpha'].iloc[-1]:g}"
+                + (f"; some eigenpair not converged at α = {', '.join(f'{a:g}' for a in unconverged)}"
+                   if len(unconverged) else "") + ".")
+    return Drawn(fig, measured)

@@ -1,0 +1,158 @@
+"""Fig 6-3: the loss on the line from the SGD solution to a random point."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from beyond_gd import measures
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.axes import mark_endpoints
+from beyond_gd.report.claims import Measured, claim, graded
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.style import Style, size
+
+IP = "interpolate"
+SPLIT_NAMES = {"train": "training set", "test": "test set"}
+
+
+@figure("fig6-03-interpolation", title="Fig 6-3. The loss on the line from the SGD solution to a random point",
+        needs=(Need(IP, "path.csv"), Need(IP, "summary.csv")),
+        shows="Cross-entropy (left) and accuracy (middle) at θ(α) = (1 − α) θ_opt + α θ_rand against α, on the "
+              "whole training and test sets: the mean over the random points θ_rand (the baseline's own "
+              "initialisation and fresh ones) with the min–max band; α = 0 is the SGD solution, α = 1 the random "
+              "point. Right: the slope |dL/dα| of the training loss between them, per θ_rand (log scale).",
+        book="Along the line from a random initialisation to the SGD solution (α from −2 to 2) there is no "
+             "troublesome local minimum; around α = 1 there is a flat region with a near-zero gradient; "
+             "the picture is the same if we run the experiment over and over.")
+def interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    path, summary = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv")
+    splits = [sp for sp in SPLIT_NAMES if sp in set(path["split"])]
+    colors = dict(zip(SPLIT_NAMES, sns.color_palette(n_colors=2), strict=True))
+    stats = path.groupby(["split", "alpha"]).agg(loss_mean=("loss", "mean"), loss_min=("loss", "min"),
+                                                 loss_max=("loss", "max"), acc_mean=("accuracy", "mean"),
+                                                 acc_min=("accuracy", "min"), acc_max=("accuracy", "max"))
+    n_rand = path["theta_rand"].nunique()
+    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    for ax, what, ylabel in ((axes[0], "loss", "loss (cross-entropy, nats)"), (axes[1], "acc", "accuracy (%)")):
+        k = 100 if what == "acc" else 1
+        for j, split in enumerate(splits):
+            rows = stats.loc[split]
+            lo, hi = k * rows[f"{what}_min"], k * rows[f"{what}_max"]
+            # Train and test nearly coincide: the first band is filled, the second outlined, so both show.
+            if j == 0:
+                ax.fill_between(rows.index, lo, hi, color=colors[split], alpha=0.25, lw=0)
+            else:
+                ax.fill_between(rows.index, lo, hi, facecolor="none", edgecolor=colors[split], hatch="////",
+                                lw=0.6, alpha=0.6)
+            ax.plot(rows.index, k * rows[f"{what}_mean"], color=colors[split], lw=1.6, ls="-" if j == 0 else "--",
+                    label=f"{SPLIT_NAMES[split]}: mean of {n_rand} θ_rand, band min–max")
+        mark_endpoints(ax)
+        ax.set(xlabel="α", ylabel=ylabel)
+    axes[0].set_title("loss along the line")
+    axes[1].set_title("accuracy along the line")
+    axes[0].legend(fontsize="x-small", loc="upper center")
+
+    ax = axes[2]
+    train = path[path["split"] == training_split(splits)]
+    # Two kinds of θ_rand, two colours: the run's own init, and fresh inits (one line per seed).
+    kinds = {"init": ("the baseline's own init", sns.color_palette()[2]),
+             "fresh": ("fresh inits (one line per seed)", "0.4")}
+    labelled = set()
+    for label in dict.fromkeys(train["theta_rand"]):
+        rows = train[train["theta_rand"] == label].sort_values("alpha")
+        slope = measures.abs_slope(rows["alpha"].to_numpy(), rows["loss"].to_numpy())
+        inside = ((rows["alpha"] >= -0.25) & (rows["alpha"] <= 1.25)).to_numpy()
+        kind = "init" if label == "init" else "fresh"
+        name, color = kinds[kind]
+        ax.plot(rows["alpha"][inside], slope[inside], color=color, lw=1.2, marker="o", ms=2,
+                label=None if kind in labelled else name)
+        labelled.add(kind)
+    mark_endpoints(ax)
+    ax.set_yscale("log")
+    ax.set(xlabel="α", ylabel=f"|dL/dα| of the {SPLIT_NAMES[train['split'].iloc[0]]} loss (nats)",
+           title="slope between the endpoints")
+    ax.set_ylim(top=ax.get_ylim()[1] * 30)  # a decade and a half of headroom for the legend
+    ax.legend(fontsize="x-small", loc="upper center")
+    fig.tight_layout()
+    tr = summary[summary["split"] == train["split"].iloc[0]]
+    measured = (f"Training loss {tr['loss_at_0'].iloc[0]:.3f} at α = 0 and {tr['loss_at_1'].min():.3f}–"
+                f"{tr['loss_at_1'].max():.3f} at α = 1 over {len(tr)} θ_rand; at most "
+                f"{int(summary['local_minima'].max())} local minima strictly between 0 and 1 on any path (train "
+                "and test); the mean slope "
+                f"within the window around α = 1 is {tr['slope_ratio'].min():.2f}–{tr['slope_ratio'].max():.2f} "
+                "× the mean slope between 0 and the window.")
+    return Drawn(fig, measured)
+
+
+def minima_between(path: pd.DataFrame, depth: float) -> pd.Series:
+    """Per (θ_rand, split) path, the α strictly inside (0, 1) where the loss lies more than `depth` below both
+    grid neighbours (a list, empty where there is none)."""
+    def alphas(rows: pd.DataFrame) -> list[float]:
+        rows = rows.sort_values("alpha")
+        found = measures.local_minima(rows["alpha"].to_numpy(), rows["loss"].to_numpy(), depth, 0.0, 1.0)
+        return [float(a) for a in rows["alpha"].to_numpy()[found]]
+
+    return path.groupby(["theta_rand", "split"], sort=False)[["alpha", "loss"]].apply(alphas)
+
+
+def training_split(splits: pd.Series | pd.Index) -> str:
+    """The split whose loss the book plots: the training set's, else the one there is."""
+    return "train" if "train" in set(splits) else next(iter(splits))
+
+
+def slope_ratios(summary: pd.DataFrame) -> pd.Series:
+    """Per θ_rand, the training loss's mean |dL/dα| near α = 1 over its mean on [0, window) (the stage's)."""
+    return summary[summary["split"] == training_split(summary["split"])].set_index("theta_rand")["slope_ratio"]
+
+
+@claim("no_local_minimum_between_0_and_1", figure="Fig 6-3",
+       book="On the line from the SGD solution (α = 0) to a random point (α = 1) there is no troublesome local "
+            "minimum.",
+       needs=(Need(IP, "path.csv"),),
+       tolerance="a local minimum: a point in 0 < α < 1 below both grid neighbours by more than {tol:g} nats. "
+                 "agrees: none on any path; partly: on some training paths but not all, or on test paths only; "
+                 "differs: on every training path")
+def no_local_minimum(i: Inputs, tol: float) -> Measured:
+    minima = minima_between(i.csv(IP, "path.csv"), tol)
+    has = minima.map(bool)
+    train = has[has.index.get_level_values("split") == training_split(has.index.get_level_values("split"))]
+    where = "; ".join(f"{rand} ({split}) at α = {', '.join(f'{a:g}' for a in found)}"
+                      for (rand, split), found in minima.items() if found)
+    return Measured(f"{int((minima.map(len) == 0).sum())} of {len(minima)} paths (θ_rand × split) without a local "
+                    "minimum in (0, 1)" + (f": {where}" if where else ""),
+                    graded(not has.any(), not train.all()))
+
+
+@claim("flat_region_near_alpha_1", figure="Fig 6-3",
+       book="Around α = 1 (the random point) the training loss has a flat region with a near-zero gradient.",
+       needs=(Need(IP, "summary.csv"),),
+       tolerance="flat: the mean |dL/dα| near α = 1 at most {tol:g} × its mean on [0, window). agrees: flat on "
+                 "every θ_rand; partly: flat on some, or flatter (ratio < 1) on all; differs: flat on none and "
+                 "somewhere as steep as before")
+def flat_region(i: Inputs, tol: float) -> Measured:
+    ratio = slope_ratios(i.csv(IP, "summary.csv"))
+    return Measured("slope near 1 / slope before: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
+                    + f"; flat on {int((ratio <= tol).sum())} of {len(ratio)} θ_rand",
+                    graded(bool((ratio <= tol).all()), bool((ratio <= tol).any() or (ratio < 1).all())))
+
+
+@claim("interpolation_holds_over_and_over", figure="Fig 6-3",
+       book="The picture holds \"if we run this experiment over and over\": every random point gives a line "
+            "without a local minimum between 0 and 1 and flat near α = 1.",
+       needs=(Need(IP, "path.csv"), Need(IP, "summary.csv")),
+       uses=("no_local_minimum_between_0_and_1", "flat_region_near_alpha_1"),
+       tolerance="the picture on a θ_rand: no local minimum (depth {no_local_minimum_between_0_and_1:g} nats) on "
+                 "any split and flat (ratio <= {flat_region_near_alpha_1:g}). agrees: on every θ_rand, at least "
+                 "{tol:g} of them; partly: on some, or on fewer θ_rand, or only flatter (ratio < 1) on all; "
+                 "differs: otherwise")
+def over_and_over(i: Inputs, tol: float, depth: float, flat: float) -> Measured:
+    minima = minima_between(i.csv(IP, "path.csv"), depth).map(bool).groupby(level="theta_rand", sort=False).any()
+    ratio = slope_ratios(i.csv(IP, "summary.csv")).reindex(minima.index)
+    holds, weakly = ~minima & (ratio <= flat), ~minima & (ratio < 1)
+    n = len(holds)
+    return Measured(f"the picture on {int(holds.sum())} of {n} θ_rand" + (f" (fewer than {tol:g})" if n < tol else "")
+                    + "".join(f"; {k}: {'a local minimum' if minima[k] else f'slope ratio {ratio[k]:.2f}'}"
+                              for k in holds.index[~holds]),
+                    graded(bool(holds.all()) and n >= tol, bool(holds.any() or weakly.all())))

@@ -1,0 +1,241 @@
+"""The one stage runner: argv, params, the MLflow run, and the atomic write of a study's Result.
+
+A stage module only declares its stage:
+
+    STAGE = Stage("interpolate", interpolate.Config, interpolate.run, __doc__,
+                  outputs=("path.csv", "curves.csv", "summary.csv", "summary.json"), inputs=("mnist", "baseline"))
+
+    if __name__ == "__main__":
+        main(STAGE)
+
+and `python -m beyond_gd.stages.interpolate` then
+1. reads `--params` (params.yaml) and validates the sections the study's
+   `Config` names (one-line errors, exit 2, before any run is opened);
+2. sets up the device and threads from `runtime`, if the study reads it;
+3. opens the stage's MLflow run (experiment `beyond-gd/<stage>`), which ends
+   FINISHED, FAILED or KILLED (SIGTERM and SIGINT are caught and named);
+4. calls `run(cfg, inputs)` with the upstream folders (`--<input>`, default
+   `data/<input>`) and a fresh work folder beside the output folder;
+5. writes the Result there (CSV, NPZ, JSON, checkpoints, `metrics.json`,
+   `summary.json`, `run.json` naming the MLflow run), logs its numbers and
+   curves to MLflow, and only then moves each output into `--out` (default
+   `data/<stage>`). A stage that fails or is killed leaves none of its outputs
+   behind, old or new (DVC removes the old ones before it runs a stage anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beyond_gd import tracking
+from beyond_gd.config import as_dict, load, load_params
+from beyond_gd.errors import BeyondGDError, Interrupted
+from beyond_gd.study import Inputs, Result
+
+METRICS, SUMMARY, RECORD = "metrics.json", "summary.json", "run.json"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What jobs launched by a stage need to log their runs under the stage's (beyond_gd.launch)."""
+
+    stage: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    device: str  # runtime.device as configured: each job resolves it where it runs
+    data_root: str  # the mnist folder, absolute (jobs may run on other machines)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the stage, its params section, its conf group and its folder data/<name>
+    config: type  # the study's Config: its fields are the params sections the stage reads
+    run: Callable[[Any, Inputs], Result]
+    doc: str  # what the stage computes: the stage module's docstring (its MLflow experiment's description)
+    outputs: tuple[str, ...]  # what it writes in its folder besides run.json (dvc.yaml's outs and metrics)
+    inputs: tuple[str, ...] = ()  # upstream stages whose folders it reads
+    # Builds `inputs.run_cells` for studies made of training cells (beyond_gd.launch.cell_launcher).
+    launch: Callable[[Any, Path, RunContext], Callable[[list[Any]], list[Any]]] | None = None
+    out: str = ""  # default: data/<name>
+    log_outputs: bool = False  # also keep what it wrote as the MLflow run's artifacts
+
+    @property
+    def default_out(self) -> str:
+        return self.out or f"data/{self.name}"
+
+    @property
+    def computes(self) -> str:
+        """The docstring's first paragraph, one line."""
+        return " ".join(self.doc.strip().split("\n\n")[0].split())
+
+
+def main(stage: Stage, argv: list[str] | None = None) -> None:
+    """The command line: a known error is one line on stderr and exit 2; a signal exits 128 + its number."""
+    try:
+        execute(stage, argv)
+    except BeyondGDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as exc:
+        print(f"{stage.name}: {exc}; no output written", file=sys.stderr)
+        sys.exit(128 + signal.Signals[exc.signal].value)
+
+
+def parser(stage: Stage) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m beyond_gd.stages.{stage.name}", description=stage.doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml", help="composed params file (default: params.yaml)")
+    for name in stage.inputs:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=f"data/{name}",
+                       help=f"the {name} stage's output folder (default: data/{name})")
+    p.add_argument("--out", default=stage.default_out, help=f"output folder (default: {stage.default_out})")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def execute(stage: Stage, argv: list[str] | None = None) -> Result:
+    """Run `stage` as its command line would; the Result written and logged."""
+    args = parser(stage).parse_args(argv)
+    cfg = load(load_params(args.params), stage.config)
+    device = _device(cfg)
+    read = as_dict(cfg)
+    out = Path(args.out)
+    work = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        experiment = tracking.experiment_id(stage.name, stage.computes)
+        with tracking.recorded(experiment, stage.name, read, tracking.run_tags(stage.name, read, device)) as run:
+            folders = {name: Path(getattr(args, name)) for name in stage.inputs}
+            inputs = Inputs(device, folders, work, run_id=run.info.run_id, progress=not args.no_progress)
+            cells: list[Any] = []
+            if stage.launch is not None:
+                context = RunContext(stage.name, tracking.tracking_uri(), experiment, run.info.run_id,
+                                     cfg.runtime.device, str(inputs.folder("mnist").resolve()))
+                inputs.run_cells = _counted(stage.launch(cfg, work / "cells", context), cells)
+            result = stage.run(cfg, inputs)
+            names = result.outputs()
+            if sorted(names) != sorted(stage.outputs):
+                raise RuntimeError(f"{stage.name}: the study wrote {sorted(names)}, the stage declares "
+                                   f"{sorted(stage.outputs)}")
+            write(result, work)
+            record = tracking.run_record(run, **({"cells": len(cells)} if stage.launch else {}))
+            (work / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            _log(run.info.run_id, result)
+            if stage.log_outputs:
+                tracking.mlflow.log_artifacts(str(work))
+            if result.feeds:
+                tracking.describe_experiments(result.feeds)
+            _move(work, out, [*names, RECORD])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+    for line in result.lines:
+        print(f"{stage.name}: {line}")
+    return result
+
+
+def write(result: Result, folder: Path) -> None:
+    """Every file of `result` into `folder`: the same bytes for the same Result."""
+    def path(name: str) -> Path:
+        p = folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    for name, frame in result.tables.items():
+        frame.to_csv(path(name), index=False)
+    for name, arrays in result.arrays.items():
+        with path(name).open("wb") as fh:  # a handle: np.savez would append ".npz" to a path
+            np.savez(fh, **arrays)
+    documents = {**result.documents, METRICS: result.metrics} if result.metrics else dict(result.documents)
+    if result.summary:
+        documents[SUMMARY] = result.summary
+    for name, data in documents.items():
+        path(name).write_text(json.dumps(_plain(data), indent=2) + "\n")
+    for name, data in result.files.items():
+        path(name).write_bytes(data)
+    if result.checkpoints:
+        import torch
+
+        for name, state in result.checkpoints.items():
+            torch.save(state, path(name))
+
+
+def _plain(data: Any) -> Any:
+    """JSON-safe: numpy scalars as Python numbers, NaN and inf as null (strict JSON has neither)."""
+    if isinstance(data, dict):
+        return {str(k): _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    if isinstance(data, np.generic):
+        data = data.item()
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def _device(cfg: Any) -> str:
+    """The device the study computes on: `runtime` resolved and set up if it reads it, else the CPU."""
+    if not hasattr(cfg, "runtime"):
+        return "cpu"
+    from beyond_gd.runtime import setup_runtime
+
+    return setup_runtime(cfg.runtime).type
+
+
+def _log(run_id: str, result: Result) -> None:
+    tracking.log_metrics(run_id, {**tracking.numbers(result.summary), **tracking.numbers(result.metrics),
+                                  **result.logged})
+    for series in result.series:
+        tracking.log_series(run_id, series.values, series.steps)
+    if result.tags:
+        tracking.mlflow.set_tags(result.tags)
+
+
+def _counted(run_cells: Callable[[list[Any]], list[Any]], seen: list[Any]) -> Callable[[list[Any]], list[Any]]:
+    def run(cells: list[Any]) -> list[Any]:
+        seen.extend(cells)
+        return run_cells(cells)
+
+    return run
+
+
+def _move(work: Path, out: Path, names: list[str]) -> None:
+    """Every output into place, old ones replaced; a SIGTERM meanwhile is raised once all are in place."""
+    held: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            _remove(out / name)
+            os.replace(work / name, out / name)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if held:
+        raise_interrupted(held[0], None)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def raise_interrupted(signum: int, _frame: object) -> None:
+    """A SIGTERM handler: unwind like KeyboardInterrupt, so runs end KILLED and work folders go."""
+    raise Interrupted(signal.Signals(signum).name)

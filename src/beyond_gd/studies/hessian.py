@@ -1,0 +1,140 @@
+"""Beyond the book: the loss Hessian's extreme eigenvalues and trace along the Fig 6-3 path.
+
+At theta(alpha) = (1 - alpha) theta_opt + alpha theta_init (alpha = 0, the SGD
+solution, always included; theta_init the baseline's own init.pt), on a fixed
+random subset of one split, from Hessian-vector products only (no dense Hessian).
+Tables: `eigenvalues.csv` (per alpha, the top_k largest and the most negative
+eigenvalue by Lanczos, each with its residual ||Hy - lambda y||, the Lanczos
+bound and whether the residual is within residual_tol x lambda_max),
+`ritz.csv` (every Ritz value per alpha with its weight, the squared first
+component of T's eigenvector: a spectral density estimate, Ghorbani et al.
+2019), `trace.csv` (the Hutchinson draws per alpha and their running mean),
+`path.csv` (per alpha: subset loss, gradient norm, lambda_max, lambda_min,
+trace estimate and its standard error, three conditioning ratios).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.data.mnist import load_tensors
+from beyond_gd.errors import ConfigError
+from beyond_gd.landscape import hessian as hs
+from beyond_gd.landscape.interpolation import mix
+from beyond_gd.model import build_model, load_state
+from beyond_gd.runtime import seed_everything
+from beyond_gd.study import Inputs, Result, Series
+
+AT_SOLUTION = ("loss", "grad_norm", "lambda_max", "lambda_min", "trace", "trace_stderr", "top_over_kth",
+               "top_over_abs_min", "top_over_mean", "max_residual", "converged")
+
+
+@dataclass
+class HessianConfig:
+    # Points on the Fig 6-3 path; 0 (the SGD solution) is added if missing.
+    alphas: list[float] = required(nonempty=True)
+    split: str = required(choices=("train", "test"))
+    subset_size: int = required(gt=0)
+    subset_seed: int = required(ge=0)
+    # Examples per double-backward pass.
+    batch_size: int = required(gt=0)
+    top_k: int = required(gt=0)
+    lanczos_steps: int = required(gt=0)
+    trace_samples: int = required(gt=1)
+    # A Ritz pair counts as converged when ||Hy - lambda y|| <= residual_tol * lambda_max.
+    residual_tol: float = required(gt=0)
+    # Lanczos start vector and Hutchinson probes.
+    seed: int = required(ge=0)
+
+    def check(self) -> None:
+        if self.lanczos_steps <= self.top_k:
+            raise ConfigError(f"lanczos_steps: must be > top_k ({self.top_k}), got {self.lanczos_steps}")
+
+
+@dataclass
+class Config:
+    hessian: HessianConfig
+    model: ModelConfig
+    runtime: RuntimeConfig
+
+
+def run(cfg: Config, inputs: Inputs) -> Result:
+    c, device = cfg.hessian, inputs.torch_device
+    seed_everything(c.seed)
+    model = build_model(cfg.model).to(device)
+    theta_opt = load_state(inputs.folder("baseline") / "mnist.pt", model, device)
+    theta_init = load_state(inputs.folder("baseline") / "init.pt", model, device)
+    x, y = load_tensors(inputs.folder("mnist"), train=c.split == "train", device=device)
+    if c.subset_size > len(x):
+        raise ConfigError(f"hessian.subset_size: the {c.split} split has {len(x)} examples, got {c.subset_size}")
+    # The same subset at every alpha, so the curves differ only by theta.
+    subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(c.subset_seed))[: c.subset_size]
+    x, y = x[subset.to(device)], y[subset.to(device)]
+    alphas = sorted(set(c.alphas) | {0.0})
+    dim = hs.FlatLayout.of(theta_opt).dim
+    gen = torch.Generator().manual_seed(c.seed)
+
+    eig_rows, ritz_rows, trace_rows, path_rows = [], [], [], []
+    for alpha in tqdm(alphas, desc="hessian", unit="alpha", disable=not inputs.progress):
+        state = {k: v[0] for k, v in mix(theta_opt, theta_init, torch.tensor([alpha])).items()}
+        hvp = hs.loss_hvp(model, state, x, y, c.batch_size)
+        lanczos = hs.lanczos(hvp, dim, c.lanczos_steps, gen, device)
+        pairs = hs.extreme_eigenpairs(hvp, lanczos, c.top_k)
+        draws = hs.hutchinson(hvp, dim, c.trace_samples, gen, device)
+        loss, grad_norm = hs.loss_and_grad_norm(model, state, x, y, c.batch_size)
+
+        top = [pr for pr in pairs if pr.which == "top"]
+        lam_max, lam_min, lam_k = top[0].value, pairs[-1].value, top[-1].value
+        converged = [pr.residual <= c.residual_tol * abs(lam_max) for pr in pairs]
+        eig_rows += [{"alpha": alpha, **dataclasses.asdict(pr), "converged": ok} for pr, ok in zip(pairs, converged,
+                                                                                                   strict=True)]
+        values, vectors = lanczos.ritz()
+        ritz_rows += [{"alpha": alpha, "index": i, "ritz_value": v, "weight": w}
+                      for i, (v, w) in enumerate(zip(values, vectors[0] ** 2, strict=True))]
+        running = np.cumsum(draws) / np.arange(1, len(draws) + 1)
+        trace_rows += [{"alpha": alpha, "sample": i + 1, "estimate": d, "running_mean": r}
+                       for i, (d, r) in enumerate(zip(draws, running, strict=True))]
+        trace = float(draws.mean())
+        path_rows.append({
+            "alpha": alpha, "loss": loss, "grad_norm": grad_norm, "lambda_max": lam_max, "lambda_min": lam_min,
+            "trace": trace, "trace_stderr": float(draws.std(ddof=1) / np.sqrt(len(draws))),
+            # Conditioning: top over k-th, over |most negative|, over the mean eigenvalue tr/n.
+            "top_over_kth": lam_max / lam_k, "top_over_abs_min": lam_max / abs(lam_min),
+            "top_over_mean": lam_max * dim / trace,
+            "lanczos_steps": len(lanczos.alphas), "max_residual": max(pr.residual for pr in pairs),
+            "converged": all(converged),
+        })
+    path = pd.DataFrame(path_rows)
+    at0 = path_rows[alphas.index(0.0)]
+    top0 = [r for r in eig_rows if r["alpha"] == 0.0 and r["which"] == "top"]
+    summary = {
+        "parameters": dim, "subset_size": c.subset_size,
+        "solution": {**{k: at0[k] for k in AT_SOLUTION}, **{f"lambda_{r['rank']}": r["value"] for r in top0}},
+        "path": {_key(r["alpha"]): {k: r[k] for k in ("lambda_max", "lambda_min", "trace", "converged")}
+                 for r in path_rows},
+    }
+    tops = ", ".join(f"{r['value']:.4g}" for r in top0)
+    return Result(
+        metrics={k: at0[k] for k in ("lambda_max", "lambda_min", "trace")},
+        summary=summary,
+        tables={"eigenvalues.csv": pd.DataFrame(eig_rows), "ritz.csv": pd.DataFrame(ritz_rows),
+                "trace.csv": pd.DataFrame(trace_rows), "path.csv": path},
+        series=[Series(range(len(path)), {k: path[k].to_numpy() for k in
+                                          ("alpha", "loss", "grad_norm", "lambda_max", "lambda_min", "trace")})],
+        lines=[f"at the SGD solution: top eigenvalues {tops}; most negative {at0['lambda_min']:.4g}; trace "
+               f"{at0['trace']:.4g} +- {at0['trace_stderr']:.2g}; largest residual {at0['max_residual']:.2g}",
+               f"{len(alphas)} alphas; lambda_max along the path: "
+               + ", ".join(f"{r['alpha']:g}: {r['lambda_max']:.4g}" for r in path_rows)],
+    )
+
+
+def _key(alpha: float) -> str:
+    # DVC joins nested keys with dots, so alpha's own dot goes.
+    return f"alpha_{alpha:g}".replace(".", "_").replace("-", "m")

@@ -1,0 +1,189 @@
+"""Fig 6-9: SGD with and without momentum (and Nesterov), mini-batch steps to a cost of 0.1.
+
+Every (optimizer, setup, seed) is one training cell (beyond_gd.cells), run
+through `inputs.run_cells` (the configured launcher); each stops once its cost
+has reached the target plus `stop_margin` steps (at the end of that epoch), or
+at its setup's `max_steps` ("not reached"). A setup is the PyTorch baseline or
+the book's first-edition experiment, each with its own definition of the cost.
+
+Tables: `steps.csv` (setup, optimizer, seed, step, loss, smoothed; every
+`curve_stride`-th step), `epochs.csv` (per cell and epoch: the last
+mini-batch's cost, the first edition's plotted quantity), `runs.csv` (per
+cell: steps to the target by each cost, how it stopped), `summary.csv` (per
+setup and optimizer: steps to the target by the setup's cost over seeds (n
+reached, mean, std, min, max), the ratio baseline / optimizer paired by seed,
+the book's numbers, and the same by each cost: `smoothed_*`, `epoch_last_*`),
+`curves/<setup>-<optimizer>.csv` (step, cost: the setup's cost, mean over
+seeds, for `dvc plots`); `cells/`, each cell's own artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from beyond_gd.cells import (COSTS, INITS, CellConfig, CellOutput, cells_table, epochs_table, seed_stats,
+                             steps_table)
+from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.errors import ConfigError
+from beyond_gd.launch import LauncherConfig
+from beyond_gd.measures import trailing_mean
+from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.study import Inputs, Result
+
+LABELS = ["setup", "optimizer", "seed"]
+STATS = ("mean", "std", "min", "max")
+
+
+@dataclass
+class SetupConfig:
+    batch_size: int = required(gt=0)
+    # The first N training images; null: all 60,000.
+    train_images: int | None = required(gt=0, optional=True)
+    init: str = required(choices=INITS)
+    # A ReLU after the last Linear (the first edition's ReLU on the logits).
+    final_relu: bool = required()
+    # Which cost gives the headline steps to the target: `smoothed` or `epoch_last`.
+    cost: str = required(choices=COSTS)
+    # The step cap: a run that has not reached the target by then is "not reached".
+    max_steps: int = required(gt=0)
+
+
+@dataclass
+class MomentumSpeedupConfig:
+    # Names of entries of the `optimizers` section (the book's constructor calls).
+    optimizers: list[str] = required(nonempty=True, distinct=True)
+    # The optimizer every ratio divides: baseline steps / optimizer steps.
+    baseline: str = required(nonempty=True)
+    seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
+    setups: dict[str, SetupConfig] = required(nonempty=True)
+    target_loss: float = required(gt=0)
+    smoothing_window: int = required(gt=0)
+    stop_margin: int = required(ge=0)
+    divergence_loss: float = required(gt=0)
+    curve_stride: int = required(gt=0)
+    # The book's numbers (optimizer -> steps to 0.1), printed beside ours.
+    book_steps: dict[str, int] = required()
+
+    def check(self) -> None:
+        if self.baseline not in self.optimizers:
+            raise ConfigError(f"baseline: {self.baseline!r} is not in optimizers ({', '.join(self.optimizers)})")
+        for name in self.book_steps:
+            if name not in self.optimizers:
+                raise ConfigError(f"book_steps.{name}: not in optimizers ({', '.join(self.optimizers)})")
+
+
+@dataclass
+class Config:
+    momentum_speedup: MomentumSpeedupConfig
+    optimizers: dict[str, OptimizerSpec]
+    model: ModelConfig
+    runtime: RuntimeConfig
+    launcher: LauncherConfig
+
+    def check(self) -> None:
+        check_named(self.momentum_speedup.optimizers, self.optimizers, "momentum_speedup.optimizers")
+
+
+def build_cells(cfg: Config) -> list[CellConfig]:
+    """One cell per (optimizer, setup, seed), the slowest optimizer (the first listed) dispatched first."""
+    c, m = cfg.momentum_speedup, cfg.model
+    return [
+        CellConfig(id=f"{setup_name}-{opt}-s{seed}", seed=seed, optimizer=cfg.optimizers[opt],
+                   model=ModelConfig(m.in_dim, m.hidden_dim, m.out_dim, setup.final_relu),
+                   init=setup.init, train_images=setup.train_images, batch_size=setup.batch_size,
+                   max_steps=setup.max_steps, divergence_loss=c.divergence_loss, evaluate=False,
+                   eval_batch_size=None, target_loss=c.target_loss, smoothing_window=c.smoothing_window,
+                   cost=setup.cost, stop_margin=c.stop_margin,
+                   labels={"setup": setup_name, "optimizer": opt, "seed": seed})
+        for opt in c.optimizers for setup_name, setup in c.setups.items() for seed in c.seeds
+    ]
+
+
+def run(cfg: Config, inputs: Inputs) -> Result:
+    c = cfg.momentum_speedup
+    cells = build_cells(cfg)
+    outputs = inputs.run_cells(cells)
+    runs = runs_table(outputs)
+    summary = summary_table(runs, c)
+    headline = [o for o in c.book_steps if o != c.baseline]
+    setups = {s: {r.optimizer: {k: getattr(r, k) for k in ("reached", "steps_mean", "steps_std", "ratio_mean",
+                                                             "ratio_std", "smoothed_steps_mean",
+                                                             "epoch_last_steps_mean")}
+                  for r in summary[summary.setup == s].itertuples()} for s in c.setups}
+    return Result(
+        metrics={"speedup": {s: setups[s][o]["ratio_mean"] for s in c.setups for o in headline}},
+        summary={"cells": len(cells), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
+                 "baseline": c.baseline, "setups": setups},
+        tables={"steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window),
+                "epochs.csv": epochs_table(outputs, LABELS)[LABELS + ["epoch", "step", "epoch_last_loss", "seconds"]],
+                "runs.csv": runs, "summary.csv": summary, **curves(outputs, c)},
+        made=("cells",),
+        lines=[_line(r, c) for r in summary.itertuples()],
+    )
+
+
+def runs_table(outputs: list[CellOutput]) -> pd.DataFrame:
+    table = cells_table(outputs)
+    table["cost"] = [o.cell.cost for o in outputs]
+    table["reached"] = table["steps_to_target"].notna()
+    return table[LABELS + ["cost", "steps_to_target", "reached", "steps_to_target_smoothed",
+                           "steps_to_target_epoch_last", "stopped_by", "diverged", "steps", "train_seconds",
+                           "device", "id", "mlflow_run_id"]]
+
+
+def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig) -> pd.DataFrame:
+    """Steps to the target over seeds, and baseline/optimizer ratios paired by seed: by the setup's
+    own cost (`steps_*`, `ratio_*`) and by each cost (`smoothed_*`, `epoch_last_*`)."""
+    keys = ["setup", "optimizer"]
+    index = pd.MultiIndex.from_product([list(c.setups), c.optimizers], names=keys)
+    table = pd.DataFrame({"cost": [c.setups[s].cost for s, _ in index], "seeds": len(c.seeds)}, index=index)
+    for prefix, column in (("", "steps_to_target"), *((f"{k}_", f"steps_to_target_{k}") for k in COSTS)):
+        steps = runs.assign(value=pd.to_numeric(runs[column]))
+        base = steps[steps.optimizer == c.baseline].set_index(["setup", "seed"])["value"]
+        paired = base.reindex(pd.MultiIndex.from_frame(steps[["setup", "seed"]])).to_numpy()
+        ratios = steps.assign(value=paired / steps["value"])
+        s, r = seed_stats(steps, keys, "value").reindex(index), seed_stats(ratios, keys, "value").reindex(index)
+        table[f"{prefix}reached"] = s["n"].fillna(0).astype(int)
+        table[[f"{prefix}steps_{k}" for k in STATS]] = s[list(STATS)].to_numpy()
+        table[[f"{prefix}ratio_{k}" for k in STATS]] = r[list(STATS)].to_numpy()
+        if not prefix:
+            book = pd.Series([c.book_steps.get(o) for _, o in index], index=index, dtype="float64")
+            table["book_steps"] = book
+            table["book_ratio"] = c.book_steps.get(c.baseline, np.nan) / book
+    return table.reset_index()
+
+
+def curves(outputs: list[CellOutput], c: MomentumSpeedupConfig) -> dict[str, pd.DataFrame]:
+    """Per setup and optimizer, the setup's cost averaged over seeds, up to the shortest seed's run."""
+    found = {}
+    for setup_name, setup in c.setups.items():
+        for opt in c.optimizers:
+            group = [o for o in outputs if o.cell.labels["setup"] == setup_name and o.cell.labels["optimizer"] == opt]
+            if setup.cost == "smoothed":
+                n = min(len(o.steps) for o in group)
+                cost = np.mean([trailing_mean(o.steps["loss"].to_numpy()[:n], c.smoothing_window) for o in group],
+                               axis=0)
+                step = np.arange(1, n + 1)
+                keep = step % c.curve_stride == 0
+                step, cost = step[keep], cost[keep]
+            else:
+                n = min(len(o.epochs) for o in group)
+                cost = np.mean([o.epochs["epoch_last_loss"].to_numpy()[:n] for o in group], axis=0)
+                step = group[0].epochs["step"].to_numpy()[:n]
+            found[f"curves/{setup_name}-{opt}.csv"] = pd.DataFrame({"step": step, "cost": cost})
+    return found
+
+
+def _line(r: tuple, c: MomentumSpeedupConfig) -> str:
+    steps = "not reached" if pd.isna(r.steps_mean) else f"{r.steps_mean:,.0f} ± {_fmt(r.steps_std)}"
+    ratio = ("" if pd.isna(r.ratio_mean) or r.optimizer == c.baseline else
+             f"; ratio {c.baseline}/{r.optimizer} {r.ratio_mean:.2f} ± {_fmt(r.ratio_std, '.2f')}")
+    return (f"{r.setup:<20} {r.optimizer:<13} steps to {c.target_loss:g} ({r.cost}): {steps} "
+            f"[{r.reached}/{r.seeds} seeds]{ratio}")
+
+
+def _fmt(value: float, spec: str = ",.0f") -> str:
+    return "n/a" if pd.isna(value) else format(value, spec)

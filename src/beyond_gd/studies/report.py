@@ -1,0 +1,93 @@
+"""Every figure and the claims check, from the earlier stages' artifacts only.
+
+Writes, in the work folder the runner moves into `reports/`:
+`figures/<name>.<format>` for every registered figure (beyond_gd.report.figures);
+`claims.csv` (id, figure, book, measured, tolerance, verdict); `index.html`
+(self-contained apart from relative links to figures/) and `README.md`, each
+figure with what it shows, the book's claim and what we measured, the claims
+table and the provenance (git commit, params hash, machine, library versions,
+date, the MLflow runs, a hash of every input file). Nothing here trains or
+evaluates a model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from dataclasses import dataclass
+
+from beyond_gd import provenance
+from beyond_gd.config import as_dict, required
+from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.report import build as report
+from beyond_gd.report.artifacts import Artifacts
+from beyond_gd.report.claims import CLAIMS, VERDICTS
+from beyond_gd.report.figures import FigureParams
+from beyond_gd.report.style import Style, check_names
+from beyond_gd.study import Inputs, Result
+
+LIBRARIES = ("numpy", "pandas", "matplotlib", "seaborn", "torch", "mlflow", "dvc", "hydra-core")
+
+
+@dataclass
+class ReportConfig:
+    style: Style = required()
+    figures: FigureParams = required()
+    # One tolerance per registered claim, by claim id.
+    claims: dict[str, float] = required()
+
+    def check(self) -> None:
+        if problem := check_names(self.style):
+            raise ConfigError(f"style.{problem}")
+        known = [c.id for c in CLAIMS]
+        for key in self.claims:
+            if key not in known:
+                raise ConfigError(f"claims.{key}: unknown claim (known: {', '.join(known)})")
+        for key in known:
+            if key not in self.claims:
+                raise ConfigError(f"claims.{key}: missing (every registered claim needs its tolerance)")
+            if not self.claims[key] >= 0:
+                raise ConfigError(f"claims.{key}: must be >= 0, got {self.claims[key]!r}")
+
+
+@dataclass
+class Config:
+    report: ReportConfig
+
+
+def run(cfg: Config, inputs: Inputs) -> Result:
+    c = cfg.report
+    artifacts = Artifacts({name: inputs.folder(name) for name in report.artifact_names()})
+    if missing := artifacts.missing(report.needs()):
+        first, flag = artifacts.path(missing[0]), missing[0].artifact.replace("_", "-")
+        raise DataError(f"{first}: missing (an output of the stage behind --{flag}; {len(missing)} input(s) "
+                        "missing in all; run `dvc repro`)")
+    # Figures are drawn in worker processes (saving PNG and SVG is most of the time); the files do not
+    # depend on how many.
+    with report.Drawing(inputs.workdir, artifacts, c.style, c.figures, os.cpu_count() or 1) as drawing:
+        built = report.build(inputs.workdir, drawing, artifacts, c.claims, _provenance(cfg, inputs.run_id))
+    counts = {v: int((built.claims["verdict"] == v).sum()) for v in VERDICTS}
+    return Result(
+        metrics={"figures": len(built.figures), "claims": len(built.claims), **counts},
+        made=(report.FIGURE_DIR, report.CLAIMS_CSV, report.HTML, report.MARKDOWN),
+        feeds=report.figures_by_artifact(),
+        lines=[f"{len(built.figures)} figures, {len(built.claims)} claims ("
+               + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"],
+    )
+
+
+def _provenance(cfg: Config, run_id: str) -> dict[str, str]:
+    """Where this report came from: code, params, machine, libraries, time, its MLflow run."""
+    libs = provenance.library_versions(LIBRARIES)
+    return {
+        "git commit": (provenance.git_commit() or "unknown")
+        + (" (uncommitted changes)" if provenance.git_dirty() else ""),
+        "params hash (report section)": provenance.params_hash(as_dict(cfg)),
+        "device": f"{provenance.cpu_name()} ({platform.machine()}, {os.cpu_count()} cores); the report draws only, "
+                  "on CPU",
+        "python": platform.python_version(),
+        "libraries": ", ".join(f"{k} {v}" for k, v in libs.items()),
+        "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "MLflow run": f"{run_id} (experiment beyond-gd/report)",
+    }

@@ -1,0 +1,328 @@
+"""Training cells, the launcher, and the momentum_speedup (Fig 6-9) and optimizer_grid studies."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from beyond_gd import cells as C
+from beyond_gd import tracking
+from beyond_gd.config import ModelConfig, load
+from beyond_gd.launch import JobContext, LauncherConfig, cell_launcher, launch
+from beyond_gd.optim.registry import OptimizerSpec
+from beyond_gd.stage import RunContext
+from beyond_gd.study import Inputs
+from beyond_gd.studies import momentum_speedup, optimizer_grid
+from conftest import composed, config, write_params
+
+SGD_MOMENTUM = OptimizerSpec("torch.optim.SGD", 0.1, {"momentum": 0.9})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny tensors: on a loaded 2-core machine a second torch thread made
+    # these tests ~5x slower (measured), as for the cells' workers.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------
+# One cell on synthetic data
+# --------------------------------------------------------------------------
+def synthetic(n: int = 512) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 784, generator=gen)
+    w = torch.randn(784, 10, generator=gen)
+    y = (x @ w).argmax(dim=1)  # a learnable rule
+    return x, y, x[:128], y[:128]
+
+
+def cell(**edits: Any) -> C.CellConfig:
+    base = C.CellConfig(
+        id="test", seed=0, optimizer=SGD_MOMENTUM,
+        model=ModelConfig(784, 32, 10, False), init="torch_default", train_images=None, batch_size=64,
+        max_steps=200, divergence_loss=100.0, evaluate=True, eval_batch_size=256, target_loss=1.0,
+        smoothing_window=10, cost="smoothed", stop_margin=None, labels={"optimizer": "sgd_momentum"})
+    for key, value in edits.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_a_diverging_lr_is_recorded_not_raised() -> None:
+    res = C.run_cell(cell(optimizer=SGD_MOMENTUM.with_lr(1e4)), *synthetic(), torch.device("cpu"))
+    assert res.diverged and res.stopped_by == "diverged"
+    assert res.steps < 200 and res.final_loss == math.inf and res.steps_to_target is None
+
+
+def test_the_budget_is_run_and_every_epoch_evaluated() -> None:
+    res = C.run_cell(cell(target_loss=1e-9), *synthetic(), torch.device("cpu"))
+    assert (res.steps, res.stopped_by, res.diverged, res.steps_to_target) == (200, "cap", False, None)
+    assert res.steps_per_epoch == 8 and [r.step for r in res.epochs] == list(range(8, 201, 8))
+    assert all(0 <= r.test_accuracy <= 1 and r.train_loss > 0 for r in res.epochs)
+    assert res.epochs[-1].train_accuracy > 0.5  # it learns the rule
+
+
+def test_a_cell_stops_at_the_end_of_the_epoch_after_both_costs_reach_target_plus_margin() -> None:
+    res = C.run_cell(cell(max_steps=10_000, stop_margin=20), *synthetic(), torch.device("cpu"))
+    assert res.stopped_by == "target" and res.steps_to_target == res.steps_to_target_smoothed
+    later = max(res.steps_to_target_smoothed, res.steps_to_target_epoch_last)
+    assert later + 20 <= res.steps < later + 20 + res.steps_per_epoch
+    assert res.steps % res.steps_per_epoch == 0
+
+
+def test_epoch_last_cost_gives_the_headline_when_asked() -> None:
+    res = C.run_cell(cell(cost="epoch_last", max_steps=10_000, stop_margin=0, evaluate=False), *synthetic(),
+                     torch.device("cpu"))
+    assert res.steps_to_target == res.steps_to_target_epoch_last
+    assert res.steps_to_target % res.steps_per_epoch == 0 and res.step_loss[res.steps_to_target - 1] <= 1.0
+    assert res.steps == max(res.steps_to_target_epoch_last, -(-res.steps_to_target_smoothed // 8) * 8)
+    assert np.isnan(res.epochs[0].test_loss)
+
+
+def test_same_seed_same_curve_other_seed_other_curve() -> None:
+    data = synthetic()
+    a, b = (C.run_cell(cell(max_steps=40), *data, torch.device("cpu")) for _ in range(2))
+    c = C.run_cell(cell(max_steps=40, seed=1), *data, torch.device("cpu"))
+    assert np.array_equal(a.step_loss, b.step_loss) and not np.array_equal(a.step_loss, c.step_loss)
+
+
+def test_train_images_takes_the_first_images() -> None:
+    res = C.run_cell(cell(train_images=100, batch_size=10, max_steps=25), *synthetic(), torch.device("cpu"))
+    assert res.steps_per_epoch == 10 and [r.step for r in res.epochs] == [10, 20, 25]
+
+
+def test_he_normal_init() -> None:
+    torch.manual_seed(0)
+    from beyond_gd.model import build_model
+
+    model = build_model(ModelConfig(784, 256, 10, True))
+    C.he_normal_(model)
+    first = model.classifier[1]
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.02)
+    assert torch.all(first.bias == 0) and model.classifier[5].weight.std().item() == pytest.approx(
+        math.sqrt(2 / 256), rel=0.05)
+
+
+def test_seconds_at_interpolates_within_an_epoch() -> None:
+    rows = [C.EpochRow(1, 3, 1.5, 0.5), C.EpochRow(2, 6, 3.5, 0.2)]
+    assert C.seconds_at(4, rows) == pytest.approx(1.5 + 2.0 / 3)
+    assert C.seconds_at(None, rows) is None
+
+
+def test_seed_stats_keep_finite_values_and_use_the_sample_std() -> None:
+    frame = pd.DataFrame({"g": ["a"] * 5 + ["b"], "v": [1.0, 3.0, None, math.inf, math.nan, None]})
+    stats = C.seed_stats(frame, ["g"], "v")
+    assert stats.loc["a"].to_dict() == {"n": 2, "mean": 2.0, "std": math.sqrt(2), "min": 1.0, "max": 3.0}
+    assert stats.loc["b", "n"] == 0 and math.isnan(stats.loc["b", "mean"])
+
+
+# --------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------
+def test_default_configs_make_their_cells() -> None:
+    cfg = config(momentum_speedup.Config)
+    c = cfg.momentum_speedup
+    cells = momentum_speedup.build_cells(cfg)
+    assert len(cells) == len(c.optimizers) * len(c.setups) * len(c.seeds)
+    assert cells[0].labels["optimizer"] == c.optimizers[0]  # the slowest is dispatched first
+    book = next(x for x in cells if x.labels["setup"] == "book_first_edition")
+    assert (book.batch_size, book.train_images, book.init, book.model.final_relu, book.cost) == (
+        100, 55000, "he_normal", True, "smoothed")
+    assert book.max_steps == c.setups["book_first_edition"].max_steps
+    grid = config(optimizer_grid.Config)
+    gcells = optimizer_grid.build_cells(grid)
+    lrs = grid.optimizer_grid.lrs
+    assert len(gcells) == sum(len(v) for v in lrs.values()) * len(grid.optimizer_grid.seeds)
+    assert set(lrs) == set(composed()["optimizers"])  # every optimizer of the chapter
+    adam = next(x for x in gcells if x.labels["optimizer"] == "adam")
+    assert adam.optimizer.kwargs == grid.optimizers["adam"].kwargs and adam.optimizer.lr in lrs["adam"]
+    assert adam.optimizer.target == "torch.optim.Adam"
+
+
+def test_a_grid_cell_with_the_baselines_settings_is_the_baseline_run() -> None:
+    """SGD at the baseline's lr, seed and batch size on all the training images: the grid's cell trains as the
+    baseline does (one loop, one batch order), so its first steps are the baseline's."""
+    grid, base = config(optimizer_grid.Config), composed()["baseline"]
+    sgd = next(x for x in optimizer_grid.build_cells(grid) if x.labels["optimizer"] == base["optimizer"]
+               and x.optimizer.lr == grid.optimizers[base["optimizer"]].lr and x.seed == base["seed"])
+    assert (sgd.batch_size, sgd.train_images, sgd.init) == (base["batch_size"], None, "torch_default")
+    assert sgd.optimizer == grid.optimizers[base["optimizer"]] and sgd.model == grid.model
+
+
+# --------------------------------------------------------------------------
+# The launcher, on tiny real-MNIST cells (a few seconds each: slow)
+# --------------------------------------------------------------------------
+def tiny_cells(n: int, steps: int) -> list[C.CellConfig]:
+    return [cell(id=f"tiny-s{seed}", seed=seed, train_images=4096, max_steps=steps, evaluate=False,
+                 labels={"optimizer": "sgd_momentum", "seed": seed}) for seed in range(n)]
+
+
+def launch_under_parent(cells: list[C.CellConfig], root: Path, mnist: Path, engine: str,
+                        settings: dict[str, Any]) -> tuple[list[C.CellOutput], str]:
+    experiment = tracking.experiment_id("test_launch")
+    with tracking.recorded(experiment, "test_launch", {}, {}) as parent:
+        context = RunContext("test_launch", tracking.tracking_uri(), experiment, parent.info.run_id, "cpu",
+                             str(mnist.resolve()))
+        outputs = launch(cells, root / "cells", LauncherConfig(engine, 1, settings),
+                         JobContext(context.__dict__, 1))
+    return outputs, parent.info.run_id
+
+
+def child_runs(parent_id: str) -> list[mlflow.entities.Run]:
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return mlflow.search_runs(experiment_names=["beyond-gd/test_launch"], output_format="list",
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+@pytest.mark.slow
+def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path, mnist_root: Path) -> None:
+    # ~1,500 steps each (a few seconds): long enough to overlap despite the
+    # workers' staggered start.
+    outputs, parent_id = launch_under_parent(tiny_cells(2, 1500), tmp_path, mnist_root, "joblib", {"n_jobs": 2})
+    a, b = (o.result for o in outputs)
+    assert a["pid"] != b["pid"]
+    assert max(a["started_at"], b["started_at"]) < min(a["finished_at"], b["finished_at"])
+    assert all(len(o.steps) == 1500 and not o.result["diverged"] for o in outputs)
+    # Each cell's own config, as Hydra recorded it for its job.
+    recorded = (tmp_path / "cells" / "tiny-s1" / ".hydra" / "config.yaml").read_text()
+    assert "id: tiny-s1" in recorded and "seed: 1" in recorded
+
+    runs = child_runs(parent_id)
+    assert sorted(r.data.tags["cell"] for r in runs) == ["tiny-s0", "tiny-s1"]
+    for r in runs:
+        assert r.info.status == "FINISHED" and r.data.tags["device"] == "cpu" and r.data.tags["device_name"]
+        assert r.data.params["optimizer.lr"] == "0.1" and r.data.params["optimizer.target"] == "torch.optim.SGD"
+    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "train_loss_step")
+    assert len(history) == 1500
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_a_cell(tmp_path: Path, mnist_root: Path) -> None:
+    outputs, parent_id = launch_under_parent(tiny_cells(1, 50), tmp_path, mnist_root, "submitit_local",
+                                             {"timeout_min": 5, "cpus_per_task": 1})
+    assert outputs[0].result["steps"] == 50 and len(outputs[0].steps) == 50
+    assert (tmp_path / "cells" / ".submitit").is_dir()  # it went through submitit
+    assert [r.data.tags["cell"] for r in child_runs(parent_id)] == ["tiny-s0"]
+
+
+# --------------------------------------------------------------------------
+# The studies end to end, on tiny budgets, through the launcher
+# --------------------------------------------------------------------------
+def launched_inputs(cfg: Any, tmp_path: Path, mnist_root: Path) -> Inputs:
+    """What the runner hands a study made of cells: a launcher nested under a parent run."""
+    experiment = tracking.experiment_id("test_study")
+    parent = mlflow.start_run(experiment_id=experiment)
+    context = RunContext("test_study", tracking.tracking_uri(), experiment, parent.info.run_id, "cpu",
+                         str(mnist_root.resolve()))
+    mlflow.end_run()
+    return Inputs("cpu", {"mnist": mnist_root}, tmp_path, run_cells=cell_launcher(cfg, tmp_path / "cells", context))
+
+
+@pytest.mark.slow
+def test_grid_records_a_diverging_cell_and_goes_on(tmp_path: Path, mnist_root: Path) -> None:
+    params = composed("optimizer_grid.seeds=[0,1]", "optimizer_grid.max_steps=120", "optimizer_grid.curve_stride=10")
+    params["optimizer_grid"]["lrs"] = {"sgd": [0.1], "sgd_momentum": [0.1, 1000.0]}  # a dict override would merge
+    cfg = load(params, optimizer_grid.Config)
+    result = optimizer_grid.run(cfg, launched_inputs(cfg, tmp_path, mnist_root))
+
+    cells = result.tables["cells.csv"]
+    assert len(cells) == 6
+    bad = cells[cells.lr == 1000.0]
+    assert bad["diverged"].all() and (bad["stopped_by"] == "diverged").all() and (bad["steps"] < 120).all()
+    good = cells[cells.lr == 0.1]
+    assert (~good["diverged"]).all() and (good["steps"] == 120).all() and good["test_accuracy"].notna().all()
+    summary = result.tables["summary.csv"]
+    assert list(summary["rank"]) == [1, 2]
+    mom = summary[summary.optimizer == "sgd_momentum"].iloc[0]
+    assert mom.best_lr == 0.1 and str(mom.diverged_lrs) == "1000" and mom.seeds == 2
+    assert mom.torch_name == "SGD"
+    steps = result.tables["steps.csv"]
+    assert list(steps.columns) == ["optimizer", "lr", "seed", "step", "loss", "smoothed"]
+    assert set(steps[steps.lr == 0.1]["step"]) == set(range(10, 121, 10))
+    epochs = result.tables["epochs.csv"]
+    assert {"optimizer", "lr", "seed", "epoch", "test_accuracy", "train_loss"} <= set(epochs.columns)
+    assert result.metrics["diverged_cells"] == 2 and result.summary["cells"] == 6
+    assert len(result.tables["curves/sgd_momentum.csv"]) == 12
+    assert result.outputs() == ["steps.csv", "epochs.csv", "cells.csv", "summary.csv", "curves", "cells",
+                                "metrics.json", "summary.json"]
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    children = mlflow.search_runs(experiment_names=["beyond-gd/test_study"], output_format="list",
+                                  filter_string="tags.mlflow.parentRunId != ''")
+    assert len(children) == 6 and all(r.data.tags["device"] == "cpu" for r in children)
+    assert sum(r.data.tags["diverged"] == "true" for r in children) == 2
+
+
+@pytest.mark.slow
+def test_momentum_speedup_writes_both_setups(tmp_path: Path, mnist_root: Path) -> None:
+    # A target both reach within a few hundred steps, so the stop rule acts; the first edition's headline by
+    # the cost the book plotted (the default counts by the trailing mean): both paths run.
+    cfg = config(momentum_speedup.Config, "momentum_speedup.seeds=[0,1]", "momentum_speedup.stop_margin=50",
+                 "momentum_speedup.target_loss=1.0", "momentum_speedup.smoothing_window=20",
+                 "momentum_speedup.optimizers=[sgd,sgd_momentum]",
+                 "momentum_speedup.setups.pytorch.max_steps=1200",
+                 "momentum_speedup.setups.book_first_edition.max_steps=1200",
+                 "momentum_speedup.setups.book_first_edition.cost=epoch_last")
+    result = momentum_speedup.run(cfg, launched_inputs(cfg, tmp_path, mnist_root))
+
+    runs = result.tables["runs.csv"]
+    assert len(runs) == 8 and set(runs.setup) == {"pytorch", "book_first_edition"}
+    assert set(runs.stopped_by) <= {"target", "cap"}
+    summary = result.tables["summary.csv"]
+    row = summary[(summary.setup == "pytorch") & (summary.optimizer == "sgd_momentum")].iloc[0]
+    assert row.reached == 2 and row.ratio_mean > 1  # momentum gets there first
+    assert row.book_ratio == 9.0
+    book = runs[runs.setup == "book_first_edition"]
+    assert (book.cost == "epoch_last").all() and (book.steps_to_target.dropna() % 550 == 0).all()
+    epochs = result.tables["epochs.csv"]
+    book_steps = epochs[epochs.setup == "book_first_edition"]["step"]
+    assert ((book_steps % 550 == 0) | (book_steps == 1200)).all()  # epochs of 550, but for a cap mid-epoch
+    assert result.summary["setups"]["pytorch"]["sgd_momentum"]["reached"] == 2
+    assert result.metrics["speedup"]["pytorch"] == pytest.approx(row.ratio_mean)
+    for name in ("pytorch-sgd", "pytorch-sgd_momentum", "book_first_edition-sgd", "book_first_edition-sgd_momentum"):
+        assert len(result.tables[f"curves/{name}.csv"]) > 0
+
+
+@pytest.mark.slow
+def test_a_killed_stage_ends_its_cells_runs_killed(tmp_path: Path, mnist_root: Path) -> None:
+    """SIGTERM to a stage that is running cells: the launcher's jobs get it too, every run ends KILLED."""
+    params = composed("profile=smoke", "launcher=basic", "optimizer_grid.max_steps=null", "optimizer_grid.epochs=100")
+    params["optimizer_grid"]["lrs"] = {"sgd": [0.01]}
+    path = write_params(tmp_path / "params.yaml", params)
+    proc = subprocess.Popen([sys.executable, "-m", "beyond_gd.stages.optimizer_grid", "--params", str(path),
+                             "--mnist", str(mnist_root), "--out", str(tmp_path / "out")], stderr=subprocess.PIPE,
+                            text=True, env=os.environ)
+    client = MlflowClient(tracking_uri=tracking.tracking_uri())
+    deadline = time.monotonic() + 180
+    while not [r for r in _runs(client, "optimizer_grid") if "cell" in r.data.tags and r.info.status == "RUNNING"]:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    runs = _runs(client, "optimizer_grid")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.status, r.data.tags) for r in runs]
+    assert all(r.data.tags["killed_by"] == "SIGTERM" for r in runs)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def _runs(client: MlflowClient, stage: str) -> list[mlflow.entities.Run]:
+    exp = client.get_experiment_by_name(f"beyond-gd/{stage}")
+    return client.search_runs([exp.experiment_id]) if exp else []

@@ -1,0 +1,75 @@
+"""The figure registry: one module per figure in page order, what the figures read, one figure drawn.
+
+Drawing every figure needs every stage's artifacts (tests/test_report.py
+builds them); here only the registry and the artifact contract are checked,
+and Fig 6-3 is drawn from the synthetic interpolate artifacts of test_claims.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+from beyond_gd.report import build
+from beyond_gd.report.claims import CLAIMS
+from beyond_gd.report import figures
+from beyond_gd.report.figures import FIGURES, FigureParams
+from beyond_gd.report.style import Style, apply
+from test_claims import interpolate, write
+
+REPO = Path(__file__).resolve().parents[1]
+# The figure modules in the order the package imports them (the page order).
+MODULES = [name for name, value in vars(figures).items()
+           if isinstance(value, ModuleType) and value.__name__ == f"{figures.__name__}.{name}"]
+CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
+# The upstream stages' output folders, by the report's argument names.
+ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
+             "momentum_speedup", "optimizer_grid"}
+
+
+def module_of(obj: object) -> str:
+    return obj.__module__.rsplit(".", 1)[-1]
+
+
+def test_every_module_registers_its_figures_in_page_order() -> None:
+    modules = [module_of(f.draw) for f in FIGURES]
+    assert set(modules) == set(MODULES), "a module in MODULES without a figure, or a figure outside MODULES"
+    assert [MODULES.index(m) for m in modules] == sorted(MODULES.index(m) for m in modules)
+    names = [f.name for f in FIGURES]
+    assert len(names) == len(set(names))
+    assert all(re.fullmatch(r"(fig6-\d\d|extra)-[a-z0-9-]+", n) for n in names), names
+    book = [n for n in names if n.startswith("fig6-")]
+    assert book == sorted(book), "the book's figures in the book's order"
+
+
+def test_claims_live_beside_their_figures_in_page_order() -> None:
+    modules = [module_of(c.check) for c in CLAIMS]
+    assert set(modules) <= set(MODULES)
+    assert [MODULES.index(m) for m in modules] == sorted(MODULES.index(m) for m in modules)
+    assert all(set(c.needs) <= set(build.needs()) for c in CLAIMS)
+
+
+def test_the_report_reads_the_artifact_contract() -> None:
+    """summary.json for the detail, run.json for the run record; never dvc's metrics.json."""
+    needs = build.needs()
+    assert len(needs) == len(set(needs))
+    assert set(build.artifact_names()) == ARTIFACTS
+    assert not [n for n in needs if n.file == "metrics.json"]
+    assert {n.artifact for n in needs if n.file == build.RUN_RECORD} == ARTIFACTS
+    by_artifact = build.figures_by_artifact()
+    assert list(by_artifact) == build.artifact_names()
+    assert {t for titles in by_artifact.values() for t in titles} == {f.title for f in FIGURES}
+    assert "Fig 6-9. Training with and without momentum: steps to a cost of 0.1" in by_artifact["momentum_speedup"]
+
+
+def test_fig6_3_draws_from_synthetic_artifacts(tmp_path: Path) -> None:
+    spec = next(f for f in FIGURES if f.name == "fig6-03-interpolation")
+    artifacts = write(interpolate(width={"init": 0.45}), spec.needs, tmp_path)
+    style = Style(**CONF["style"])
+    apply(style)
+    drawn = spec.draw(artifacts.view(spec.needs), FigureParams(**CONF["figures"]), style)
+    assert len(drawn.figure.axes) >= 3
+    assert "over 5 θ_rand" in drawn.measured and "0.06" in drawn.measured, drawn.measured

@@ -1,0 +1,157 @@
+"""The one stage runner: argv and params, atomic outputs, one-line errors, MLflow runs that end as they did."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import pkgutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from beyond_gd import stages, tracking
+from beyond_gd.stage import Stage, execute
+from beyond_gd.study import Inputs, Result
+from beyond_gd.studies import random_walk
+from conftest import composed, write_params
+
+STAGES = {m.name: importlib.import_module(f"beyond_gd.stages.{m.name}").STAGE
+          for m in pkgutil.iter_modules(stages.__path__)}
+# A key of each stage's own section that validation refuses, and the message's start.
+BAD_KEY = {
+    "mnist": ("timeout_s", -1, "mnist.timeout_s: must be > 0"),
+    "baseline": ("batch_size", -1, "baseline.batch_size: must be > 0, got -1"),
+    "random_walk": ("repeats", 1, "random_walk.repeats: must be > 1"),
+    "surfaces": ("seed", -3, "surfaces.seed: must be >= 0"),
+    "interpolate": ("alpha_step", 0, "interpolate.alpha_step: must be > 0"),
+    "identifiability": ("trials", 0, "identifiability.trials: must be > 0"),
+    "hessian": ("split", "valid", "hessian.split: 'valid' is not allowed"),
+    "update_rules": ("steps", 0, "update_rules.steps: must be > 0"),
+    "momentum_speedup": ("target_loss", -0.1, "momentum_speedup.target_loss: must be > 0"),
+    "optimizer_grid": ("rank_by", "luck", "optimizer_grid.rank_by: 'luck' is not allowed"),
+    "report": ("claims", {}, "report.claims."),
+}
+
+
+def small_walk(tmp_path: Path, **edits: Any) -> Path:
+    params = copy.deepcopy(composed())
+    params["random_walk"].update({"repeats": 200, "measure_steps": 300, "burn_in": 100, **edits})
+    return write_params(tmp_path / "params.yaml", params)
+
+
+def runs(stage: str) -> list[mlflow.entities.Run]:
+    client = MlflowClient(tracking_uri=tracking.tracking_uri())
+    exp = client.get_experiment_by_name(f"beyond-gd/{stage}")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_bad_key_table_covers_every_stage() -> None:
+    assert set(BAD_KEY) == set(STAGES)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_bad_params_are_one_line_exit_2_and_no_run(stage: str, tmp_path: Path) -> None:
+    params = copy.deepcopy(composed())
+    key, value, message = BAD_KEY[stage]
+    params[stage][key] = value
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", f"beyond_gd.stages.{stage}", "--params",
+                           str(write_params(tmp_path / "params.yaml", params)), "--out", str(out)],
+                          capture_output=True, text=True, env=os.environ)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), done.stderr
+    assert not out.exists()
+    assert runs(stage) == []  # validation comes before any MLflow run
+
+
+def test_outputs_tagged_run_and_same_bytes_on_the_same_seed(tmp_path: Path) -> None:
+    params = small_walk(tmp_path)
+    folders = []
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        execute(STAGES["random_walk"], ["--params", str(params), "--out", str(out)])
+        folders.append(out)
+        assert sorted(p.name for p in out.iterdir()) == sorted([*STAGES["random_walk"].outputs, "run.json"])
+        assert not list(tmp_path.glob(".out*.tmp-*"))  # the work folder is gone
+    for name in STAGES["random_walk"].outputs:
+        assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
+
+    record = json.loads((folders[0] / "run.json").read_text())
+    run = MlflowClient().get_run(record["mlflow_run_id"])
+    assert record["mlflow_experiment"] == "beyond-gd/random_walk" and run.info.status == "FINISHED"
+    assert run.data.tags["device"] == "cpu" and run.data.tags["dvc_stage"] == "random_walk"
+    assert run.data.params["random_walk.repeats"] == "200"
+    metrics = json.loads((folders[0] / "metrics.json").read_text())
+    assert metrics == {"std_max_rel_error": pytest.approx(run.data.metrics["std_max_rel_error"])}
+    exp = MlflowClient().get_experiment_by_name("beyond-gd/random_walk")
+    # The UI opens the experiment on its runs table, and says what the stage computes.
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert exp.tags["mlflow.note.content"] == STAGES["random_walk"].computes
+
+
+def failing(cfg: random_walk.Config, inputs: Inputs) -> Result:
+    (inputs.workdir / "walks.csv").write_text("half a table")
+    raise RuntimeError("the study broke")
+
+
+def test_a_failing_study_leaves_the_old_outputs_whole_and_a_failed_run(tmp_path: Path) -> None:
+    params, out = small_walk(tmp_path), tmp_path / "out"
+    execute(STAGES["random_walk"], ["--params", str(params), "--out", str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    broken = Stage("random_walk", random_walk.Config, failing, "A walk that breaks.",
+                   outputs=STAGES["random_walk"].outputs)
+    with pytest.raises(RuntimeError, match="the study broke"):
+        execute(broken, ["--params", str(params), "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob(".out*.tmp-*"))
+    last = max(runs("random_walk"), key=lambda r: r.info.start_time)
+    assert last.info.status == "FAILED" and last.data.tags["error"] == "the study broke"
+
+
+def test_a_study_that_writes_other_files_than_declared_is_refused(tmp_path: Path) -> None:
+    def more(cfg: random_walk.Config, inputs: Inputs) -> Result:
+        result = random_walk.run(cfg, inputs)
+        result.tables["extra.csv"] = pd.DataFrame({"a": [1]})
+        return result
+
+    stage = Stage("random_walk", random_walk.Config, more, "x", outputs=STAGES["random_walk"].outputs)
+    with pytest.raises(RuntimeError, match="extra.csv"):
+        execute(stage, ["--params", str(small_walk(tmp_path)), "--out", str(tmp_path / "out")])
+
+
+def wait_for_running(stage: str, timeout: float = 120) -> mlflow.entities.Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [r for r in runs(stage) if r.info.status == "RUNNING"]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no RUNNING {stage} run within {timeout} s")
+
+
+def test_a_stage_killed_with_sigterm_ends_its_run_killed_and_leaves_nothing(tmp_path: Path) -> None:
+    # Repeats enough for a minute of work: the signal lands mid-study.
+    params, out = small_walk(tmp_path, repeats=200_000, measure_steps=3000), tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "beyond_gd.stages.random_walk", "--params", str(params),
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    run = wait_for_running("random_walk")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err
+    ended = MlflowClient(tracking_uri=tracking.tracking_uri()).get_run(run.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags["killed_by"] == "SIGTERM"
+    assert not out.exists() or list(out.iterdir()) == []
+    assert not list(tmp_path.glob(".out*.tmp-*"))
