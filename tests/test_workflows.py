@@ -274,7 +274,7 @@ def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: tuple[s
     params = {p["key"]: p["value"] for p in baseline["data"]["params"]}
     tags = {t["key"]: t["value"] for t in baseline["data"]["tags"]}
     assert params["baseline.max_steps"] == "300" and params["baseline.optimizer"] == "sgd"
-    assert params["optimizers.sgd._target_"] == "torch.optim.SGD"
+    assert params["optimizers.sgd.target"] == "torch.optim.SGD"
     assert tags["device"] == "cpu" and tags["device_name"]
     history = mlflow_get(base, "metrics/get-history", run_id=run_id, metric_key="train_loss_step",
                          max_results=1000)["metrics"]
