@@ -42,10 +42,7 @@ import numpy as np
 from beyond_gd import tracking
 from beyond_gd.config import as_dict, load, load_params
 from beyond_gd.errors import BeyondGDError, Interrupted
-from beyond_gd.study import Inputs, Result
-
-METRICS, SUMMARY, RECORD = "metrics.json", "summary.json", "run.json"
-
+from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result
 
 @dataclass(frozen=True)
 class RunContext:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # torch and pandas only for types: the toy studies run withou
     import pandas as pd
     import torch
 
+# Beside its own files every stage writes its headline numbers (what `dvc metrics show` lists), the detail
+# the report reads, and the record of the MLflow run that made them.
+METRICS, SUMMARY, RECORD = "metrics.json", "summary.json", "run.json"
+
 
 @dataclass
 class Series:
@@ -67,9 +71,9 @@ class Result:
         """The top-level names this result writes (each folder once), metrics.json and summary.json included."""
         names = [*self.tables, *self.arrays, *self.documents, *self.checkpoints, *self.files, *self.made]
         if self.metrics:
-            names.append("metrics.json")
+            names.append(METRICS)
         if self.summary:
-            names.append("summary.json")
+            names.append(SUMMARY)
         return list(dict.fromkeys(n.split("/")[0] for n in names))
 
 

@@ -64,8 +64,13 @@ def experiment_id(stage: str, computes: str = "") -> str:
     location = None
     if "MLFLOW_TRACKING_URI" not in os.environ:
         location = (provenance.workspace_root() / "mlartifacts" / stage).as_uri()
-    return mlflow.create_experiment(experiment_name(stage), artifact_location=location,
-                                    tags={KIND[0]: KIND[1], NOTE: computes, COMPUTES: computes})
+    created = mlflow.create_experiment(experiment_name(stage), artifact_location=location,
+                                       tags={KIND[0]: KIND[1], NOTE: computes, COMPUTES: computes})
+    default = mlflow.get_experiment("0") if created != "0" else None  # the store's own, listed in the UI too
+    if default is not None and NOTE not in default.tags:
+        MlflowClient().set_experiment_tag("0", NOTE, f"Unused: the runs are in the {EXPERIMENT_PREFIX}/<stage> "
+                                          "experiments, one per stage of dvc.yaml.")
+    return created
 
 
 def describe_experiments(feeds: Mapping[str, Sequence[str]]) -> None:

@@ -18,10 +18,8 @@ import numpy as np
 import pandas as pd
 
 from beyond_gd.errors import DataError
-
-
-# Every upstream stage's detail for the report (dvc's metrics.json holds only headline numbers, unread here).
-SUMMARY = "summary.json"
+# Every upstream stage's detail (its metrics.json holds only headline numbers, unread here).
+from beyond_gd.study import SUMMARY
 
 
 class Need(NamedTuple):

@@ -14,13 +14,14 @@ from beyond_gd.report.artifacts import Artifacts, Need
 from beyond_gd.report.figures import FIGURES, FigureParams  # first: importing it registers every claim too
 from beyond_gd.report.claims import CLAIMS, evaluate
 from beyond_gd.report.style import Style, apply, save
+from beyond_gd.study import RECORD
 
 FIGURE_DIR = "figures"
 CLAIMS_CSV = "claims.csv"
 HTML, MARKDOWN = "index.html", "README.md"
 # Every upstream stage's run record: the MLflow run (and experiment) that made its artifacts, and how many
 # nested cell runs it has where it has them. The page names it under each figure.
-RUN_RECORD = "run.json"
+RUN_RECORD = RECORD
 
 
 def needs() -> list[Need]:
