@@ -82,6 +82,14 @@ def test_the_torch_side_is_the_optimizers_section(tmp_path: Path) -> None:
     assert result.summary["all_borne_out"] is True
 
 
+def test_an_adam_entry_at_torchs_default_betas_is_measured_at_them(tmp_path: Path) -> None:
+    """An optimizers entry that leaves betas out gets torch's (0.9, 0.999), for the check and the measurement."""
+    params = composed(*SMALL)
+    del params["optimizers"]["adam"]["betas"]
+    result = update_rules.run(load(params, update_rules.Config), Inputs(workdir=tmp_path))
+    assert result.summary["adam_beta2"] == 0.999
+
+
 BAD: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
     # (edit of the composed params, the start of the message: the key it names)
     (lambda p: p["update_rules"].update(steps=0), "update_rules.steps: must be > 0"),
