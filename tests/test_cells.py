@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -24,7 +25,8 @@ from beyond_gd import tracking
 from beyond_gd.config import ModelConfig, load
 from beyond_gd.launch import JobContext, LauncherConfig, cell_launcher, launch
 from beyond_gd.optim.registry import OptimizerSpec
-from beyond_gd.stage import RunContext
+from beyond_gd.stage import RunContext, execute
+from beyond_gd.stages.optimizer_grid import STAGE as GRID
 from beyond_gd.study import Inputs
 from beyond_gd.studies import momentum_speedup, optimizer_grid
 from conftest import composed, config, write_params
@@ -326,3 +328,51 @@ def test_a_killed_stage_ends_its_cells_runs_killed(tmp_path: Path, mnist_root: P
 def _runs(client: MlflowClient, stage: str) -> list[mlflow.entities.Run]:
     exp = client.get_experiment_by_name(f"beyond-gd/{stage}")
     return client.search_runs([exp.experiment_id]) if exp else []
+
+
+# --------------------------------------------------------------------------
+# Finished cells are kept
+# --------------------------------------------------------------------------
+def _grid(tmp_path: Path, name: str, lrs: dict[str, list[float]]) -> Path:
+    params = composed("profile=smoke", "launcher=basic", "optimizer_grid.seeds=[0,1]",
+                      "optimizer_grid.max_steps=60", "optimizer_grid.curve_stride=10")
+    params["optimizer_grid"]["lrs"] = lrs
+    return write_params(tmp_path / f"{name}.yaml", params)
+
+
+def _run_grid(params: Path, mnist_root: Path, out: Path) -> dict[str, Any]:
+    execute(GRID, ["--params", str(params), "--mnist", str(mnist_root), "--out", str(out), "--no-progress"])
+    return json.loads((out / "run.json").read_text())
+
+
+def _without_seconds(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    return frame.drop(columns=[c for c in frame.columns if "second" in c])
+
+
+@pytest.mark.slow
+def test_adding_an_lr_runs_only_its_cells_and_matches_a_run_from_scratch(tmp_path: Path, mnist_root: Path) -> None:
+    grown, scratch = tmp_path / "grown", tmp_path / "scratch"
+    first = _run_grid(_grid(tmp_path, "one", {"sgd": [0.1]}), mnist_root, grown)
+    assert (first["cells"], first["cells_kept"]) == (2, 0)
+    both = _grid(tmp_path, "two", {"sgd": [0.1, 0.05]})
+    second = _run_grid(both, mnist_root, grown)
+    assert (second["cells"], second["cells_kept"]) == (2, 2)  # only the new lr's two seeds ran
+    assert (_run_grid(both, mnist_root, scratch)["cells"]) == 4
+
+    # The same outputs as the grid run from scratch, byte for byte but for measured seconds ...
+    for name in ("steps.csv", "summary.json", "metrics.json", "curves/sgd.csv"):
+        assert (grown / name).read_bytes() == (scratch / name).read_bytes(), name
+    for name in ("epochs.csv", "cells.csv", "summary.csv"):
+        pd.testing.assert_frame_equal(_without_seconds(grown / name), _without_seconds(scratch / name),
+                                      check_exact=True, obj=name)
+    for cell in ("sgd-lr0.1-s0", "sgd-lr0.05-s1"):
+        assert (grown / "cells" / cell / "steps.csv").read_bytes() == (scratch / "cells" / cell / "steps.csv").read_bytes()
+    # ... and a kept cell still names the run that trained it.
+    kept = json.loads((grown / "cells" / "sgd-lr0.1-s0" / "result.json").read_text())
+    assert kept["mlflow_run_id"] in {r.info.run_id for r in _runs(MlflowClient(tracking_uri=tracking.tracking_uri()),
+                                                                  "optimizer_grid")}
+    # A change of the training code (here: of the key) runs the cell again.
+    result = grown / "cells" / "sgd-lr0.05-s0" / "result.json"
+    result.write_text(result.read_text().replace('"cell_key": "', '"cell_key": "stale', 1))
+    assert _run_grid(both, mnist_root, grown)["cells"] == 1

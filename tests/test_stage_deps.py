@@ -14,58 +14,12 @@ import pytest
 import yaml
 
 from beyond_gd import stages
+from beyond_gd.provenance import RECORDING_ONLY, code_closure
 from conftest import REPO
 
-SRC = REPO / "src"
+# Modules whose edits change no artifact: no stage declares them, and their imports count only through others.
+NOT_DEPS = {REPO / "src" / Path(*m.split(".")).with_suffix(".py") for m in RECORDING_ONLY}
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-# Modules that change no artifact, so editing them must not re-run the
-# pipeline and no stage declares them: exception classes and their messages,
-# and the MLflow recording (what it leaves in an artifact, a run's id, stays
-# valid when its code changes). What they import counts only through others.
-NOT_DEPS = {SRC / "beyond_gd" / "errors.py", SRC / "beyond_gd" / "tracking.py"}
-
-
-def module_file(name: str) -> Path | None:
-    base = SRC / Path(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def imported(path: Path, package: str) -> set[str]:
-    """The beyond_gd modules (and their packages) that `path` imports, absolute names."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            # `from pkg import mod` imports the submodule when there is one.
-            names |= {base} | {f"{base}.{a.name}" for a in node.names}
-    out = set()
-    for name in (n for n in names if n.split(".")[0] == "beyond_gd"):
-        parts = name.split(".")
-        out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if module_file(".".join(parts[:i]))}
-    return out
-
-
-def closure(module: str) -> set[Path]:
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = module_file(name)
-        if path in NOT_DEPS:
-            continue
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        todo += imported(path, package) | {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
-    return {module_file(n) for n in seen}
 
 
 def has_code(path: Path) -> bool:
@@ -78,7 +32,7 @@ def has_code(path: Path) -> bool:
 def test_stage_declares_exactly_the_code_it_imports(stage: str) -> None:
     match = re.match(r"python -m (beyond_gd\.\S+)", STAGES[stage]["cmd"])
     assert match, f"{stage}: its cmd is not `python -m beyond_gd....`"
-    used = closure(match.group(1))
+    used = code_closure(match.group(1))
     declared = {REPO / d for d in STAGES[stage].get("deps", []) if d.startswith("src/")}
     missing = {p for p in used - declared - NOT_DEPS if p.name != "__init__.py" or has_code(p)}
     assert not missing, f"{stage}: imports but does not declare {sorted(str(p.relative_to(REPO)) for p in missing)}"
@@ -154,3 +108,11 @@ def test_stage_outputs_and_inputs_match_its_declaration(stage: str) -> None:
     for name in st.inputs:
         assert any(d.startswith(f"data/{name}/") for d in data), f"{stage}: reads data/{name} but declares none of it"
     assert spec["desc"] == st.computes, f"{stage}: dvc.yaml's desc is not the stage docstring's first paragraph"
+
+
+@pytest.mark.parametrize("stage", sorted(s for s in STAGES if declared(s).launch is not None))
+def test_launched_cells_persist_so_finished_ones_are_kept(stage: str) -> None:
+    """DVC removes a stage's outputs before it runs it, unless they persist: the cells must, or the
+    launcher would find none to keep (`beyond_gd.launch`)."""
+    outs = {next(iter(o)): o[next(iter(o))] for o in STAGES[stage]["outs"] if isinstance(o, dict)}
+    assert outs.get(f"data/{stage}/cells") == {"persist": True}

@@ -144,6 +144,18 @@ def test_each_edit_reruns_its_stage_and_what_depends_on_it(smoke: Path) -> None:
         restore(smoke)
 
 
+def test_one_more_learning_rate_runs_only_its_cells(smoke: Path) -> None:
+    """The grid keeps its finished cells (they persist in DVC's outputs): one more lr, one more cell run."""
+    try:
+        done = user("dvc exp run -S profile=smoke -S optimizer_grid.lrs.sgd=[0.1,0.2]", smoke)
+        assert ran(done) == {"optimizer_grid", "report"}
+        record = json.loads((smoke / "data" / "optimizer_grid" / "run.json").read_text())
+        lrs = yaml.safe_load((smoke / "params.yaml").read_text())["optimizer_grid"]["lrs"]
+        assert record["cells"] == 1 and record["cells_kept"] == sum(len(v) for v in lrs.values()) - 1, record
+    finally:
+        restore(smoke)
+
+
 QUEUED = {  # experiment name -> its overrides (on top of the smoke profile)
     # Values no earlier test ran: DVC restores a stage it has run before with the same deps and params
     # from its run cache, without running it (so without a new MLflow run).

@@ -177,6 +177,7 @@ class CellOutput:
     result: dict[str, Any]  # the cell's scalars (its result.json)
     steps: pd.DataFrame  # step, loss
     epochs: pd.DataFrame  # the EpochRow fields
+    reused: bool = False  # kept from an earlier run of the same cell, not run now
 
 
 def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
@@ -221,9 +222,14 @@ def epochs_table(outputs: list[CellOutput], labels: list[str]) -> pd.DataFrame:
                       for o in outputs], ignore_index=True)
 
 
+# Where, when and by which run a cell ran: in its result.json, not in the tables, which are then the same
+# for a grid run from scratch and one that kept finished cells (measured seconds aside).
+PROVENANCE = ("pid", "host", "started_at", "finished_at", "mlflow_run_id", "cell_key")
+
+
 def cells_table(outputs: list[CellOutput]) -> pd.DataFrame:
-    """One row per cell: its result.json."""
-    return pd.DataFrame([o.result for o in outputs])
+    """One row per cell: its result.json, where and when it ran aside."""
+    return pd.DataFrame([{k: v for k, v in o.result.items() if k not in PROVENANCE} for o in outputs])
 
 
 def seed_stats(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:

@@ -15,6 +15,14 @@ Hydra's launchers act only in a `--multirun` of a `@hydra.main` app, and
 The launcher runs in its own process session: when the stage is interrupted
 (SIGTERM, Ctrl-C), every job gets SIGTERM and its cell's MLflow run ends KILLED.
 
+Finished cells are kept: a cell whose folder in the last run's output (DVC
+keeps it, `persist: true`) has the same key, a hash of its whole config, the
+code it runs (`beyond_gd.cells` and what it imports), the torch version, the
+device and the threads per job, is copied instead of run. Adding a learning
+rate or a seed to a grid runs only its cells; the outputs are those of a
+from-scratch run of the same grid, measured seconds and where and when each
+cell ran aside (tested).
+
 Engines (`launcher` section of params.yaml, conf/launcher/):
 - `joblib`: processes on this machine (hydra-joblib-launcher); `settings.n_jobs`
   at a time, `threads_per_job` torch threads each;
@@ -47,9 +55,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,6 +81,7 @@ from beyond_gd.cells import CellConfig, CellOutput, cell_output, run_cell
 from beyond_gd.config import as_dict, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import BeyondGDError
+from beyond_gd.provenance import code_hash
 from beyond_gd.runtime import resolve_device
 from beyond_gd.stage import RunContext, raise_interrupted
 
@@ -107,22 +118,53 @@ class JobContext:
 # --------------------------------------------------------------------------
 # The stage side
 # --------------------------------------------------------------------------
-def cell_launcher(cfg: Any, sweep_dir: Path, context: RunContext) -> Callable[[list[CellConfig]], list[CellOutput]]:
+def cell_launcher(cfg: Any, sweep_dir: Path, context: RunContext,
+                  reuse: Path | None = None) -> Callable[[list[CellConfig]], list[CellOutput]]:
     """`inputs.run_cells` for a study whose config has a `launcher` section: its cells go to that engine,
-    into `sweep_dir`, each logged as a run nested under the stage's."""
+    into `sweep_dir`, each logged as a run nested under the stage's; finished ones in `reuse` are kept."""
     launcher: LauncherConfig = cfg.launcher
     job = JobContext(dataclasses.asdict(context), launcher.threads_per_job)
-    return functools.partial(launch, sweep_dir=sweep_dir, launcher=launcher, job=job)
+    return functools.partial(launch, sweep_dir=sweep_dir, launcher=launcher, job=job, reuse=reuse)
 
 
-def launch(cells: list[CellConfig], sweep_dir: Path, launcher: LauncherConfig, job: JobContext) -> list[CellOutput]:
-    """Run `cells` (in this order of dispatch) through the launcher; their outputs, in the same order."""
+def launch(cells: list[CellConfig], sweep_dir: Path, launcher: LauncherConfig, job: JobContext,
+           reuse: Path | None = None) -> list[CellOutput]:
+    """Run `cells` (in this order of dispatch) through the launcher, but for those `reuse` holds finished
+    with the same key; their outputs, in the same order."""
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         raise LaunchError(f"cell ids must be unique, got {ids}")
     sweep_dir = sweep_dir.resolve()
+    device = resolve_device(job.run["device"]).type
+    kept = {c.id for c in cells if reuse is not None and _finished(reuse / c.id, cell_key(c, job.threads, device))}
+    for cell_id in kept:
+        shutil.copytree(reuse / cell_id, sweep_dir / cell_id)  # type: ignore[operator]
     conf = sweep_dir / "conf"
     write_launch_config(cells, conf, launcher, job, sweep_dir)
+    todo = [c.id for c in cells if c.id not in kept]
+    if todo:
+        _run_launcher(todo, conf, launcher, sweep_dir)
+    return [read_cell(sweep_dir / c.id, c, reused=c.id in kept) for c in cells]
+
+
+def cell_key(cell: CellConfig, threads: int, device: str) -> str:
+    """What a cell's numbers depend on: its config, the code it runs, the torch version, device and threads."""
+    # The code: the cell's training and what it imports, and this module, which writes its artifact.
+    code = code_hash("beyond_gd.cells") + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    blob = json.dumps({"cell": as_dict(cell), "code": code, "torch": torch.__version__, "device": device,
+                       "threads": threads}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _finished(folder: Path, key: str) -> bool:
+    try:
+        return json.loads((folder / "result.json").read_text()).get("cell_key") == key and all(
+            (folder / name).is_file() for name in ("steps.csv", "epochs.csv"))
+    except (OSError, ValueError):
+        return False
+
+
+def _run_launcher(ids: list[str], conf: Path, launcher: LauncherConfig, sweep_dir: Path) -> None:
     cmd = [sys.executable, "-m", "beyond_gd.launch", "--multirun", "--config-dir", str(conf),
            "--config-name", APP, "cell=" + ",".join(ids)]
     proc = subprocess.Popen(cmd, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, start_new_session=True)
@@ -134,7 +176,6 @@ def launch(cells: list[CellConfig], sweep_dir: Path, launcher: LauncherConfig, j
     if code != 0:
         raise LaunchError(f"the {launcher.engine} launcher failed (exit {code}); "
                           f"each cell's log is in {sweep_dir}/<cell id>/")
-    return [read_cell(sweep_dir / c.id, c) for c in cells]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -169,14 +210,14 @@ def write_launch_config(cells: list[CellConfig], conf: Path, launcher: LauncherC
     OmegaConf.save(OmegaConf.create(app), conf / f"{APP}.yaml")
 
 
-def read_cell(folder: Path, cell: CellConfig) -> CellOutput:
+def read_cell(folder: Path, cell: CellConfig, reused: bool = False) -> CellOutput:
     try:
         result = json.loads((folder / "result.json").read_text())
         steps = pd.read_csv(folder / "steps.csv")
         epochs = pd.read_csv(folder / "epochs.csv")
     except FileNotFoundError as exc:
         raise LaunchError(f"cell {cell.id}: no artifact ({exc.filename}); see its log in {folder}") from None
-    return CellOutput(cell, result, steps, epochs)
+    return CellOutput(cell, result, steps, epochs, reused)
 
 
 # --------------------------------------------------------------------------
@@ -209,7 +250,8 @@ def record_cell(cell: CellConfig, context: RunContext, threads: int, out: Path) 
         finished = time.time()
         output = cell_output(cell, res, pid=os.getpid(), host=socket.gethostname(), device=tags["device"],
                              device_name=tags["device_name"], started_at=started, finished_at=finished,
-                             wall_seconds=finished - started, mlflow_run_id=run.info.run_id)
+                             wall_seconds=finished - started, mlflow_run_id=run.info.run_id,
+                             cell_key=cell_key(cell, threads, device.type))
         out.mkdir(parents=True, exist_ok=True)
         output.steps.to_csv(out / "steps.csv", index=False)
         output.epochs.to_csv(out / "epochs.csv", index=False)

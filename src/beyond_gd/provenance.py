@@ -1,11 +1,13 @@
 """Where a run came from: the workspace, its git commit, a hash of the params, the machine, the libraries.
 
-Read by the MLflow tags (beyond_gd.tracking) and by the report's provenance
-block; nothing here changes a number a study computes.
+Read by the MLflow tags (beyond_gd.tracking), by the report's provenance
+block, and by the launcher, which keys a finished training cell by its config
+and the code it ran; nothing here changes a number a study computes.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -74,4 +76,67 @@ def library_versions(names: Iterable[str]) -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             continue
+    return found
+
+
+# --------------------------------------------------------------------------
+# The code a module runs: its beyond_gd imports, followed statically
+# --------------------------------------------------------------------------
+# Modules that change no artifact, so what they import counts only through others (and no stage declares
+# them): exception classes and their messages, and the MLflow recording (what it leaves in an artifact, a
+# run's id, stays valid when its code changes).
+RECORDING_ONLY = ("beyond_gd.errors", "beyond_gd.tracking")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding beyond_gd/
+
+
+def code_closure(module: str, skip: Iterable[str] = RECORDING_ONLY) -> set[Path]:
+    """The source files of `module` and of every beyond_gd module it imports, transitively (`import`
+    statements anywhere in a file, read with `ast`, so lazy imports count), `skip` not followed."""
+    skipped, seen, todo = set(skip), set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if name in skipped:
+            continue
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        todo += _imported(path, package) | {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+    return {_module_file(n) for n in seen}
+
+
+def code_hash(module: str) -> str:
+    """A short hash of the code `module` runs (`code_closure`, the recording-only modules left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(code_closure(module) - {_module_file(m) for m in RECORDING_ONLY}):
+        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _module_file(name: str) -> Path | None:
+    base = PACKAGE_ROOT / Path(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(path: Path, package: str) -> set[str]:
+    """The beyond_gd modules (and their packages) that `path` imports, by absolute name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            # `from pkg import mod` imports the submodule when there is one.
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    found = set()
+    for name in (n for n in names if n.split(".")[0] == "beyond_gd"):
+        parts = name.split(".")
+        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if _module_file(".".join(parts[:i]))}
     return found

@@ -64,8 +64,9 @@ class Stage:
     doc: str  # what the stage computes: the stage module's docstring (its MLflow experiment's description)
     outputs: tuple[str, ...]  # what it writes in its folder besides run.json (dvc.yaml's outs and metrics)
     inputs: tuple[str, ...] = ()  # upstream stages whose folders it reads
-    # Builds `inputs.run_cells` for studies made of training cells (beyond_gd.launch.cell_launcher).
-    launch: Callable[[Any, Path, RunContext], Callable[[list[Any]], list[Any]]] | None = None
+    # Builds `inputs.run_cells` for studies made of training cells (beyond_gd.launch.cell_launcher): the
+    # config, the sweep folder, the run context, and the last run's cells (finished ones are kept).
+    launch: Callable[[Any, Path, RunContext, Path], Callable[[list[Any]], list[Any]]] | None = None
     out: str = ""  # default: data/<name>
     log_outputs: bool = False  # also keep what it wrote as the MLflow run's artifacts
 
@@ -119,18 +120,18 @@ def execute(stage: Stage, argv: list[str] | None = None) -> Result:
         with tracking.recorded(experiment, stage.name, read, tracking.run_tags(stage.name, read, device)) as run:
             folders = {name: Path(getattr(args, name)) for name in stage.inputs}
             inputs = Inputs(device, folders, work, run_id=run.info.run_id, progress=not args.no_progress)
-            cells: list[Any] = []
+            cells: dict[str, int] = {}
             if stage.launch is not None:
                 context = RunContext(stage.name, tracking.tracking_uri(), experiment, run.info.run_id,
                                      cfg.runtime.device, str(inputs.folder("mnist").resolve()))
-                inputs.run_cells = _counted(stage.launch(cfg, work / "cells", context), cells)
+                inputs.run_cells = _counted(stage.launch(cfg, work / "cells", context, out / "cells"), cells)
             result = stage.run(cfg, inputs)
             names = result.outputs()
             if sorted(names) != sorted(stage.outputs):
                 raise RuntimeError(f"{stage.name}: the study wrote {sorted(names)}, the stage declares "
                                    f"{sorted(stage.outputs)}")
             write(result, work)
-            record = tracking.run_record(run, **({"cells": len(cells)} if stage.launch else {}))
+            record = tracking.run_record(run, **cells)
             (work / RECORD).write_text(json.dumps(record, indent=2) + "\n")
             _log(run.info.run_id, result)
             if stage.log_outputs:
@@ -203,10 +204,14 @@ def _log(run_id: str, result: Result) -> None:
         tracking.mlflow.set_tags(result.tags)
 
 
-def _counted(run_cells: Callable[[list[Any]], list[Any]], seen: list[Any]) -> Callable[[list[Any]], list[Any]]:
+def _counted(run_cells: Callable[[list[Any]], list[Any]], tally: dict[str, int]) -> Callable[[list[Any]], list[Any]]:
+    """`run_cells`, counting in `tally` the cells run now (`cells`, each a nested MLflow run) and kept."""
     def run(cells: list[Any]) -> list[Any]:
-        seen.extend(cells)
-        return run_cells(cells)
+        outputs = run_cells(cells)
+        kept = sum(o.reused for o in outputs)
+        tally["cells"] = tally.get("cells", 0) + len(outputs) - kept
+        tally["cells_kept"] = tally.get("cells_kept", 0) + kept
+        return outputs
 
     return run
 

@@ -40,6 +40,8 @@ def mlflow_runs(artifacts: Artifacts, needs: tuple[Need, ...]) -> str:
             named.append(f"{artifact}: no run recorded")
             continue
         cells = f" with its {record['cells']} nested cell runs" if "cells" in record else ""
+        if record.get("cells_kept"):  # finished cells kept from earlier runs name their own runs
+            cells += f" ({record['cells_kept']} more cells kept from earlier runs)"
         named.append(f"{record['mlflow_experiment']} run {record['mlflow_run_id']}{cells}")
     return "; ".join(named)
 

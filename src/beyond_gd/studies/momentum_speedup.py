@@ -131,7 +131,7 @@ def runs_table(outputs: list[CellOutput]) -> pd.DataFrame:
     table["reached"] = table["steps_to_target"].notna()
     return table[LABELS + ["cost", "steps_to_target", "reached", "steps_to_target_smoothed",
                            "steps_to_target_epoch_last", "stopped_by", "diverged", "steps", "train_seconds",
-                           "device", "id", "mlflow_run_id"]]
+                           "device", "id"]]
 
 
 def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig) -> pd.DataFrame:
