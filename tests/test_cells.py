@@ -151,7 +151,7 @@ def test_default_configs_make_their_cells() -> None:
     gcells = optimizer_grid.build_cells(grid)
     lrs = grid.optimizer_grid.lrs
     assert len(gcells) == sum(len(v) for v in lrs.values()) * len(grid.optimizer_grid.seeds)
-    assert set(lrs) == set(composed()["optimizers"])  # every optimizer of the chapter
+    assert set(lrs) | set(grid.optimizer_grid.excluded) == set(composed()["optimizers"])  # every optimizer, in or out
     adam = next(x for x in gcells if x.labels["optimizer"] == "adam")
     assert adam.optimizer.kwargs == grid.optimizers["adam"].kwargs and adam.optimizer.lr in lrs["adam"]
     assert adam.optimizer.target == "torch.optim.Adam"
@@ -376,3 +376,13 @@ def test_adding_an_lr_runs_only_its_cells_and_matches_a_run_from_scratch(tmp_pat
     result = grown / "cells" / "sgd-lr0.05-s0" / "result.json"
     result.write_text(result.read_text().replace('"cell_key": "', '"cell_key": "stale', 1))
     assert _run_grid(both, mnist_root, grown)["cells"] == 1
+
+
+def test_every_optimizer_of_the_grid_gets_the_same_search_around_its_default() -> None:
+    """Equal tuning effort: five learning rates half a decade apart, centred on each optimizer's own default."""
+    grid = config(optimizer_grid.Config)
+    for name, lrs in grid.optimizer_grid.lrs.items():
+        steps = np.log10(np.array(lrs) / grid.optimizers[name].lr)
+        assert np.allclose(steps, [-1, -0.5, 0, 0.5, 1], atol=0.001), (name, lrs)
+    assert set(grid.optimizer_grid.lrs) | set(grid.optimizer_grid.excluded) == set(grid.optimizers)
+    assert len(grid.optimizer_grid.seeds) >= 5

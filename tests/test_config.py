@@ -48,7 +48,8 @@ def test_smoke_profile_shrinks_the_work_not_the_model_or_data() -> None:
     book, smoke = composed(), composed("profile=smoke")
     assert smoke["baseline"]["max_steps"] and smoke["baseline"]["max_steps"] < 1000
     differing = {k for k in book if book[k] != smoke[k]}
-    assert differing == {"baseline", "interpolate", "hessian", "identifiability", "momentum_speedup", "optimizer_grid"}
+    assert differing == {"baseline", "interpolate", "hessian", "identifiability", "momentum_speedup", "optimizer_grid",
+                         "lbfgs"}
     assert smoke["baseline"]["batch_size"] == book["baseline"]["batch_size"]
     assert smoke["model"] == book["model"] and smoke["mnist"] == book["mnist"]
 
@@ -91,7 +92,12 @@ BAD = [
      "momentum_speedup.setups.pytorch.init: 'xavier' is not allowed"),
     ("momentum_speedup", "momentum_speedup.seeds", [0, 0], "momentum_speedup.seeds: must be distinct"),
     ("optimizer_grid", "optimizer_grid.lrs.sgd", [0.1, -1.0], "optimizer_grid.lrs.sgd: must be distinct learning"),
-    ("optimizer_grid", "optimizer_grid.lrs.adamw", [0.1], "optimizer_grid.lrs: 'adamw' is not in the optimizers"),
+    ("optimizer_grid", "optimizer_grid.lrs.adamw", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+     "optimizer_grid.lrs: 'adamw' is not in the optimizers"),
+    # Equal tuning effort: as many learning rates for every optimizer.
+    ("optimizer_grid", "optimizer_grid.lrs.adam", [1e-3], "optimizer_grid.lrs: every optimizer needs as many"),
+    ("optimizer_grid", "optimizer_grid.excluded.adam", "slow", "optimizer_grid.excluded.adam: also in lrs"),
+    ("lbfgs", "lbfgs.compare", ["sgd", "nadam"], "lbfgs: 'nadam' is not in the optimizers section"),
     ("report", "report.style.palette", "no-such-palette", "report.style.palette: 'no-such-palette' is not"),
 ]
 

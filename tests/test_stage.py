@@ -39,6 +39,7 @@ BAD_KEY = {
     "update_rules": ("steps", 0, "update_rules.steps: must be > 0"),
     "momentum_speedup": ("target_loss", -0.1, "momentum_speedup.target_loss: must be > 0"),
     "optimizer_grid": ("rank_by", "luck", "optimizer_grid.rank_by: 'luck' is not allowed"),
+    "lbfgs": ("train_images", 0, "lbfgs.train_images: must be > 0"),
     "report": ("claims", {}, "report.claims."),
 }
 

@@ -84,8 +84,16 @@ def test_stage_declares_every_optimizer_entry_its_section_names(stage: str) -> N
     keys = {resolve(k) for k in STAGES[stage]["params"]}
     if "optimizers" in keys:
         return
-    own = PARAMS[stage]
-    named = set(own.get("optimizers", [])) | set(own.get("lrs", {}))
+    own, entries = PARAMS[stage], set(PARAMS["optimizers"])
+
+    def names(node: Any) -> set[str]:  # every string of the section that names an entry, and the lrs' keys
+        if isinstance(node, dict):
+            return set(node) & entries | {n for v in node.values() for n in names(v)}
+        if isinstance(node, list):
+            return {n for v in node for n in names(v)}
+        return {node} & entries if isinstance(node, str) else set()
+
+    named = names(own)
     if stage == "update_rules":
         from beyond_gd.optim import rules
 

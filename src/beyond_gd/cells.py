@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +77,17 @@ class EpochRow:
     step: int  # steps done at the end of this epoch (the last may be partial)
     seconds: float  # training time so far, evaluation excluded
     epoch_last_loss: float  # cost of this epoch's last mini-batch
+    evaluations: int = 0  # gradient evaluations so far (L-BFGS makes several per step)
+    # Loss and accuracy of the whole training split (the cell's images) and of the test set.
     train_loss: float = math.nan
     train_accuracy: float = math.nan
     test_loss: float = math.nan
     test_accuracy: float = math.nan
+    # The same of the averaged weights, for an optimizer that keeps an average (ASGD's `ax`); NaN otherwise.
+    average_train_loss: float = math.nan
+    average_train_accuracy: float = math.nan
+    average_test_loss: float = math.nan
+    average_test_accuracy: float = math.nan
 
 
 @dataclass
@@ -123,10 +132,15 @@ def run_cell(
     rows: list[EpochRow] = []
 
     def at_epoch_end(end: EpochEnd) -> bool:
-        row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]))
+        row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]), end.evaluations)
         if cell.evaluate:
             row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size)
             row.test_loss, row.test_accuracy = evaluate(model, x_test, y_test, cell.eval_batch_size)
+            if averaged := averaged_weights(optimizer):
+                with swapped(model, averaged):
+                    row.average_train_loss, row.average_train_accuracy = evaluate(model, x, y, cell.eval_batch_size)
+                    row.average_test_loss, row.average_test_accuracy = evaluate(model, x_test, y_test,
+                                                                                cell.eval_batch_size)
         rows.append(row)
         if cell.stop_margin is None:
             return False
@@ -138,7 +152,8 @@ def run_cell(
                 divergence_loss=cell.divergence_loss, on_epoch_end=at_epoch_end)
     losses = res.step_loss
     if res.diverged:  # the epoch it diverged in ends there, unevaluated
-        rows.append(EpochRow(res.epochs, res.steps, res.seconds, float(losses[-1]) if res.steps else math.nan))
+        rows.append(EpochRow(res.epochs, res.steps, res.seconds, float(losses[-1]) if res.steps else math.nan,
+                             res.evaluations))
     by_smoothed = steps_to_target(losses, cell.target_loss, cell.smoothing_window)
     by_epoch_last = epoch_last_steps_to_target(losses, steps_per_epoch, cell.target_loss)
     reached = by_smoothed if cell.cost == "smoothed" else by_epoch_last
@@ -157,6 +172,31 @@ def seconds_at(step: int | None, rows: list[EpochRow]) -> float | None:
     if step is None:
         return None
     return float(np.interp(step, [0] + [r.step for r in rows], [0.0] + [r.seconds for r in rows]))
+
+
+def averaged_weights(optimizer: torch.optim.Optimizer) -> list[torch.Tensor] | None:
+    """The running average of the parameters an averaging optimizer keeps (torch's ASGD: `ax`, the
+    Polyak-Ruppert average from step t0 on, equal to the iterate before it), in parameter order; None
+    for an optimizer that keeps none."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    found = [optimizer.state.get(p, {}).get("ax") for p in params]
+    return None if any(a is None for a in found) else found
+
+
+@contextmanager
+def swapped(model: nn.Module, weights: list[torch.Tensor]) -> Iterator[None]:
+    """The model's parameters replaced by `weights` inside the block, restored after."""
+    params = list(model.parameters())
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, w in zip(params, weights, strict=True):
+            p.copy_(w)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
 
 
 def he_normal_(model: nn.Module) -> None:
@@ -192,7 +232,8 @@ def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
         "steps_to_target": res.steps_to_target, "steps_to_target_smoothed": res.steps_to_target_smoothed,
         "steps_to_target_epoch_last": res.steps_to_target_epoch_last, "seconds_to_target": res.seconds_to_target,
         "final_loss": res.final_loss if math.isfinite(res.final_loss) else None,
-        **{name: getattr(last, name) if evaluated else None for name in EVALUATED},
+        **{name: _number(getattr(last, name)) if evaluated else None for name in EVALUATED},
+        "evaluations": last.evaluations if last is not None else 0,
         **facts,
     }
     steps = pd.DataFrame({"step": np.arange(1, res.steps + 1), "loss": res.step_loss})
@@ -200,7 +241,12 @@ def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
     return CellOutput(cell, result, steps, epochs)
 
 
-EVALUATED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN: a value not measured is null
+
+
+EVALUATED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "average_train_loss",
+             "average_train_accuracy", "average_test_loss", "average_test_accuracy")
 EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
 
 

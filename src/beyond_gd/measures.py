@@ -90,3 +90,40 @@ def ewma_stationary_std(m: np.ndarray | float, sigma: float) -> np.ndarray:
 def log10_orderings(widths: np.ndarray | list[int]) -> float:
     """log10 of the product of n! over layers of widths n (equivalent orderings of their neurons), via lgamma."""
     return sum(math.lgamma(int(n) + 1) for n in widths) / math.log(10)
+
+
+# --------------------------------------------------------------------------
+# A ranking of tuned methods, and how sure it is
+# --------------------------------------------------------------------------
+def tuned_scores(scores: np.ndarray, lower: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each method's score at its best setting: `scores` is (methods, settings, seeds), inf (or -inf when
+    higher is better) where a setting is unusable; the mean over seeds per setting, then the best setting.
+    Returns (best score, index of the best setting) per method."""
+    means = np.asarray(scores, dtype=np.float64).mean(axis=2)
+    best = np.argmin(means, axis=1) if lower else np.argmax(means, axis=1)
+    return np.take_along_axis(means, best[:, None], axis=1)[:, 0], best
+
+
+def ranks(values: np.ndarray, lower: bool) -> np.ndarray:
+    """1-based ranks of `values` along the last axis (ties share the better rank)."""
+    v = np.asarray(values, dtype=np.float64) * (1 if lower else -1)
+    return (v[..., None, :] < v[..., :, None]).sum(axis=-1) + 1
+
+
+def bootstrap_ranking(scores: np.ndarray, lower: bool, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resample each method's seeds with replacement (one draw for all its settings: a seed pairs a method's
+    settings), pick its best setting again on each resample, and rank the methods.
+
+    `scores` is (methods, settings, seeds) as for `tuned_scores`. Returns the resampled best scores and
+    ranks, each (resamples, methods): their percentiles are intervals that include the noise of choosing
+    the best setting from the same seeds (tuning and evaluation on the same data favour a lucky setting).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    methods, _, seeds = scores.shape
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, seeds, size=(resamples, methods, seeds))
+    # resampled[r, m, s, k] = scores[m, s, draws[r, m, k]]
+    resampled = np.take_along_axis(scores[None, :, :, :], draws[:, :, None, :], axis=3)
+    means = resampled.mean(axis=3)
+    best = means.min(axis=2) if lower else means.max(axis=2)
+    return best, ranks(best, lower)

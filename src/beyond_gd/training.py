@@ -33,6 +33,7 @@ class EpochEnd:
     step: int  # mini-batch steps done
     seconds: float  # training time so far; the callbacks' own time (evaluation) excluded
     losses: np.ndarray  # the cost of every mini-batch step so far
+    evaluations: int  # gradient evaluations so far (L-BFGS makes several per step, the others one)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainResult:
     diverged: bool = False
     stopped: bool = False  # the epoch-end callback asked to stop before the budget
     epochs: int = 0  # epochs begun
+    evaluations: int = 0  # gradient evaluations (calls of the loss-and-gradient closure)
 
 
 @torch.inference_mode()
@@ -106,6 +108,7 @@ def train(
             def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
                 # One code path for every optimizer: L-BFGS calls this several
                 # times per step, the others once.
+                result.evaluations += 1
                 optimizer.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(model(xb), yb)
                 loss.backward()
@@ -126,7 +129,7 @@ def train(
         if result.diverged or on_epoch_end is None:
             continue
         mark = time.perf_counter()
-        end = EpochEnd(result.epochs, step, mark - started - paused, losses[:step].cpu().numpy())
+        end = EpochEnd(result.epochs, step, mark - started - paused, losses[:step].cpu().numpy(), result.evaluations)
         result.stopped = bool(on_epoch_end(end)) and step < max_steps
         paused += time.perf_counter() - mark
     bar.close()

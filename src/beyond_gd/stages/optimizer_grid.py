@@ -1,11 +1,13 @@
-"""Stage `optimizer_grid`: every optimizer of the chapter x learning rates x seeds on the MLP, ranked.
+"""Stage `optimizer_grid`: every mini-batch optimizer of the chapter x learning rates x seeds on the MLP, ranked.
 
-Every (optimizer, lr, seed) is one training cell with the same budget, run by
-the Hydra launcher of the `launcher` section, each logged as an MLflow run
-nested under the stage's; a diverging cell is recorded, not raised. Outputs in
+Every (optimizer, lr, seed) is one training cell with the same budget, and
+every optimizer gets as many learning rates; cells run by the Hydra launcher
+of the `launcher` section, each logged as an MLflow run nested under the
+stage's; a diverging cell is recorded, not raised. Outputs in
 data/optimizer_grid: `cells/` (one folder per cell), `steps.csv`,
 `epochs.csv`, `cells.csv`, `summary.csv` (the ranking at each optimizer's best
-lr), `curves/` (for `dvc plots`), `summary.json` and `metrics.json`; each
+lr, with bootstrap intervals over seeds), `long.csv` (the longer budget, where
+it ran), `curves/` (for `dvc plots`), `summary.json` and `metrics.json`; each
 table is described in `beyond_gd.studies.optimizer_grid`.
 """
 
@@ -15,7 +17,7 @@ from beyond_gd.studies import optimizer_grid
 
 STAGE = Stage("optimizer_grid", optimizer_grid.Config, optimizer_grid.run, __doc__, inputs=("mnist",),
               launch=cell_launcher, outputs=("cells", "curves", "steps.csv", "epochs.csv", "cells.csv", "summary.csv",
-                                             "summary.json", "metrics.json"))
+                                             "long.csv", "summary.json", "metrics.json"))
 
 if __name__ == "__main__":
     main(STAGE)

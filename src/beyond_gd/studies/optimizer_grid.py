@@ -1,20 +1,26 @@
-"""Every optimizer of the chapter x learning rates x seeds on the MLP, ranked at each one's best lr.
+"""Every mini-batch optimizer of the chapter x learning rates x seeds on the MLP, ranked at each one's best lr.
 
-Each (optimizer, lr, seed) is one training cell (beyond_gd.cells) with its
-own config and artifact, run through `inputs.run_cells`. Every cell gets the
-same budget (`epochs` of `batch_size`, or `max_steps`); a cell whose cost turns
-NaN/inf or exceeds `divergence_loss` stops there and is recorded as diverged,
-and the grid goes on. Each optimizer is then ranked at its own best learning
-rate (by the mean over seeds of `rank_by`; an lr at which any seed diverged is
-never "best").
+Each (optimizer, lr, seed) is one training cell (beyond_gd.cells), run through
+`inputs.run_cells`. Every cell gets the same budget (`epochs` of `batch_size`,
+or `max_steps`) and every optimizer the same number of learning rates; a cell
+whose cost turns NaN/inf or exceeds `divergence_loss` stops there and is
+recorded as diverged, and the grid goes on. Each optimizer is then scored at
+its own best learning rate (the mean over seeds of `rank_by`; an lr at which
+any seed diverged is never "best"; an averaging optimizer by its averaged
+weights), ranked, and the ranking's uncertainty measured by resampling the
+seeds (measures.bootstrap_ranking). With `long_budget.enabled`, each optimizer
+runs again at its best lr for `long_budget.epochs`.
 
 Tables: `steps.csv` (optimizer, lr, seed, step, loss, smoothed; every
-`curve_stride`-th step), `epochs.csv` (optimizer, lr, seed, epoch, step,
-seconds, train/test loss and accuracy), `cells.csv` (one row per cell: steps
-and seconds to `target_loss`, final loss, test accuracy, diverged, wall time,
-device), `summary.csv` (the ranking: per optimizer its best lr, mean/std/min/
-max over seeds), `curves/<optimizer>.csv` (step, loss: smoothed cost at the
-best lr, mean over seeds, for `dvc plots`); `cells/`, each cell's own artifact.
+`curve_stride`-th step), `epochs.csv` (per cell and epoch: seconds, gradient
+evaluations, train/test loss and accuracy, and of the averaged weights where
+kept), `cells.csv` (one row per cell), `summary.csv` (the ranking: per
+optimizer its search, best lr, score with its bootstrap interval, rank
+interval, whether tied with the best; mean/std/min/max over seeds of the other
+measures; the longer budget's numbers), `long.csv` (the longer budget's
+epochs, empty if it did not run), `curves/<optimizer>.csv` (step, loss:
+smoothed cost at the best lr, mean over seeds, for `dvc plots`); `cells/`,
+each cell's own artifact.
 """
 
 from __future__ import annotations
@@ -26,20 +32,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from beyond_gd.cells import CellConfig, CellOutput, cells_table, epochs_table, steps_table
+from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, CellOutput, cells_table, epochs_table, steps_table
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
-from beyond_gd.measures import trailing_mean
+from beyond_gd.measures import bootstrap_ranking, trailing_mean, tuned_scores
 from beyond_gd.optim.registry import OptimizerSpec, check_named
 from beyond_gd.study import Inputs, Result
 
 LABELS = ["optimizer", "lr", "seed"]
 # What a ranking can be by, and whether lower is better.
-RANK_BY = {"final_loss": True, "test_loss": True, "test_accuracy": False, "steps_to_target": True}
+RANK_BY = {"train_loss": True, "test_loss": True, "test_accuracy": False, "final_loss": True, "steps_to_target": True}
+# Measures an averaging optimizer (ASGD) is scored by on its averaged weights (cells' average_* columns).
+AVERAGED = ("train_loss", "test_loss", "test_accuracy", "train_accuracy")
 MNIST_TRAIN_IMAGES = 60_000  # the budget in epochs is counted over the whole training split
 STATS = ("mean", "std", "min", "max")
-REPORTED = ("final_loss", "test_accuracy", "test_loss", "steps_to_target", "seconds_to_target", "train_seconds")
+LONG_COLUMNS = ("long_train_loss_mean", "long_train_loss_std", "long_test_accuracy_mean", "long_test_accuracy_std",
+                "long_diverged", "long_rank")
+REPORTED = ("train_loss", "test_accuracy", "test_loss", "final_loss", "steps_to_target", "seconds_to_target",
+            "train_seconds", "average_train_loss", "average_test_accuracy")
+
+
+@dataclass
+class BootstrapConfig:
+    resamples: int = required(gt=0)
+    confidence: float = required(gt=0)
+    seed: int = required(ge=0)
+
+    def check(self) -> None:
+        if not self.confidence < 1:
+            raise ConfigError(f"confidence: must be < 1, got {self.confidence}")
+
+
+@dataclass
+class LongBudgetConfig:
+    enabled: bool = required()
+    epochs: int = required(gt=0)
+    max_steps: int | None = required(gt=0, optional=True)
+    seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
 
 
 @dataclass
@@ -47,6 +77,8 @@ class GridConfig:
     # optimizer (an entry of the `optimizers` section) -> its learning rates.
     # Cells are dispatched in this order.
     lrs: dict[str, list[float]] = required(nonempty=True)
+    # Optimizers left out of the grid, each with the reason the report gives.
+    excluded: dict[str, str] = required()
     seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
     # The budget, the same for every cell: `epochs`, cut at `max_steps` if set.
     epochs: int = required(gt=0)
@@ -58,11 +90,18 @@ class GridConfig:
     eval_batch_size: int = required(gt=0)
     curve_stride: int = required(gt=0)
     rank_by: str = required(choices=tuple(RANK_BY))
+    bootstrap: BootstrapConfig = required()
+    long_budget: LongBudgetConfig = required()
 
     def check(self) -> None:
         for name, lrs in self.lrs.items():
             if not lrs or min(lrs) <= 0 or len(set(lrs)) != len(lrs):
                 raise ConfigError(f"lrs.{name}: must be distinct learning rates > 0, got {lrs}")
+        if len({len(v) for v in self.lrs.values()}) > 1:
+            raise ConfigError("lrs: every optimizer needs as many learning rates (equal tuning effort), got "
+                              + ", ".join(f"{k} {len(v)}" for k, v in self.lrs.items()))
+        for name in set(self.lrs) & set(self.excluded):
+            raise ConfigError(f"excluded.{name}: also in lrs (an optimizer is in the grid or out of it)")
 
 
 @dataclass
@@ -75,23 +114,27 @@ class Config:
 
     def check(self) -> None:
         check_named(self.optimizer_grid.lrs, self.optimizers, "optimizer_grid.lrs")
+        check_named(self.optimizer_grid.excluded, self.optimizers, "optimizer_grid.excluded")
 
 
-def budget(c: GridConfig) -> int:
-    steps = c.epochs * math.ceil(MNIST_TRAIN_IMAGES / c.batch_size)
-    return min(steps, c.max_steps or steps)
+def budget(epochs: int, max_steps: int | None, batch_size: int) -> int:
+    steps = epochs * math.ceil(MNIST_TRAIN_IMAGES / batch_size)
+    return min(steps, max_steps or steps)
 
 
-def build_cells(cfg: Config) -> list[CellConfig]:
+def build_cells(cfg: Config, lrs: dict[str, list[float]] | None = None, seeds: list[int] | None = None,
+                max_steps: int | None = None, prefix: str = "") -> list[CellConfig]:
+    """The grid's cells; with the arguments, another budget's (the longer one at each best lr)."""
     c = cfg.optimizer_grid
+    steps = max_steps or budget(c.epochs, c.max_steps, c.batch_size)
     return [
-        CellConfig(id=f"{name}-lr{lr:g}-s{seed}", seed=seed, optimizer=cfg.optimizers[name].with_lr(lr),
+        CellConfig(id=f"{prefix}{name}-lr{lr:g}-s{seed}", seed=seed, optimizer=cfg.optimizers[name].with_lr(lr),
                    model=cfg.model, init="torch_default", train_images=None, batch_size=c.batch_size,
-                   max_steps=budget(c), divergence_loss=c.divergence_loss, evaluate=True,
+                   max_steps=steps, divergence_loss=c.divergence_loss, evaluate=True,
                    eval_batch_size=c.eval_batch_size, target_loss=c.target_loss,
                    smoothing_window=c.smoothing_window, cost="smoothed", stop_margin=None,
                    labels={"optimizer": name, "lr": lr, "seed": seed})
-        for name, lrs in c.lrs.items() for lr in lrs for seed in c.seeds
+        for name, opt_lrs in (lrs or c.lrs).items() for lr in opt_lrs for seed in (seeds or c.seeds)
     ]
 
 
@@ -102,67 +145,125 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     table = cells_table(outputs)
     table["torch_name"] = [o.cell.optimizer.class_name for o in outputs]
     ranking = rank(table, c)
-    score = f"{c.rank_by}_mean"
-    best = ranking.iloc[0]
-    sgd = ranking[ranking.optimizer == "sgd"]
+    long_cells, long_outputs = [], []
+    if c.long_budget.enabled:
+        best = {r.optimizer: [r.best_lr] for r in ranking.itertuples() if pd.notna(r.best_lr)}
+        long_cells = build_cells(cfg, best, c.long_budget.seeds, prefix="long-",
+                                 max_steps=budget(c.long_budget.epochs, c.long_budget.max_steps, c.batch_size))
+        long_outputs = inputs.run_cells(long_cells)
+        ranking = ranking.merge(long_summary(cells_table(long_outputs), c), on="optimizer", how="left")
+    else:  # the same columns either way: the report says the longer budget did not run
+        ranking = ranking.assign(**dict.fromkeys(LONG_COLUMNS, np.nan))
+    long = (epochs_table(long_outputs, LABELS) if long_outputs else pd.DataFrame(columns=LABELS + EPOCH_COLUMNS))
+    score = "score_mean"
+    best_row, sgd = ranking.iloc[0], ranking[ranking.optimizer == "sgd"]
     summary = {"cells": len(cells), "diverged_cells": int(table["diverged"].sum()), "rank_by": c.rank_by,
-               "budget_steps": budget(c), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
-               "ranking": {r.optimizer: {k: getattr(r, k) for k in ("rank", "best_lr", score, f"{c.rank_by}_std",
-                                                                    "test_accuracy_mean")}
+               "budget_steps": budget(c.epochs, c.max_steps, c.batch_size), "target_loss": c.target_loss,
+               "smoothing_window": c.smoothing_window, "seeds": len(c.seeds), "lrs_per_optimizer": len(
+                   next(iter(c.lrs.values()))), "confidence": c.bootstrap.confidence,
+               "excluded": dict(c.excluded), "tied_with_best": list(ranking.loc[ranking.tied_with_best, "optimizer"]),
+               "long_budget": {"ran": c.long_budget.enabled, "epochs": c.long_budget.epochs,
+                               "steps": budget(c.long_budget.epochs, c.long_budget.max_steps, c.batch_size),
+                               "seeds": len(c.long_budget.seeds), "cells": len(long_cells),
+                               "lr": "each optimizer's best lr of the one-budget grid"},
+               "ranking": {r.optimizer: {k: getattr(r, k) for k in ("rank", "best_lr", score, "score_low",
+                                                                    "score_high", "rank_low", "rank_high")}
                            for r in ranking.itertuples()}}
     return Result(
-        metrics={f"best_{score}": best[score], f"sgd_{score}": sgd[score].iloc[0] if len(sgd) else None,
-                 "diverged_cells": summary["diverged_cells"]},
+        metrics={f"best_{c.rank_by}": best_row[score], f"sgd_{c.rank_by}": sgd[score].iloc[0] if len(sgd) else None,
+                 "tied_with_best": len(summary["tied_with_best"]), "diverged_cells": summary["diverged_cells"]},
         summary=summary,
         tables={"steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window),
                 "epochs.csv": epochs_table(outputs, LABELS), "cells.csv": table, "summary.csv": ranking,
-                **curves(outputs, ranking, c)},
+                "long.csv": long, **curves(outputs, ranking, c)},
         made=("cells",),
         lines=[f"#{r.rank:<2} {r.optimizer:<17} best lr {r.best_lr if pd.notna(r.best_lr) else '-':<7} "
-               f"{c.rank_by} {_fmt(getattr(r, score))} ± {_fmt(getattr(r, f'{c.rank_by}_std'))}  "
-               f"test acc {_fmt(r.test_accuracy_mean)}  diverged lrs {r.diverged_lrs or '-'}"
+               f"{r.ranked_by} {_fmt(r.score_mean)} [{_fmt(r.score_low)}, {_fmt(r.score_high)}]  rank "
+               f"[{r.rank_low:g}, {r.rank_high:g}]  test acc {_fmt(r.test_accuracy_mean)}"
+               + ("  tied with the best" if r.tied_with_best else "") + ("  (best lr at an edge)"
+                                                                         if r.best_lr_at_edge else "")
                for r in ranking.itertuples()]
-        + [f"{len(cells)} cells ({summary['diverged_cells']} diverged)"],
+        + [f"{len(cells)} cells ({summary['diverged_cells']} diverged); longer budget: "
+           + (f"{len(long_cells)} cells" if long_cells else "not run (long_budget.enabled: false)")],
     )
 
 
 def rank(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
-    """Per optimizer, the lr with the best mean `rank_by` over seeds, and the optimizers sorted by it.
+    """Per optimizer, the lr with the best mean score over seeds, the optimizers sorted by it, and the
+    bootstrap intervals of each one's score and rank.
 
-    The same budget and seeds for every cell make the comparison fair; an lr at
-    which any seed diverged (or, for steps_to_target, any seed missed the
-    target) scores as the worst possible, so the best lr is one that works
-    for every seed.
+    The same budget, seeds and number of learning rates for every optimizer make the comparison fair; an
+    lr at which any seed diverged (or, for steps_to_target, missed the target) scores as the worst possible,
+    so the best lr is one that works for every seed.
     """
     lower = RANK_BY[c.rank_by]
     worst = math.inf if lower else -math.inf
-    cells = table.assign(**{m: pd.to_numeric(table[m]) for m in REPORTED})
-    by_lr = cells.groupby(["optimizer", "lr"], sort=False).agg(
-        diverged=("diverged", "any"), missing=(c.rank_by, lambda v: v.isna().any()), score=(c.rank_by, "mean"))
-    by_lr["score"] = by_lr["score"].where(~(by_lr["diverged"] | by_lr["missing"]), worst)
+    cells = table.assign(**{m: pd.to_numeric(table[m]) for m in REPORTED if m in table})
+    # An averaging optimizer (ASGD) is scored by its averaged weights, what it returns.
+    average = f"average_{c.rank_by}"
+    own = cells[average].notna() if c.rank_by in AVERAGED and average in cells else cells["seed"].isna()
+    cells["score"] = cells[average].where(own, cells[c.rank_by]) if own.any() else cells[c.rank_by]
+    per_lr = cells.groupby(["optimizer", "lr"])
+    unusable = per_lr["diverged"].transform("any") | per_lr["score"].transform(lambda v: v.isna().any())
+    cells.loc[unusable.astype(bool), "score"] = worst
+    names, seeds = list(c.lrs), sorted(cells["seed"].unique())
+    grid = np.stack([np.stack([cells[(cells.optimizer == n) & (cells.lr == lr)].set_index("seed")["score"]
+                               .reindex(seeds).to_numpy(dtype=np.float64) for lr in c.lrs[n]]) for n in names])
+    grid = np.where(np.isnan(grid), worst, grid)  # a cell missing from the table: never the best
+    best_score, best_index = tuned_scores(grid, lower)
+    boot, boot_ranks = bootstrap_ranking(grid, lower, c.bootstrap.resamples, c.bootstrap.seed)
+    tail = 100 * (1 - c.bootstrap.confidence) / 2
     rows = []
-    for name, lrs in c.lrs.items():
-        scores = by_lr.loc[name, "score"].reindex(lrs)
-        best = float(scores.idxmin() if lower else scores.idxmax())
-        usable = math.isfinite(scores[best])
+    for k, name in enumerate(names):
+        lrs = c.lrs[name]
+        best = lrs[best_index[k]]
+        usable = math.isfinite(best_score[k])
         at_best = cells[(cells.optimizer == name) & (cells.lr == best)]
         row: dict[str, Any] = {
             "optimizer": name, "torch_name": at_best["torch_name"].iloc[0], "best_lr": best if usable else None,
             "lrs": " ".join(f"{lr:g}" for lr in lrs),
             # The grid cannot tell whether a better lr lies beyond its edge.
             "best_lr_at_edge": usable and best in (min(lrs), max(lrs)),
-            "diverged_lrs": " ".join(f"{lr:g}" for lr in lrs if by_lr.loc[(name, lr), "diverged"]),
-            "seeds": len(c.seeds), "score": scores[best],
+            "diverged_lrs": " ".join(f"{lr:g}" for lr in lrs if cells[(cells.optimizer == name)
+                                                                      & (cells.lr == lr)]["diverged"].any()),
+            "seeds": len(seeds), "ranked_by": f"{c.rank_by} of the averaged weights" if own[
+                cells.optimizer == name].any() else c.rank_by,
+            "score_mean": best_score[k] if usable else None,
+            "score_low": np.percentile(boot[:, k], tail) if usable else None,
+            "score_high": np.percentile(boot[:, k], 100 - tail) if usable else None,
+            "rank_low": float(np.percentile(boot_ranks[:, k], tail)),
+            "rank_high": float(np.percentile(boot_ranks[:, k], 100 - tail)),
+            "p_best": float((boot_ranks[:, k] == 1).mean()),
         }
-        for metric in REPORTED:
+        for metric in (m for m in REPORTED if m in cells):
             values = at_best[metric].replace([np.inf, -np.inf], np.nan) if usable else at_best[metric].iloc[:0]
-            row |= {f"{metric}_{k}": values.agg(k) for k in STATS}
+            row |= {f"{metric}_{s}": values.agg(s) for s in STATS}
         row["reached"] = int(at_best["steps_to_target"].notna().sum()) if usable else 0
         row["steps_per_second_mean"] = float((at_best["steps"] / at_best["train_seconds"]).mean())
         rows.append(row)
-    ranking = pd.DataFrame(rows).sort_values("score", ascending=lower, kind="stable").drop(columns="score")
+    ranking = pd.DataFrame(rows)
+    order = ranking["score_mean"].fillna(worst).to_numpy(dtype=np.float64)
+    ranking = ranking.iloc[np.argsort(order if lower else -order, kind="stable")].reset_index(drop=True)
     ranking.insert(0, "rank", range(1, len(ranking) + 1))
-    return ranking.reset_index(drop=True)
+    # Tied with the best: its rank interval reaches 1 (one usable optimizer is the best alone).
+    ranking["tied_with_best"] = (ranking["rank_low"] <= 1) & ranking["score_mean"].notna()
+    return ranking
+
+
+def long_summary(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
+    """Per optimizer, the longer budget's end: the ranked measure and test accuracy over its seeds, its rank."""
+    cells = table.assign(**{m: pd.to_numeric(table[m]) for m in ("train_loss", "test_accuracy",
+                                                                 "average_train_loss", "average_test_accuracy")})
+    for m in ("train_loss", "test_accuracy"):  # an averaging optimizer by its averaged weights, as in the grid
+        cells[m] = cells[f"average_{m}"].fillna(cells[m])
+    stats = cells.groupby("optimizer").agg(long_train_loss_mean=("train_loss", "mean"),
+                                          long_train_loss_std=("train_loss", "std"),
+                                          long_test_accuracy_mean=("test_accuracy", "mean"),
+                                          long_test_accuracy_std=("test_accuracy", "std"),
+                                          long_diverged=("diverged", "any")).reset_index()
+    key = stats["long_train_loss_mean"].where(~stats["long_diverged"], math.inf)
+    stats["long_rank"] = key.rank(method="min").astype(int)
+    return stats
 
 
 def curves(outputs: list[CellOutput], ranking: pd.DataFrame, c: GridConfig) -> dict[str, pd.DataFrame]:

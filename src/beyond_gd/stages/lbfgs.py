@@ -1,0 +1,18 @@
+"""Stage `lbfgs`: L-BFGS as torch documents it (full-batch, strong-Wolfe line search) beside SGD, momentum and Adam.
+
+All on one subset of the training images, the first-order methods at the
+optimizer grid's best learning rates, measured per gradient evaluation and
+per second; each (optimizer, seed) a training cell run by the `launcher`.
+Outputs in data/lbfgs: `cells/`, `epochs.csv`, `summary.csv`, `summary.json`
+and `metrics.json`; each table is described in `beyond_gd.studies.lbfgs`.
+"""
+
+from beyond_gd.launch import cell_launcher
+from beyond_gd.stage import Stage, main
+from beyond_gd.studies import lbfgs
+
+STAGE = Stage("lbfgs", lbfgs.Config, lbfgs.run, __doc__, inputs=("mnist", "optimizer_grid"), launch=cell_launcher,
+              outputs=("cells", "epochs.csv", "summary.csv", "summary.json", "metrics.json"))
+
+if __name__ == "__main__":
+    main(STAGE)
