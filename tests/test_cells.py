@@ -23,12 +23,13 @@ from mlflow.tracking import MlflowClient
 from beyond_gd import cells as C
 from beyond_gd import tracking
 from beyond_gd.config import ModelConfig, load
+from beyond_gd.errors import DataError
 from beyond_gd.launch import JobContext, LauncherConfig, cell_launcher, launch
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.stage import RunContext, execute
 from beyond_gd.stages.optimizer_grid import STAGE as GRID
 from beyond_gd.study import Inputs
-from beyond_gd.studies import momentum_speedup, optimizer_grid
+from beyond_gd.studies import lbfgs, momentum_speedup, optimizer_grid
 from conftest import composed, config, write_params
 
 SGD_MOMENTUM = OptimizerSpec("torch.optim.SGD", 0.1, {"momentum": 0.9})
@@ -261,7 +262,7 @@ def test_grid_records_a_diverging_cell_and_goes_on(tmp_path: Path, mnist_root: P
     assert {"optimizer", "lr", "seed", "epoch", "test_accuracy", "train_loss"} <= set(epochs.columns)
     assert result.metrics["diverged_cells"] == 2 and result.summary["cells"] == 6
     assert len(result.tables["curves/sgd_momentum.csv"]) == 12
-    assert result.outputs() == ["steps.csv", "epochs.csv", "cells.csv", "summary.csv", "curves", "cells",
+    assert result.outputs() == ["steps.csv", "epochs.csv", "cells.csv", "summary.csv", "long.csv", "curves", "cells",
                                 "metrics.json", "summary.json"]
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
@@ -307,10 +308,11 @@ def test_a_killed_stage_ends_its_cells_runs_killed(tmp_path: Path, mnist_root: P
     params = composed("profile=smoke", "launcher=basic", "optimizer_grid.max_steps=null", "optimizer_grid.epochs=100")
     params["optimizer_grid"]["lrs"] = {"sgd": [0.01]}
     path = write_params(tmp_path / "params.yaml", params)
+    client = MlflowClient(tracking_uri=tracking.tracking_uri())
+    client.search_experiments()  # the store's tables first: two processes creating them at once collide
     proc = subprocess.Popen([sys.executable, "-m", "beyond_gd.stages.optimizer_grid", "--params", str(path),
                              "--mnist", str(mnist_root), "--out", str(tmp_path / "out")], stderr=subprocess.PIPE,
                             text=True, env=os.environ)
-    client = MlflowClient(tracking_uri=tracking.tracking_uri())
     deadline = time.monotonic() + 180
     while not [r for r in _runs(client, "optimizer_grid") if "cell" in r.data.tags and r.info.status == "RUNNING"]:
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
@@ -335,7 +337,8 @@ def _runs(client: MlflowClient, stage: str) -> list[mlflow.entities.Run]:
 # --------------------------------------------------------------------------
 def _grid(tmp_path: Path, name: str, lrs: dict[str, list[float]]) -> Path:
     params = composed("profile=smoke", "launcher=basic", "optimizer_grid.seeds=[0,1]",
-                      "optimizer_grid.max_steps=60", "optimizer_grid.curve_stride=10")
+                      "optimizer_grid.max_steps=60", "optimizer_grid.curve_stride=10",
+                      "optimizer_grid.long_budget.enabled=false")
     params["optimizer_grid"]["lrs"] = lrs
     return write_params(tmp_path / f"{name}.yaml", params)
 
@@ -386,3 +389,77 @@ def test_every_optimizer_of_the_grid_gets_the_same_search_around_its_default() -
         assert np.allclose(steps, [-1, -0.5, 0, 0.5, 1], atol=0.001), (name, lrs)
     assert set(grid.optimizer_grid.lrs) | set(grid.optimizer_grid.excluded) == set(grid.optimizers)
     assert len(grid.optimizer_grid.seeds) >= 5
+
+
+def _table(scores: dict[tuple[str, float], list[float]], average: str | None = None,
+           diverged: tuple[str, float] | None = None) -> pd.DataFrame:
+    """A grid's cells.csv: optimizer, lr, seed and the measures `rank` reads, one row per seed."""
+    rows = []
+    for (name, lr), values in scores.items():
+        for seed, v in enumerate(values):
+            bad = diverged == (name, lr)
+            rows.append({"optimizer": name, "lr": lr, "seed": seed, "diverged": bad, "steps": 938,
+                         "train_seconds": 2.0, "torch_name": name.upper(),
+                         "train_loss": None if bad else (v + 0.5 if name == average else v),
+                         "average_train_loss": v if name == average else None,
+                         "test_accuracy": 0.9, "test_loss": v, "final_loss": v, "steps_to_target": 400,
+                         "seconds_to_target": 1.0, "average_test_accuracy": None})
+    return pd.DataFrame(rows)
+
+
+def _grid_config(lrs: dict[str, list[float]], seeds: int) -> optimizer_grid.GridConfig:
+    c = config(optimizer_grid.Config).optimizer_grid
+    c.lrs, c.seeds, c.excluded = lrs, list(range(seeds)), {}
+    return c
+
+
+def test_rank_scores_each_optimizer_at_its_best_lr_with_intervals_and_ties() -> None:
+    noise = [0.00, 0.01, -0.01, 0.02, -0.02]
+    table = _table({("a", 0.1): [0.30 + e for e in noise], ("a", 0.3): [0.20 + e for e in noise],
+                    ("b", 0.1): [0.21 + e for e in noise], ("b", 0.3): [0.90 + e for e in noise],
+                    ("c", 0.1): [0.60 + e for e in noise], ("c", 0.3): [0.05 + e for e in noise]},
+                   diverged=("c", 0.3))  # c's best lr diverged on one seed: never its best
+    r = optimizer_grid.rank(table, _grid_config({"a": [0.1, 0.3], "b": [0.1, 0.3], "c": [0.1, 0.3]}, 5))
+    assert list(r["optimizer"]) == ["a", "b", "c"] and list(r["rank"]) == [1, 2, 3]
+    assert list(r["best_lr"]) == [0.3, 0.1, 0.1] and list(r["diverged_lrs"].fillna("")) == ["", "", "0.3"]
+    assert list(r["best_lr_at_edge"]) == [True, True, True]
+    a, b, c = r.itertuples()
+    assert a.score_mean == pytest.approx(0.20) and a.score_low < 0.20 < a.score_high
+    assert (a.tied_with_best, b.tied_with_best, c.tied_with_best) == (True, True, False)  # 0.20 vs 0.21: tied
+    assert c.rank_low == c.rank_high == 3 and c.p_best == 0 and min(a.p_best, b.p_best) > 0.05
+    assert a.p_best + b.p_best >= 1  # one of them is best in every resample (ties share rank 1)
+
+
+def test_rank_scores_an_averaging_optimizer_by_its_average() -> None:
+    table = _table({("asgd", 0.1): [0.3, 0.31, 0.29], ("sgd", 0.1): [0.5, 0.51, 0.49]}, average="asgd")
+    r = optimizer_grid.rank(table, _grid_config({"asgd": [0.1], "sgd": [0.1]}, 3)).set_index("optimizer")
+    assert r.loc["asgd", "score_mean"] == pytest.approx(0.3)  # its iterate's 0.8 would rank it last
+    assert r.loc["asgd", "ranked_by"] == "train_loss of the averaged weights" and r.loc["sgd", "ranked_by"] == "train_loss"
+    assert r.loc["asgd", "rank"] == 1 and not r.loc["sgd", "tied_with_best"]
+
+
+@pytest.mark.slow
+def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp_path: Path, mnist_root: Path) -> None:
+    grid = tmp_path / "optimizer_grid"
+    grid.mkdir()
+    pd.DataFrame({"optimizer": ["sgd", "sgd_momentum", "adam"], "best_lr": [0.1, 0.0316, 0.001]}).to_csv(
+        grid / "summary.csv", index=False)
+    cfg = config(lbfgs.Config, "profile=smoke")
+    inputs = launched_inputs(cfg, tmp_path, mnist_root)
+    inputs.folders = {**inputs.folders, "optimizer_grid": grid}
+    result = lbfgs.run(cfg, inputs)
+    epochs, summary = result.tables["epochs.csv"], result.tables["summary.csv"].set_index("optimizer")
+    full = epochs[epochs.optimizer == "lbfgs"]
+    # Full batch: one step an epoch, several gradient evaluations each (max_iter, the line search).
+    assert list(full["step"]) == [1, 2] and (full["evaluations"].diff().dropna() > 1).all()
+    assert (full["example_gradients"] == full["evaluations"] * 1000).all()
+    sgd = epochs[epochs.optimizer == "sgd"]
+    assert (sgd["evaluations"] == sgd["step"]).all() and (sgd["example_gradients"] == sgd["step"] * 64).all()
+    assert summary.loc["sgd_momentum", "lr"] == 0.0316 and summary.loc["lbfgs", "batch_size"] == 1000
+    assert summary.loc["lbfgs", "train_loss_mean"] < summary.loc["sgd", "train_loss_mean"]  # 1,000 images, full batch
+    assert set(result.metrics) == {"lbfgs_train_loss", "sgd_train_loss_at_lbfgs_compute",
+                                   "sgd_momentum_train_loss_at_lbfgs_compute", "adam_train_loss_at_lbfgs_compute"}
+    # A grid without a best lr for a compared optimizer is a one-line error naming the file.
+    pd.DataFrame({"optimizer": ["sgd"], "best_lr": [0.1]}).to_csv(grid / "summary.csv", index=False)
+    with pytest.raises(DataError, match=r"^optimizer_grid/summary\.csv: no best lr for sgd_momentum, adam"):
+        lbfgs.run(cfg, inputs)

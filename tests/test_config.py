@@ -28,7 +28,7 @@ def test_committed_params_equal_composition_of_conf() -> None:
     assert committed == composed(), "params.yaml is stale: run `make params`"
 
 
-@pytest.mark.parametrize("profile", ["book", "smoke"])
+@pytest.mark.parametrize("profile", ["book", "smoke", "thorough"])
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_study_config_validates_in_every_profile(stage: str, profile: str) -> None:
     cfg = load(composed(f"profile={profile}"), STAGES[stage].config)
@@ -94,8 +94,6 @@ BAD = [
     ("optimizer_grid", "optimizer_grid.lrs.sgd", [0.1, -1.0], "optimizer_grid.lrs.sgd: must be distinct learning"),
     ("optimizer_grid", "optimizer_grid.lrs.adamw", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
      "optimizer_grid.lrs: 'adamw' is not in the optimizers"),
-    # Equal tuning effort: as many learning rates for every optimizer.
-    ("optimizer_grid", "optimizer_grid.lrs.adam", [1e-3], "optimizer_grid.lrs: every optimizer needs as many"),
     ("optimizer_grid", "optimizer_grid.excluded.adam", "slow", "optimizer_grid.excluded.adam: also in lrs"),
     ("lbfgs", "lbfgs.compare", ["sgd", "nadam"], "lbfgs: 'nadam' is not in the optimizers section"),
     ("report", "report.style.palette", "no-such-palette", "report.style.palette: 'no-such-palette' is not"),

@@ -2,15 +2,20 @@
 
 Drawing every figure needs every stage's artifacts (tests/test_report.py
 builds them); here only the registry and the artifact contract are checked,
-and Fig 6-3 is drawn from the synthetic interpolate artifacts of test_claims.
+Fig 6-3 is drawn from the synthetic interpolate artifacts of test_claims, and
+a figure whose data did not run (the longer budget outside the thorough
+profile) is listed on the pages without an image, uncounted.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import ModuleType
 
+import pandas as pd
+import pytest
 import yaml
 
 from beyond_gd.report import build
@@ -18,7 +23,7 @@ from beyond_gd.report.claims import CLAIMS
 from beyond_gd.report import figures
 from beyond_gd.report.figures import FIGURES, FigureParams
 from beyond_gd.report.style import Style, apply
-from test_claims import interpolate, write
+from test_claims import BOOK, interpolate, write
 
 REPO = Path(__file__).resolve().parents[1]
 # The figure modules in the order the package imports them (the page order).
@@ -27,7 +32,7 @@ MODULES = [name for name, value in vars(figures).items()
 CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 # The upstream stages' output folders, by the report's argument names.
 ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
-             "momentum_speedup", "optimizer_grid"}
+             "momentum_speedup", "optimizer_grid", "lbfgs"}
 
 
 def module_of(obj: object) -> str:
@@ -73,3 +78,36 @@ def test_fig6_3_draws_from_synthetic_artifacts(tmp_path: Path) -> None:
     drawn = spec.draw(artifacts.view(spec.needs), FigureParams(**CONF["figures"]), style)
     assert len(drawn.figure.axes) >= 3
     assert "over 5 θ_rand" in drawn.measured and "0.06" in drawn.measured, drawn.measured
+
+
+def spec(name: str) -> figures.FigureSpec:
+    return next(f for f in FIGURES if f.name == name)
+
+
+def test_a_figure_whose_data_did_not_run_is_listed_not_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default profile's grid without its longer budget: extra-long-budget returns no figure, and build
+    lists it with the reason, no image, no file, and counts only the drawn figure (the run's metrics.json)."""
+    shown, absent = spec("fig6-03-interpolation"), spec("extra-long-budget")
+    data = {**interpolate(), **BOOK, ("optimizer_grid", "long.csv"): pd.DataFrame(columns=["optimizer", "epoch"])}
+    artifacts = write(data, shown.needs + absent.needs, tmp_path / "data")
+    for name in ("interpolate", "optimizer_grid"):
+        (tmp_path / "data" / name / build.RUN_RECORD).write_text(json.dumps(
+            {"mlflow_run_id": f"run-{name}", "mlflow_experiment": f"beyond-gd/{name}"}))
+    style = Style(**CONF["style"])
+    drawn = absent.draw(artifacts.view(absent.needs), FigureParams(**CONF["figures"]), style)
+    assert drawn.figure is None and "did not run in this profile" in drawn.measured, drawn.measured
+
+    monkeypatch.setattr(build, "FIGURES", [shown, absent])
+    monkeypatch.setattr(build, "CLAIMS", [])
+    out = tmp_path / "out"
+    out.mkdir()
+    with build.Drawing(out, artifacts, style, FigureParams(**CONF["figures"])) as drawing:
+        built = build.build(out, drawing, artifacts, {}, {"git commit": "test"})
+    assert [f.name for f in built.figures] == [shown.name]
+    assert [f.name for f in built.not_drawn] == [absent.name]
+    assert {p.stem for p in (out / "figures").iterdir()} == {shown.name}
+    page, readme = (out / "index.html").read_text(), (out / "README.md").read_text()
+    for text in (page, readme):
+        assert absent.title in text and "Not drawn:" in text and "long_budget.enabled is false" in text
+        assert f"figures/{absent.name}." not in text and f"figures/{shown.name}.png" in text
+    assert f'id="{absent.name}"' in page and f"{absent.title}</a> (not drawn)" in page

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from beyond_gd import measures
+from beyond_gd.cells import EPOCH_COLUMNS
 from beyond_gd.config import load
 from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.landscape import identifiability as ident
@@ -45,6 +47,7 @@ from beyond_gd.report.artifacts import Artifacts
 from beyond_gd.report.figures import FIGURES
 from beyond_gd.stage import execute, write
 from beyond_gd.stages.report import STAGE
+from beyond_gd.studies import lbfgs as lbfgs_study
 from beyond_gd.studies import momentum_speedup, optimizer_grid, random_walk, surfaces, update_rules
 from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
@@ -52,7 +55,7 @@ from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "interpolate", "identifiability", "hessian",
-             "momentum_speedup", "optimizer_grid")
+             "momentum_speedup", "optimizer_grid", "lbfgs")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -200,37 +203,123 @@ def write_momentum_speedup(folder: Path) -> None:
     record(folder, "momentum_speedup", cells=len(runs))
 
 
-def write_optimizer_grid(folder: Path) -> None:
-    """optimizer_grid's outputs at the default grid, 2 seeds: the chapter's popular optimizers end near 0.12,
-    plain SGD at 0.23, L-BFGS at chance; each optimizer's largest lr diverges."""
+# The grid fixture's picture: each optimizer's score (training-set loss after one epoch) at its best lr, and
+# that lr's place in its search of five (0-4). Four adaptive methods within a few percent at the top (tied),
+# every popular method well clear of SGD, whose best lr lies inside its search.
+GRID_SCORES = {"adagrad": (0.092, 3), "rmsprop": (0.094, 0), "adadelta": (0.095, 2), "adam": (0.097, 3),
+               "sgd_nesterov": (0.113, 4), "sgd_momentum": (0.125, 3), "rmsprop_momentum": (0.130, 0),
+               "sgd": (0.180, 3), "asgd": (0.185, 3)}
+
+
+def grid_cell(name: str, k: int, seed: int) -> dict[str, Any]:
+    """One cell of the grid fixture: a bowl in log lr around the best place, a few percent of seed noise;
+    RMSProp (with and without momentum) diverges at the top two lrs of its search."""
+    score, best = GRID_SCORES[name]
+    diverged = name.startswith("rmsprop") and k >= 3
+    loss = score * (1 + 0.6 * (k - best) ** 2) * (1 + 0.04 * math.sin(1.7 * seed + len(name)))
+    row = {"train_loss": None if diverged else loss, "train_accuracy": None if diverged else 1 - loss / 3,
+           "test_loss": None if diverged else 1.1 * loss, "test_accuracy": None if diverged else 0.99 - loss / 3,
+           "final_loss": None if diverged else 1.2 * loss, "diverged": diverged,
+           "steps_to_target": None if diverged or loss > 0.3 else 400 + 1000 * loss,
+           "seconds_to_target": None if diverged or loss > 0.3 else 1.3}
+    # ASGD's averaged weights, the ones it is ranked by: a little better than its iterate at its best lr.
+    averaged = {"train_loss": 0.97 * loss, "train_accuracy": 1 - loss / 3, "test_loss": 1.05 * loss,
+                "test_accuracy": 0.99 - loss / 3.1}
+    return row | {f"average_{m}": v if name == "asgd" and not diverged else None for m, v in averaged.items()}
+
+
+def write_optimizer_grid(folder: Path, long_budget: bool = True) -> None:
+    """optimizer_grid's outputs at the default grid (9 optimizers x 5 lrs x 5 seeds), ranked by the study's own
+    `rank`; with `long_budget`, the longer budget's epochs (10 epochs, 3 seeds, at each best lr) as the
+    thorough profile runs it, else long.csv empty as in the default profile."""
     folder.mkdir(parents=True)
     grid = load(composed(), optimizer_grid.Config)
     cfg, optimizers = grid.optimizer_grid, grid.optimizers
-    final = {"sgd": 0.23, "asgd": 0.22, "lbfgs": 2.3}
     cells, steps = [], []
     for name, lrs in cfg.lrs.items():
         for k, lr in enumerate(lrs):
             for seed in cfg.seeds:
-                diverged = k == len(lrs) - 1
-                end = final.get(name, 0.12) * (1 + 0.5 * (1 - k)) * (1 + 0.02 * seed)
+                row = grid_cell(name, k, seed)
+                cells.append({"id": f"{name}-lr{lr:g}-s{seed}", "optimizer": name, "lr": lr, "seed": seed,
+                              "steps": 938, "train_seconds": 3.0, **row, "evaluations": 938,
+                              "torch_name": optimizers[name].class_name})
+                end = row["final_loss"] or 50.0
                 step = np.arange(5, 940, 5)
                 loss = end + (2.3 - end) * np.exp(-step / 150)
-                cells.append({"id": f"{name}-lr{lr:g}-s{seed}", "optimizer": name, "lr": lr, "seed": seed,
-                              "steps": 938, "train_seconds": 3.0, "diverged": diverged,
-                              "steps_to_target": None if diverged or end > cfg.target_loss else 400,
-                              "seconds_to_target": None if diverged or end > cfg.target_loss else 1.3,
-                              "final_loss": None if diverged else end, "test_accuracy": None if diverged else 0.96,
-                              "test_loss": None if diverged else end, "torch_name": optimizers[name].class_name})
                 steps.append(pd.DataFrame({"optimizer": name, "lr": lr, "seed": seed, "step": step, "loss": loss,
                                            "smoothed": loss}))
     table = pd.DataFrame(cells)
+    ranking = optimizer_grid.rank(table, cfg)
+    lb = cfg.long_budget
+    epochs, long_cells = [], []
+    if long_budget:
+        for r in ranking.itertuples():
+            for seed in lb.seeds:
+                ends = grid_cell(r.optimizer, GRID_SCORES[r.optimizer][1], seed)
+                for epoch in range(1, lb.epochs + 1):
+                    # Falling as a power of the epoch; the SGD family catches up late, so ranks move.
+                    fall = epoch ** (-0.9 if r.torch_name in ("SGD", "ASGD") else -0.6)
+                    epochs.append({"optimizer": r.optimizer, "lr": r.best_lr, "seed": seed, "epoch": epoch,
+                                   "step": 938 * epoch, "seconds": 3.0 * epoch, "epoch_last_loss": ends["final_loss"],
+                                   "evaluations": 938 * epoch,
+                                   **{k: None if v is None else (v * fall if "loss" in k else 1 - (1 - v) * fall)
+                                      for k, v in ends.items() if k.startswith(("train_", "test_", "average_"))}})
+                long_cells.append({"optimizer": r.optimizer, "diverged": False,
+                                   **{k: v for k, v in epochs[-1].items() if k.endswith(("_loss", "_accuracy"))}})
+        ranking = ranking.merge(optimizer_grid.long_summary(pd.DataFrame(long_cells), cfg), on="optimizer",
+                                how="left")
+    else:
+        ranking = ranking.assign(**dict.fromkeys(optimizer_grid.LONG_COLUMNS, np.nan))
     table.to_csv(folder / "cells.csv", index=False)
-    optimizer_grid.rank(table, cfg).to_csv(folder / "summary.csv", index=False)
+    ranking.to_csv(folder / "summary.csv", index=False)
     pd.concat(steps).to_csv(folder / "steps.csv", index=False)
+    pd.DataFrame(epochs, columns=optimizer_grid.LABELS + EPOCH_COLUMNS).to_csv(folder / "long.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
-        "cells": len(table), "diverged_cells": int(table["diverged"].sum()),
-        "budget_steps": 938, "target_loss": cfg.target_loss, "smoothing_window": cfg.smoothing_window}))
-    record(folder, "optimizer_grid", cells=len(table))
+        "cells": len(table), "diverged_cells": int(table["diverged"].sum()), "rank_by": cfg.rank_by,
+        "budget_steps": 938, "target_loss": cfg.target_loss, "smoothing_window": cfg.smoothing_window,
+        "seeds": len(cfg.seeds), "lrs_per_optimizer": 5, "confidence": cfg.bootstrap.confidence,
+        "excluded": dict(cfg.excluded), "tied_with_best": list(ranking.loc[ranking["tied_with_best"], "optimizer"]),
+        "long_budget": {"ran": long_budget, "epochs": lb.epochs, "steps": 938 * lb.epochs, "seeds": len(lb.seeds),
+                        "cells": len(long_cells), "lr": "each optimizer's best lr of the one-budget grid"},
+        "ranking": {r.optimizer: {"rank": r.rank, "best_lr": r.best_lr, "score_mean": r.score_mean}
+                    for r in ranking.itertuples()}}, default=float))
+    record(folder, "optimizer_grid", cells=len(table) + len(long_cells))
+
+
+def write_lbfgs(folder: Path) -> None:
+    """lbfgs's outputs at the default config (L-BFGS full-batch on 5,000 images, 5 steps; SGD, momentum and
+    Adam at batch 64 for 120 epochs; 3 seeds), summarised by the study's own `summarize`: L-BFGS ends lowest
+    per example-gradient, Adam close behind."""
+    folder.mkdir(parents=True)
+    c = load(composed(), lbfgs_study.Config).lbfgs
+    lrs = {c.optimizer: 1.0, "sgd": 0.1, "sgd_momentum": 0.0316, "adam": 0.00316}
+    batch = {c.optimizer: c.train_images, **dict.fromkeys(c.compare, c.batch_size)}
+    per_epoch = {c.optimizer: (c.steps, 1), **dict.fromkeys(c.compare, (c.epochs, -(-c.train_images // c.batch_size)))}
+    rate = {c.optimizer: 1.5, "sgd": 0.02, "sgd_momentum": 0.03, "adam": 0.05}  # decades of loss per epoch
+    epochs, cells = [], []
+    for name in [c.optimizer, *c.compare]:
+        n, steps = per_epoch[name]
+        for seed in c.seeds:
+            # L-BFGS: up to max_iter evaluations a step, and a few more for the line search.
+            evaluations = (np.cumsum(np.full(n, 20 + seed)) if name == c.optimizer else steps * np.arange(1, n + 1))
+            loss = 2.0 * 10 ** (-rate[name] * np.arange(1, n + 1) * (1 + 0.02 * seed))
+            epochs.append(pd.DataFrame({
+                "optimizer": name, "seed": seed, "epoch": np.arange(1, n + 1), "step": steps * np.arange(1, n + 1),
+                "seconds": evaluations * (0.1 if name == c.optimizer else 0.002), "epoch_last_loss": loss,
+                "evaluations": evaluations, "example_gradients": evaluations * batch[name], "train_loss": loss,
+                "train_accuracy": 1 - loss / 4, "test_loss": 0.3 + loss, "test_accuracy": 0.93 - loss / 4}))
+            cells.append({"optimizer": name, "seed": seed, "steps": steps * n, "diverged": False})
+    table = pd.concat(epochs, ignore_index=True)
+    for m in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        table[f"average_{m}"] = np.nan
+    summary = lbfgs_study.summarize(table, pd.DataFrame(cells), c, lrs, batch)
+    table.to_csv(folder / "epochs.csv", index=False)
+    summary.to_csv(folder / "summary.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({
+        "optimizer": c.optimizer, "compare": c.compare, "train_images": c.train_images, "seeds": len(c.seeds),
+        "lbfgs": {"max_iter": 20, "history_size": 100, "line_search_fn": "strong_wolfe"},
+        "results": {r.optimizer: {"lr": r.lr, "train_loss_mean": r.train_loss_mean} for r in summary.itertuples()}}))
+    record(folder, "lbfgs", cells=len(cells))
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +343,25 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_hessian(root / "data" / "hessian")
     write_momentum_speedup(root / "data" / "momentum_speedup")
     write_optimizer_grid(root / "data" / "optimizer_grid")
+    write_lbfgs(root / "data" / "lbfgs")
     yield root, params
+
+
+@pytest.fixture(scope="module")
+def built_without_long(upstream: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report stage on the same artifacts but a grid without the longer budget (the default profile)."""
+    root, params = upstream
+    work = tmp_path_factory.mktemp("report-short")
+    data = work / "data"
+    shutil.copytree(root / "data", data)
+    shutil.rmtree(data / "optimizer_grid")
+    write_optimizer_grid(data / "optimizer_grid", long_budget=False)
+    out = work / "reports"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        mp.chdir(work)
+        execute(STAGE, stage_args(data, root / "params.yaml", out))
+    return out
 
 
 def stage_args(data: Path, params: Path, out: Path) -> list[str]:
@@ -368,6 +475,32 @@ def test_fixture_claims_agree_where_the_defaults_do(built: Path) -> None:
     verdicts = pd.read_csv(built / "claims.csv").set_index("id")["verdict"]
     assert verdicts.pop("minima_share_k_over_3_to_the_d") == claims.PARTLY
     assert (verdicts == claims.AGREES).all(), verdicts[verdicts != claims.AGREES]
+
+
+@pytest.mark.slow
+def test_every_figure_is_drawn_where_the_longer_budget_ran(built: Path) -> None:
+    metrics = json.loads((built / "metrics.json").read_text())
+    assert metrics["figures"] == len(FIGURES)
+    page = (built / "index.html").read_text()
+    assert "Not drawn:" not in page and "(not drawn)" not in page
+    assert "long: rank" in page and "The longer budget ran" in page
+
+
+@pytest.mark.slow
+def test_without_the_longer_budget_its_figure_is_listed_not_drawn(built_without_long: Path) -> None:
+    """The default profile: the longer budget's figure is on both pages with its reason and no image, the
+    other figures say it did not run, and the run counts only the figures drawn."""
+    metrics = json.loads((built_without_long / "metrics.json").read_text())
+    assert metrics["figures"] == len(FIGURES) - 1
+    assert not list((built_without_long / "figures").glob("extra-long-budget.*"))
+    page, readme = (built_without_long / "index.html").read_text(), (built_without_long / "README.md").read_text()
+    for text in (page, readme):
+        assert "Not drawn:" in text and "long_budget.enabled is false" in text
+        assert "figures/extra-long-budget." not in text
+    assert "long: rank" not in page  # the grid table has no columns for a budget that did not run
+    assert "did not run in this profile" in page.split('id="extra-asgd-average"')[1].split("</figure>")[0]
+    verdicts = pd.read_csv(built_without_long / "claims.csv").set_index("id")["verdict"]
+    assert verdicts["little_consensus_on_the_best"] == claims.AGREES
 
 
 @pytest.mark.slow

@@ -144,6 +144,7 @@ def wait_for_running(stage: str, timeout: float = 120) -> mlflow.entities.Run:
 def test_a_stage_killed_with_sigterm_ends_its_run_killed_and_leaves_nothing(tmp_path: Path) -> None:
     # Repeats enough for a minute of work: the signal lands mid-study.
     params, out = small_walk(tmp_path, repeats=200_000, measure_steps=3000), tmp_path / "out"
+    runs("random_walk")  # the store's tables first: two processes creating them at once collide
     proc = subprocess.Popen([sys.executable, "-m", "beyond_gd.stages.random_walk", "--params", str(params),
                              "--out", str(out)], stderr=subprocess.PIPE, text=True)
     run = wait_for_running("random_walk")

@@ -14,6 +14,13 @@ def plain_log(axis: plt.Axes) -> None:
     axis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
+def decades(axis: plt.Axes) -> None:
+    """Tick labels 10⁻⁶, 10⁻³ at the powers of ten only, on a log axis spanning many decades."""
+    axis.set_major_locator(plt.LogLocator(base=10, numticks=12))
+    axis.set_major_formatter(plt.LogFormatterMathtext())
+    axis.set_minor_formatter(plt.NullFormatter())
+
+
 def symlog(ax: plt.Axes, values: np.ndarray) -> None:
     """Symmetric log y where the values span decades or both signs, linear within the smallest |value| seen."""
     values = values[np.isfinite(values)]

@@ -57,7 +57,8 @@ def figures_by_artifact() -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class Built:
-    figures: list[page.PageFigure]
+    figures: list[page.PageFigure]  # the figures drawn (the run's metrics count these)
+    not_drawn: list[page.PageFigure]  # listed on the page with the reason, no image: their data did not run
     claims: pd.DataFrame
     files: list[Path]  # every file written, relative to the folder
 
@@ -103,15 +104,16 @@ def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: dict
     (folder / HTML).write_text(page.html_page(shown, claims, provenance, inputs))
     (folder / MARKDOWN).write_text(page.markdown_page(shown, claims, provenance, inputs))
     files = [Path(p) for f in shown for p in f.files.values()] + [Path(CLAIMS_CSV), Path(HTML), Path(MARKDOWN)]
-    return Built(shown, claims, files)
+    return Built([f for f in shown if f.drawn], [f for f in shown if not f.drawn], claims, files)
 
 
 def _draw(task: tuple[int, Path, dict[str, Path], Style, FigureParams]
           ) -> tuple[str, dict[str, str], pd.DataFrame | None]:
-    """Draw and save FIGURES[index] (in this process or a worker): its measured text, files and table."""
+    """Draw and save FIGURES[index] (in this process or a worker): its measured text, files and table (no
+    files for a figure not drawn, whose measured text says why)."""
     index, folder, dirs, style, params = task
     spec = FIGURES[index]
     apply(style)
     drawn = spec.draw(Artifacts(dirs).view(spec.needs), params, style)
-    paths = save(drawn.figure, spec.name, folder / FIGURE_DIR, style)
+    paths = save(drawn.figure, spec.name, folder / FIGURE_DIR, style) if drawn.figure is not None else []
     return drawn.measured, {p.suffix[1:]: f"{FIGURE_DIR}/{p.name}" for p in paths}, drawn.table

@@ -23,6 +23,11 @@ class PageFigure:
     table: pd.DataFrame | None = None
 
     @property
+    def drawn(self) -> bool:
+        """False for a figure whose data did not run in this profile: `measured` says why, no files."""
+        return bool(self.files)
+
+    @property
     def image(self) -> str:
         """What the page shows: the PNG where there is one (light, everywhere), else the first file."""
         return self.files.get("png") or self.files.get("svg") or next(iter(self.files.values()))
@@ -33,7 +38,8 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
     e = html.escape
     counts = claims["verdict"].value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("agrees", "partly", "differs"))
-    toc = "".join(f'<li><a href="#{e(f.name)}">{e(f.title)}</a></li>' for f in figures)
+    toc = "".join(f'<li><a href="#{e(f.name)}">{e(f.title)}</a>{"" if f.drawn else " (not drawn)"}</li>'
+                  for f in figures)
     body = [f"<h1>{e(TITLE)}</h1>",
             "<p>Every figure is drawn from the pipeline's cached artifacts (no model is trained here); each "
             "caption says what the figure shows, what the book claims and what we measured. Verdicts in the "
@@ -44,11 +50,13 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
     for f in figures:
         links = " · ".join(f'<a href="{e(path)}">{e(fmt.upper())}</a>' for fmt, path in f.files.items())
         table = _html_table(f.table) if f.table is not None else ""
+        image = (f'<img src="{e(f.image)}" alt="{e(f.title)}" loading="lazy">' if f.drawn else
+                 f'<p class=notdrawn><b>Not drawn:</b> {e(f.measured)}</p>')
+        measured = f"<p><b>Measured:</b> {e(f.measured)}</p>" if f.drawn else ""
         body.append(
-            f'<figure id="{e(f.name)}"><h2>{e(f.title)}</h2>'
-            f'<img src="{e(f.image)}" alt="{e(f.title)}" loading="lazy">'
+            f'<figure id="{e(f.name)}"><h2>{e(f.title)}</h2>{image}'
             f"<figcaption><p><b>Shows:</b> {e(f.shows)}</p><p><b>Book:</b> {e(f.book)}</p>"
-            f"<p><b>Measured:</b> {e(f.measured)}</p><p class=files>{links} · MLflow: {e(f.runs)}</p>"
+            f"{measured}<p class=files>{links + ' · ' if links else ''}MLflow: {e(f.runs)}</p>"
             f"</figcaption>{table}</figure>")
     body.append(f'<section id="claims"><h2>Claims check ({e(summary)})</h2>'
                 '<p>Also as <a href="claims.csv">claims.csv</a>.</p>' + _claims_table(claims) + "</section>")
@@ -66,13 +74,15 @@ def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenanc
              "Drawn from the pipeline's cached artifacts by the `report` stage; the same content as "
              "[index.html](index.html). Verdicts are computed from the artifacts, never typed. Under each "
              "figure, MLflow names the runs whose artifacts it draws (`make ui` opens them).", ""]
-    lines += [f"- [{f.title}](#{f.name})" for f in figures] + ["- [Claims check](#claims-check)",
-                                                               "- [Provenance](#provenance)", ""]
+    lines += [f"- [{f.title}](#{f.name})" + ("" if f.drawn else " (not drawn)") for f in figures] + [
+        "- [Claims check](#claims-check)", "- [Provenance](#provenance)", ""]
     for f in figures:
         links = ", ".join(f"[{fmt.upper()}]({path})" for fmt, path in f.files.items())
-        lines += [f'<a id="{f.name}"></a>', "", f"## {f.title}", "", f"![{f.title}]({f.image})", "",
-                  f"**Shows:** {f.shows}", "", f"**Book:** {f.book}", "", f"**Measured:** {f.measured}", "",
-                  f"Files: {links}. MLflow: {f.runs}", ""]
+        image, measured = ((f"![{f.title}]({f.image})", f"**Measured:** {f.measured}") if f.drawn else
+                           (f"**Not drawn:** {f.measured}", None))
+        lines += [f'<a id="{f.name}"></a>', "", f"## {f.title}", "", image, "", f"**Shows:** {f.shows}", "",
+                  f"**Book:** {f.book}", "", *([measured, ""] if measured else []),
+                  (f"Files: {links}. " if links else "") + f"MLflow: {f.runs}", ""]
         if f.table is not None:
             lines += [_md_table(f.table), ""]
     lines += ["## Claims check", "", "Also as [claims.csv](claims.csv).", "",
@@ -112,5 +122,6 @@ figcaption p{margin:.3em 0}.files{font-size:.85em;color:#666}
 table{border-collapse:collapse;font-size:.85em;margin:.8em 0}th,td{border:1px solid #ddd;padding:.3em .5em;
 vertical-align:top;text-align:left}thead th{background:#f4f4f4}
 .verdict{font-weight:bold}.agrees{background:#e3f4e1;color:#1b5e20}.partly{background:#fff4d6;color:#7a5200}
-.differs{background:#fde2e1;color:#8e1b13}.prov th{background:#f7f7f7;white-space:nowrap}
+.differs{background:#fde2e1;color:#8e1b13}
+.notdrawn{padding:.6em .8em;background:#f4f4f4;border:1px dashed #bbb}.prov th{background:#f7f7f7;white-space:nowrap}
 """

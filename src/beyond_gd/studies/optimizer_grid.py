@@ -2,7 +2,7 @@
 
 Each (optimizer, lr, seed) is one training cell (beyond_gd.cells), run through
 `inputs.run_cells`. Every cell gets the same budget (`epochs` of `batch_size`,
-or `max_steps`) and every optimizer the same number of learning rates; a cell
+or `max_steps`) and, in the default grid, every optimizer as many learning rates; a cell
 whose cost turns NaN/inf or exceeds `divergence_loss` stops there and is
 recorded as diverged, and the grid goes on. Each optimizer is then scored at
 its own best learning rate (the mean over seeds of `rank_by`; an lr at which
@@ -97,9 +97,6 @@ class GridConfig:
         for name, lrs in self.lrs.items():
             if not lrs or min(lrs) <= 0 or len(set(lrs)) != len(lrs):
                 raise ConfigError(f"lrs.{name}: must be distinct learning rates > 0, got {lrs}")
-        if len({len(v) for v in self.lrs.values()}) > 1:
-            raise ConfigError("lrs: every optimizer needs as many learning rates (equal tuning effort), got "
-                              + ", ".join(f"{k} {len(v)}" for k, v in self.lrs.items()))
         for name in set(self.lrs) & set(self.excluded):
             raise ConfigError(f"excluded.{name}: also in lrs (an optimizer is in the grid or out of it)")
 
@@ -159,8 +156,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     best_row, sgd = ranking.iloc[0], ranking[ranking.optimizer == "sgd"]
     summary = {"cells": len(cells), "diverged_cells": int(table["diverged"].sum()), "rank_by": c.rank_by,
                "budget_steps": budget(c.epochs, c.max_steps, c.batch_size), "target_loss": c.target_loss,
-               "smoothing_window": c.smoothing_window, "seeds": len(c.seeds), "lrs_per_optimizer": len(
-                   next(iter(c.lrs.values()))), "confidence": c.bootstrap.confidence,
+               "smoothing_window": c.smoothing_window, "seeds": len(c.seeds), "lrs_per_optimizer": {k: len(v) for k, v in c.lrs.items()},
+               "equal_effort": len({len(v) for v in c.lrs.values()}) == 1, "confidence": c.bootstrap.confidence,
                "excluded": dict(c.excluded), "tied_with_best": list(ranking.loc[ranking.tied_with_best, "optimizer"]),
                "long_budget": {"ran": c.long_budget.enabled, "epochs": c.long_budget.epochs,
                                "steps": budget(c.long_budget.epochs, c.long_budget.max_steps, c.batch_size),
@@ -207,9 +204,12 @@ def rank(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
     unusable = per_lr["diverged"].transform("any") | per_lr["score"].transform(lambda v: v.isna().any())
     cells.loc[unusable.astype(bool), "score"] = worst
     names, seeds = list(c.lrs), sorted(cells["seed"].unique())
-    grid = np.stack([np.stack([cells[(cells.optimizer == n) & (cells.lr == lr)].set_index("seed")["score"]
-                               .reindex(seeds).to_numpy(dtype=np.float64) for lr in c.lrs[n]]) for n in names])
-    grid = np.where(np.isnan(grid), worst, grid)  # a cell missing from the table: never the best
+    # (optimizer, lr, seed); a shorter search is padded with the worst score, as is a cell missing.
+    grid = np.full((len(names), max(len(v) for v in c.lrs.values()), len(seeds)), worst)
+    for k, n in enumerate(names):
+        for j, lr in enumerate(c.lrs[n]):
+            grid[k, j] = cells[(cells.optimizer == n) & (cells.lr == lr)].set_index("seed")["score"].reindex(seeds)
+    grid = np.where(np.isnan(grid), worst, grid)
     best_score, best_index = tuned_scores(grid, lower)
     boot, boot_ranks = bootstrap_ranking(grid, lower, c.bootstrap.resamples, c.bootstrap.seed)
     tail = 100 * (1 - c.bootstrap.confidence) / 2

@@ -4,6 +4,9 @@ An entry (`FigureSpec`) is a file stem, a title, the artifact files it reads
 (`needs`), what it shows, the book's claim, and a `draw` function that takes
 those files (an `Inputs` view) with the figure params and style and returns
 the matplotlib Figure, a sentence of what we measured, and optionally a table.
+A figure whose data this profile did not produce (the optimizer grid's longer
+budget outside the thorough profile) returns `Drawn(None, measured=<why>)`:
+the page lists it with that reason and no image, and nothing is saved.
 A figure's module holds its drawing, its caption and the claims that belong to
 it (`beyond_gd.report.claims.claim`); importing this package imports every
 figure module, so it registers every figure and every claim, in page order.
@@ -46,7 +49,7 @@ class FigureParams:
 
 
 class Drawn(NamedTuple):
-    figure: Figure
+    figure: Figure | None  # None: not drawn (its data did not run in this profile); `measured` says why
     measured: str  # what the artifacts say, in a sentence or two, with numbers
     table: pd.DataFrame | None = None  # shown under the figure, if any
 
@@ -92,6 +95,10 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     fig6_09_momentum,
     fig6_10_conjugate_gradient,
     extra_optimizer_grid,
+    extra_optimizer_grid_heatmap,
+    extra_long_budget,
+    extra_asgd_average,
+    extra_lbfgs,
     extra_update_rules,
     extra_adam_bias,
     extra_baseline_training,

@@ -1,0 +1,120 @@
+"""L-BFGS as torch documents it (full batch, strong-Wolfe line search) beside first-order methods, per
+example-gradient and per second."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.axes import decades, plain_log
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.grid import LB, band, colors, flag, linestyle, plural
+from beyond_gd.report.style import Style, size
+from beyond_gd.report.text import mean_std
+
+# The panels: what is on x, what on y, their labels.
+PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations × batch, log scale)",
+           "subset loss (nats, log scale)"),
+          ("seconds", "train_loss", "seconds of training (log scale)", "subset loss (nats, log scale)"),
+          ("example_gradients", "test_accuracy", "example-gradients (log scale)", "test accuracy"))
+
+
+@figure("extra-lbfgs", title="L-BFGS full-batch against first-order methods, per gradient and per second",
+        needs=(Need(LB, "epochs.csv"), Need(LB, "summary.csv"), Need(LB, "summary.json")),
+        shows="L-BFGS with the whole training subset as its batch and a strong-Wolfe line search, beside SGD, SGD "
+              "with momentum and Adam in mini-batches at the learning rates the optimizer grid found best, every "
+              "method from the same initialisations on the same subset, for about equal compute. Each point is the "
+              "end of an epoch (for L-BFGS, of one full-batch step of up to max_iter inner iterations); the line is "
+              "the mean over seeds, the band the lowest to the highest seed. Left: the loss of the whole subset "
+              "against example-gradients (gradient evaluations × batch size, what the compute costs); middle: "
+              "against seconds; right: test accuracy against example-gradients.",
+        book="BFGS computes the inverse Hessian iteratively and uses it to optimize the parameters more "
+             "efficiently; L-BFGS is its memory-efficient version. Second-order methods hold some promise but "
+             "remain unpopular among practitioners; PyTorch supports L-BFGS for you to try on your own.")
+def lbfgs(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    epochs, summary, m = i.csv(LB, "epochs.csv"), i.csv(LB, "summary.csv"), i.json(LB)
+    names = list(summary["optimizer"])
+    color = colors(names)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=size(s, rows=1.25))
+    rows = summary.set_index("optimizer")
+    for ax, (x, y, xlabel, ylabel) in zip(axes, PANELS, strict=True):
+        for name in names:
+            full = name == m["optimizer"]
+            band(ax, epochs[epochs["optimizer"] == name], x, y, color[name], at="epoch", lw=2.2 if full else 1.3,
+                 marker="o" if full else None, ms=4, ls=linestyle(name),
+                 label=_label(rows.loc[name], m["train_images"]))
+        ax.set_xscale("log")
+        if x == "example_gradients":  # three decades and more
+            decades(ax.xaxis)
+        else:
+            plain_log(ax.xaxis)
+        if y == "train_loss":
+            ax.set_yscale("log")
+            decades(ax.yaxis)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    ref = rows.loc[m["optimizer"]]
+    for ax, x in zip(axes, ("example_gradients", "seconds", "example_gradients"), strict=True):
+        ax.axvline(ref[x], color="0.4", ls=":", lw=1)  # where L-BFGS's budget ends
+    axes[0].set_title("per gradient")
+    axes[1].set_title("per second")
+    axes[2].set_title("test accuracy")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=len(names), fontsize="small",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    return Drawn(fig, _measured(summary, m), _table(summary, m["optimizer"]))
+
+
+def _label(r: pd.Series, images: int) -> str:
+    return f"{r.name} ({'full batch' if r['batch_size'] >= images else f'batch {r.batch_size}'}, lr {r['lr']:g})"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.2g}×"
+
+
+def _measured(summary: pd.DataFrame, m: dict) -> str:
+    t = summary.set_index("optimizer")
+    ref, cfg = t.loc[m["optimizer"]], m["lbfgs"]
+    text = (f"{m['optimizer']} (full batch of {m['train_images']:,} images, line search {cfg['line_search_fn']}, "
+            f"max_iter {cfg['max_iter']}, history {cfg['history_size']}; {plural(m['seeds'], 'seed')}) ends at a "
+            f"subset loss of {mean_std(ref['train_loss_mean'], ref['train_loss_std'], '.3g')} and test accuracy "
+            f"{ref['test_accuracy_mean']:.2%} after {ref['example_gradients']:,.0f} example-gradients "
+            f"({ref['evaluations']:.0f} evaluations) in {ref['seconds']:.1f} s. "
+            + "; ".join(f"{name}: {t.loc[name, 'train_loss_at_lbfgs_compute']:.3g} at L-BFGS's compute "
+                        f"({_times(t.loc[name, 'train_loss_at_lbfgs_compute'] / ref['train_loss_mean'])} L-BFGS's), "
+                        f"{t.loc[name, 'train_loss_at_lbfgs_seconds']:.3g} at its seconds, "
+                        f"{t.loc[name, 'train_loss_mean']:.3g} at the end of its own budget "
+                        f"({t.loc[name, 'example_gradients']:,.0f} example-gradients, {t.loc[name, 'seconds']:.1f} s)"
+                        + (", diverged" if flag(t.loc[name, "diverged"]) else "") for name in m["compare"]) + ".")
+    if "adam" in t.index:
+        adam = t.loc["adam"]
+        text += (f" At L-BFGS's compute Adam's loss is {_versus(adam['train_loss_at_lbfgs_compute'], ref)}; at "
+                 f"L-BFGS's seconds, {_versus(adam['train_loss_at_lbfgs_seconds'], ref)}.")
+    return text + " Test accuracy at the end: " + ", ".join(f"{n} {r.test_accuracy_mean:.2%}"
+                                                          for n, r in t.iterrows()) + "."
+
+
+def _versus(value: float, ref: pd.Series) -> str:
+    if pd.isna(value):
+        return "not measured (no epoch of Adam ended within it)"
+    lbfgs = ref["train_loss_mean"]
+    return f"{value:.3g}, {'lower' if value < lbfgs else 'higher'} than L-BFGS's {lbfgs:.3g}"
+
+
+def _table(summary: pd.DataFrame, lbfgs: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "optimizer": summary["optimizer"], "lr": [f"{v:g}" for v in summary["lr"]], "batch": summary["batch_size"],
+        "steps": summary["steps"],
+        "subset loss": [mean_std(a, b, ".3g") for a, b in zip(summary["train_loss_mean"], summary["train_loss_std"],
+                                                              strict=True)],
+        "test accuracy": [f"{v:.4f}" for v in summary["test_accuracy_mean"]],
+        "example-gradients": [f"{v:,.0f}" for v in summary["example_gradients"]],
+        "evaluations": [f"{v:,.0f}" for v in summary["evaluations"]],
+        "seconds": [f"{v:.1f}" for v in summary["seconds"]],
+        "diverged": ["yes" if flag(v) else "" for v in summary["diverged"]],
+        # Where L-BFGS's own compute and seconds ran out: the others' loss there (L-BFGS is the reference).
+        **{f"loss at L-BFGS's {what}": ["(reference)" if name == lbfgs else f"{v:.3g}" for name, v in
+                                        zip(summary["optimizer"], summary[f"train_loss_at_lbfgs_{what}"], strict=True)]
+           for what in ("compute", "seconds")},
+    })

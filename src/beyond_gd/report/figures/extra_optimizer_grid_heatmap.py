@@ -1,0 +1,81 @@
+"""The optimizer comparison's heat map: every cell of the search, each optimizer's lrs by their place in its
+own search, so that equal tuning effort shows as equal rows."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import LogNorm
+
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.axes import plain_log
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.grid import MEASURE_NAMES, OG, cell_scores, position_label, positions, ranked, search
+from beyond_gd.report.style import Style, size
+
+
+@figure("extra-optimizer-grid-heatmap", title="The optimizer comparison: every optimizer's search, cell by cell",
+        needs=(Need(OG, "cells.csv"), Need(OG, "summary.csv"), Need(OG, "summary.json")),
+        shows="The score of every (optimizer, learning rate) of the search: the loss of the whole training set at "
+              "the end of the budget (ASGD: of its averaged weights), mean over seeds, colour on a log scale. Rows: "
+              "the optimizers in rank order; columns: the place of the lr in that optimizer's own search, as a "
+              "power of ten about the default it is centred on, so every row is the same effort; each cell names "
+              "its lr. Hatched grey: at least one seed diverged there (recorded, not crashed; never the best); "
+              "boxed: the best lr.",
+        book="Readers are urged to try the optimizers on the feed-forward network (the book gives no learning "
+             "rates beyond its examples).")
+def optimizer_heatmap(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    cells, m = i.csv(OG, "cells.csv"), i.json(OG)
+    summary = ranked(i.csv(OG, "summary.csv"))
+    cells = cells.assign(score=cell_scores(cells, m["rank_by"]))
+    # Each optimizer's lrs by their place in its search (the same places for every optimizer of an equal search).
+    place = {(r.optimizer, lr): x for r in summary.itertuples()
+             for lr, x in zip(search(r.lrs), positions(search(r.lrs)), strict=True)}
+    cells["place"] = [place.get((o, lr), np.nan) for o, lr in zip(cells["optimizer"], cells["lr"], strict=True)]
+    order, columns = list(summary["optimizer"]), sorted(set(place.values()))
+    grouped = cells.groupby(["optimizer", "place"])
+    score = grouped["score"].mean().unstack("place").reindex(index=order, columns=columns)
+    diverged = grouped["diverged"].sum().unstack("place").reindex(index=order, columns=columns).fillna(0)
+    lrs = grouped["lr"].first().unstack("place").reindex(index=order, columns=columns)
+    finite = score.where(diverged == 0)
+    annot = pd.DataFrame([[("" if pd.isna(lrs.iat[r, c]) else f"lr {lrs.iat[r, c]:.3g}\n")
+                           + ("" if pd.isna(finite.iat[r, c]) else f"{finite.iat[r, c]:.3f}")
+                           for c in range(len(columns))] for r in range(len(order))], index=order)
+    fig, ax = plt.subplots(figsize=size(s, rows=1.9, width=0.85))
+    measure = MEASURE_NAMES.get(m["rank_by"], m["rank_by"])
+    sns.heatmap(finite, ax=ax, cmap=s.colormap + "_r", norm=LogNorm(), annot=annot, fmt="", linewidths=0.5,
+                linecolor="white", cbar_kws={"label": f"{measure}, mean over seeds (log scale)"},
+                xticklabels=[position_label(x) for x in columns], annot_kws={"fontsize": "x-small"})
+    ax.grid(False)
+    plain_log(ax.collections[0].colorbar.ax.yaxis)
+    seeds = m["seeds"]
+    for r, opt in enumerate(order):
+        for c in range(len(columns)):
+            if diverged.iat[r, c] > 0:
+                ax.add_patch(plt.Rectangle((c, r), 1, 1, facecolor="0.9", edgecolor="0.6", lw=0.5, hatch="////"))
+                ax.text(c + 0.5, r + 0.5, f"lr {lrs.iat[r, c]:.3g}\n✕ {diverged.iat[r, c]:.0f}/{seeds} diverged",
+                        ha="center", va="center", color="#b2182b", fontsize="x-small", weight="bold",
+                        bbox={"facecolor": "0.9", "edgecolor": "none", "pad": 0.5})
+        best = summary.loc[summary["optimizer"] == opt, "best_lr"].iloc[0]
+        if pd.notna(best):
+            ax.add_patch(plt.Rectangle((columns.index(place[(opt, best)]), r), 1, 1, fill=False, edgecolor="black",
+                                       lw=2.2))
+    ax.set(xlabel="learning rate's place in the optimizer's own search (× its default)",
+           ylabel="optimizer (rank order)",
+           title=f"{m['lrs_per_optimizer']} lrs × {seeds} seeds for every optimizer, {m['budget_steps']:,} steps each")
+    ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    return Drawn(fig, _measured(cells, summary, m))
+
+
+def _measured(cells: pd.DataFrame, summary: pd.DataFrame, m: dict) -> str:
+    bad = cells[cells["diverged"].astype(bool)].groupby("optimizer", sort=False)["lr"].unique()
+    edge = summary[summary["best_lr_at_edge"].astype(bool)]
+    return (f"Every optimizer searched {m['lrs_per_optimizer']} lrs with {m['seeds']} seeds each. "
+            f"{m['diverged_cells']} of {m['cells']} cells (optimizer × lr × seed) diverged"
+            + (": " + "; ".join(f"{opt} at lr {', '.join(f'{v:g}' for v in sorted(v))}" for opt, v in bad.items())
+               if len(bad) else "")
+            + ". Best lr at an edge of its search for: "
+            + (", ".join(f"{r.optimizer} ({r.best_lr:g})" for r in edge.itertuples()) or "none") + ".")

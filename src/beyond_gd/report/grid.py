@@ -1,0 +1,105 @@
+"""What the optimizer comparison's figures share: artifact names, one colour per optimizer, the score of
+a cell, where an lr sits in its optimizer's search, how an interval reads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+OG, LB = "optimizer_grid", "lbfgs"
+# Every optimizer of the chapter by its `optimizers` entry: one colour each, the same in every figure of the
+# comparison, as an index into the colour-blind palette's ten colours (L-BFGS, the subject of its own
+# figure, in black). Hues that read alike (orange and vermilion, purple and pink) go to one mini-batch SGD
+# method and one adaptive one, which `dashes` draws differently.
+COLOR_INDEX = {"sgd": 0, "sgd_momentum": 1, "sgd_nesterov": 2, "adam": 3, "rmsprop": 4, "rmsprop_momentum": 5,
+               "adagrad": 7, "asgd": 8, "adadelta": 9}
+# The adaptive-learning-rate methods (dashed lines); the mini-batch SGD family is drawn solid.
+ADAPTIVE = ("adagrad", "rmsprop", "rmsprop_momentum", "adam", "adadelta")
+# The grid's `rank_by` measures where higher is better (the others are losses or step counts).
+HIGHER_IS_BETTER = ("test_accuracy",)
+# How the grid's `rank_by` measures read on an axis.
+MEASURE_NAMES = {"train_loss": "training-set loss", "test_loss": "test loss", "test_accuracy": "test accuracy",
+                 "final_loss": "trailing-mean mini-batch cost", "steps_to_target": "steps to the target"}
+
+
+def colors(names: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    palette = sns.color_palette(n_colors=10)
+    return {n: palette[COLOR_INDEX[n]] if n in COLOR_INDEX else (0.1, 0.1, 0.1) for n in names}
+
+
+def linestyle(name: str) -> str | tuple[float, tuple[float, float]]:
+    """A line style per family: the adaptive methods dashed, the others solid."""
+    return (0, (4, 1.5)) if name in ADAPTIVE else "-"
+
+
+def band(ax: plt.Axes, rows: pd.DataFrame, x: str, y: str, color: object, at: str | None = None,
+         **line: object) -> None:
+    """The mean over seeds of `y` against `x` with the band from the lowest seed to the highest, grouped by
+    `at` (default `x`; each group drawn at its mean `x`, for an x that differs between seeds, as seconds)."""
+    groups = rows.groupby(at or x)
+    xs = groups[x].mean().to_numpy()
+    ax.fill_between(xs, groups[y].min().to_numpy(), groups[y].max().to_numpy(), color=color, alpha=0.25, lw=0)
+    ax.plot(xs, groups[y].mean().to_numpy(), color=color, **line)
+
+
+def lower_is_better(rank_by: str) -> bool:
+    return rank_by not in HIGHER_IS_BETTER
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def ranked(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv in rank order, the optimizers every lr diverged for last."""
+    return summary.sort_values("rank").reset_index(drop=True)
+
+
+def cell_scores(cells: pd.DataFrame, rank_by: str) -> pd.Series:
+    """Each cell's score as the grid ranks it: `rank_by`, or that of the averaged weights for an optimizer
+    that keeps them (ASGD: the weights it returns)."""
+    own = pd.to_numeric(cells[rank_by], errors="coerce")
+    average = f"average_{rank_by}"
+    if average not in cells:
+        return own
+    averaged = pd.to_numeric(cells[average], errors="coerce")
+    keeps = averaged.notna().groupby(cells["optimizer"]).transform("any")
+    return averaged.where(keeps, own)
+
+
+def search(lrs: str) -> list[float]:
+    """summary.csv's `lrs` (space-separated) as numbers, in the order searched."""
+    return [float(v) for v in str(lrs).split()]
+
+
+def positions(lrs: list[float]) -> np.ndarray:
+    """Each lr's place in its search, as a power of ten about the search's geometric centre (the default
+    the search is centred on): -1, -0.5, 0, 0.5, 1 for five lrs half a decade apart."""
+    logs = np.log10(lrs)
+    return np.round((logs - (logs.min() + logs.max()) / 2) * 4) / 4  # to a quarter decade: 3.16 is 10^0.5
+
+
+def position_label(x: float) -> str:
+    return "default" if x == 0 else f"$\\times 10^{{{x:g}}}$"
+
+
+def interval(low: float, high: float, spec: str = ".3f") -> str:
+    return "–" if pd.isna(low) or pd.isna(high) else f"[{low:{spec}}, {high:{spec}}]"
+
+
+def rank_interval(low: float, high: float) -> str:
+    return f"{low:g}" if low == high else f"{low:g}–{high:g}"
+
+
+def flag(value: object) -> bool:
+    """A boolean cell that may be empty (NaN: no such run): empty is False."""
+    return bool(value) if pd.notna(value) else False
+
+
+def number(value: float, spec: str = ".3f") -> str:
+    return "–" if value is None or pd.isna(value) or not math.isfinite(value) else f"{value:{spec}}"
