@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,10 +89,28 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
-def run(cmd: list[str], cwd: Path, unset: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess[str]:
-    """A command as a user types it, with the venv first on PATH; `unset` names variables to drop."""
+def run(cmd: list[str], cwd: Path, unset: tuple[str, ...] = (), timeout_s: float = 900,
+        **env: str) -> subprocess.CompletedProcess[str]:
+    """A command as a user types it, with the venv first on PATH; `unset` names variables to drop.
+
+    A command still running after `timeout_s` fails the test with its output so far, and its whole
+    process group (the stages and workers it started) is killed: a hung command costs one test, not CI.
+    The output goes through files, not pipes, so that a daemon the command leaves behind (DVC's queue
+    workers) cannot hold the call open."""
     full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 "DVC_NO_ANALYTICS": "1", **env}
     for name in unset:
         full_env.pop(name, None)
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                                env=full_env, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            out.seek(0), err.seek(0)
+            pytest.fail(f"{' '.join(cmd)} still running after {timeout_s:.0f} s\n"
+                        f"{out.read()[-3000:]}\n{err.read()[-3000:]}")
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())

@@ -39,9 +39,9 @@ FOLDER = {name: "reports" if name == "report" else f"data/{name}" for name in ST
 LANDSCAPE = {"interpolate", "identifiability", "hessian"}
 
 
-def user(cmd: str, repo: Path) -> subprocess.CompletedProcess[str]:
+def user(cmd: str, repo: Path, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
     """A README command, with the project's own MLflow store (no MLFLOW_TRACKING_URI)."""
-    done = run(cmd.split(), repo, unset=("MLFLOW_TRACKING_URI",))
+    done = run(cmd.split(), repo, unset=("MLFLOW_TRACKING_URI",), timeout_s=timeout_s)
     assert done.returncode == 0, f"{cmd}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -76,7 +76,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A clone with the smoke profile reproduced the README's way (compose, then `dvc repro`) and committed."""
     repo = clone_worktree(tmp_path_factory.mktemp("workflows") / "repo")
     user(f"{sys.executable} -m beyond_gd.compose profile=smoke", repo)
-    done = user("dvc repro", repo)
+    done = user("dvc repro", repo, timeout_s=2400)  # every stage, on the smoke profile (about 200 s here)
     assert ran(done) == set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "smoke reproduction")
@@ -173,14 +173,18 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
     for name, overrides in QUEUED.items():
         sets = " ".join(f"-S {o}" for o in ["profile=smoke", *overrides])
         user(f"dvc exp run --queue --name {name} {sets}", smoke)
-    user("dvc queue start --jobs 2", smoke)
-    deadline = time.monotonic() + 900
-    while re.search(r"\b(Queued|Running)\b", user("dvc queue status", smoke).stdout):
-        assert time.monotonic() < deadline, user("dvc queue status", smoke).stdout
-        time.sleep(3)
     try:
-        status = user("dvc queue status", smoke).stdout
-        assert status.count("Success") == len(QUEUED), status
+        # The workers are daemons: `run` hands commands files, not pipes, so this returns at once.
+        user("dvc queue start --jobs 2", smoke)
+        deadline = time.monotonic() + 900
+        while re.search(r"\b(Queued|Running)\b", status := user("dvc queue status", smoke).stdout):
+            if time.monotonic() > deadline:
+                logs = {name: run(["dvc", "queue", "logs", name], smoke, timeout_s=60).stdout[-2000:]
+                        for name in QUEUED}
+                pytest.fail(f"queue not done in 900 s:\n{status}\n{logs}")
+            time.sleep(3)
+        assert status.count("Success") == len(QUEUED), (status, {
+            name: run(["dvc", "queue", "logs", name], smoke, timeout_s=60).stdout[-2000:] for name in QUEUED})
 
         # All three, with their params and metrics, beside the baseline.
         shown = json.loads(user("dvc exp show --json", smoke).stdout)
@@ -218,6 +222,7 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
         assert yaml.safe_load((smoke / "params.yaml").read_text())["report"]["style"]["dpi"] == 60
         assert after[0] < before[0] * 0.5, (before, after)  # 60 dpi against 150
     finally:
+        run(["dvc", "queue", "stop", "--kill"], smoke, timeout_s=120)
         restore(smoke)
 
 
