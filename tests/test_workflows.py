@@ -169,6 +169,11 @@ QUEUED = {  # experiment name -> its overrides (on top of the smoke profile)
 }
 
 
+def queue_logs(repo: Path) -> dict[str, str]:
+    """The end of each queued experiment's log (`dvc queue logs`), for a failure's message."""
+    return {name: run(["dvc", "queue", "logs", name], repo, timeout_s=60).stdout[-2000:] for name in QUEUED}
+
+
 def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
     for name, overrides in QUEUED.items():
         sets = " ".join(f"-S {o}" for o in ["profile=smoke", *overrides])
@@ -179,12 +184,9 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
         deadline = time.monotonic() + 900
         while re.search(r"\b(Queued|Running)\b", status := user("dvc queue status", smoke).stdout):
             if time.monotonic() > deadline:
-                logs = {name: run(["dvc", "queue", "logs", name], smoke, timeout_s=60).stdout[-2000:]
-                        for name in QUEUED}
-                pytest.fail(f"queue not done in 900 s:\n{status}\n{logs}")
+                pytest.fail(f"queue not done in 900 s:\n{status}\n{queue_logs(smoke)}")
             time.sleep(3)
-        assert status.count("Success") == len(QUEUED), (status, {
-            name: run(["dvc", "queue", "logs", name], smoke, timeout_s=60).stdout[-2000:] for name in QUEUED})
+        assert status.count("Success") == len(QUEUED), (status, queue_logs(smoke))
 
         # All three, with their params and metrics, beside the baseline.
         shown = json.loads(user("dvc exp show --json", smoke).stdout)
