@@ -93,15 +93,26 @@ def test_rules_do_not_change_their_inputs(stream: rules.GradientStream) -> None:
     assert not any(torch.equal(a, b) for a, b in zip(new, params, strict=True))
 
 
-def test_adam_second_moment_bias_is_one_minus_beta2_power(configs: dict[str, OptimizerSpec]) -> None:
-    """E[v_i] / E[g^2] = 1 - beta2^i (the chapter's derivation), measured on i.i.d. gradients."""
-    beta2 = configs["adam"].kwargs["betas"][1]
-    # 20,000 streams: the relative standard error of E[v_1] is sqrt(2/20000) = 1% for normal g.
-    ratio, theory = rules.second_moment_bias(beta2, steps=STEPS, repeats=20_000, seed=0)
+@pytest.mark.parametrize("index, power, mean", [(0, 1, 1.0), (1, 2, 0.0)], ids=["first", "second"])
+def test_adam_moment_bias_is_one_minus_beta_power(configs: dict[str, OptimizerSpec], index: int, power: int,
+                                                  mean: float) -> None:
+    """E[m_i] / E[g] = 1 - beta1^i and E[v_i] / E[g^2] = 1 - beta2^i (the chapter's derivation), measured
+    on i.i.d. gradients."""
+    beta = configs["adam"].kwargs["betas"][index]
+    # 20,000 streams: the relative standard error of the step-1 average is sqrt(2/20000) = 1% for g^2
+    # of normal g, and 1/sqrt(20000) = 0.7% for g of mean 1 and unit variance.
+    ratio, theory = rules.moment_bias(beta, power, steps=STEPS, repeats=20_000, seed=0, mean=mean)
     assert ratio.shape == theory.shape == (STEPS,)
     assert torch.allclose(ratio, theory, rtol=0.05, atol=0.0)
-    # Uncorrected, v_1 is (1 - beta2) of E[g^2]: far too small, which is why Adam divides it out.
-    assert ratio[0] < 10 * (1 - beta2)
+    # Uncorrected, a_1 is (1 - beta) of E[g^power]: far too small, which is why Adam divides it out.
+    assert ratio[0] < 10 * (1 - beta)
+
+
+def test_moment_bias_tells_one_beta_from_another() -> None:
+    """The measurement can fail: an average with another beta is not 1 - 0.9^i."""
+    ratio, theory = rules.moment_bias(0.9, 1, steps=20, repeats=20_000, seed=0, mean=1.0)
+    wrong, _ = rules.moment_bias(0.99, 1, steps=20, repeats=20_000, seed=0, mean=1.0)
+    assert torch.allclose(ratio, theory, rtol=0.05) and not torch.allclose(wrong, theory, rtol=0.05)
 
 
 @pytest.mark.parametrize("comp", rules.COMPARISONS, ids=lambda c: f"{c.rule}-{c.case}")

@@ -49,18 +49,21 @@ def test_study_result_holds_findings_bias_and_summary(tmp_path: Path) -> None:
     assert (findings.loc[findings["same_maths"], "max_abs_diff"] <= tol).all()
 
     bias = result.tables["adam_bias.csv"]
-    assert list(bias.columns) == ["step", "measured", "theory", "rel_error"]
-    assert bias["step"].tolist() == list(range(1, cfg.update_rules.adam_bias.steps + 1))
-    beta2 = cfg.optimizers[cfg.update_rules.adam_bias.optimizer].kwargs["betas"][1]
-    assert bias["theory"].iloc[0] == pytest.approx(1 - beta2)
-    # 2,000 streams: the relative standard error of E[v_1] is ~3%; 15% is five of them.
+    assert list(bias.columns) == ["moment", "step", "measured", "theory", "rel_error"]
+    steps = list(range(1, cfg.update_rules.adam_bias.steps + 1))
+    assert bias["moment"].tolist() == ["first"] * len(steps) + ["second"] * len(steps)
+    assert bias["step"].tolist() == steps * 2
+    beta1, beta2 = cfg.optimizers[cfg.update_rules.adam_bias.optimizer].kwargs["betas"]
+    assert bias["theory"].iloc[[0, len(steps)]].tolist() == pytest.approx([1 - beta1, 1 - beta2])
+    # 2,000 streams: the relative standard error at step 1 is ~3% (second) and ~2% (first); 15% is five.
     assert bias["rel_error"].abs().max() < 0.15
 
     summary = result.summary
     assert summary["all_borne_out"] is True
     assert summary["comparisons"] == len(findings) and summary["agree"] == summary["same_maths"]
     assert summary["max_diff_same_maths"] <= tol < summary["min_diff_differing"]
-    assert summary["adam_beta2"] == beta2
+    assert (summary["adam_beta1"], summary["adam_beta2"]) == (beta1, beta2)
+    assert summary["adam_bias_m1_ratio"] == pytest.approx(1 - beta1, rel=0.15)
     assert result.metrics == {k: summary[k] for k in ("comparisons", "agree", "adam_bias_max_abs_rel_error")}
 
     # As the stage writes them: the booleans and strings survive the CSV, the JSON is plain.
@@ -78,7 +81,8 @@ def test_the_torch_side_is_the_optimizers_section(tmp_path: Path) -> None:
     cfg = config(update_rules.Config, *SMALL, "optimizers.adam.betas=[0.9,0.99]")
     result = update_rules.run(cfg, Inputs(workdir=tmp_path))
     assert result.summary["adam_beta2"] == 0.99
-    assert result.tables["adam_bias.csv"]["theory"].iloc[0] == pytest.approx(0.01)
+    bias = result.tables["adam_bias.csv"]
+    assert bias.loc[bias["moment"] == "second", "theory"].iloc[0] == pytest.approx(0.01)
     assert result.summary["all_borne_out"] is True
 
 
@@ -99,6 +103,9 @@ BAD: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
     (lambda p: p["update_rules"]["stream"].update(batch_size=10_000), "update_rules.stream.batch_size: must be <="),
     (lambda p: p["update_rules"]["adam_bias"].update(optimizer="adamw"), "optimizers.adamw: missing"),
     (lambda p: p["update_rules"]["adam_bias"].update(optimizer="sgd"), "update_rules.adam_bias.optimizer:"),
+    (lambda p: p["optimizers"]["adam"].update(betas=[1.0, 0.999]), "optimizers.adam: torch.optim.Adam refused"),
+    (lambda p: p["update_rules"]["adam_bias"].update(first_moment_mean=0.0),
+     "update_rules.adam_bias.first_moment_mean: must be > 0"),
     (lambda p: p["optimizers"].pop("sgd_nesterov"), "optimizers.sgd_nesterov: missing"),
     (lambda p: p["optimizers"]["adam"].update(lr=-1), "optimizers.adam.lr: must be > 0"),
 ]

@@ -15,8 +15,8 @@ momentum, `rho` RMSProp's decay, `beta1`/`beta2` Adam's.
 
 The second half runs each rule beside torch.optim on one fixed stream of
 mini-batch gradients, records where torch's definitions differ from the
-book's text (`findings`), and measures Adam's second-moment bias
-(`second_moment_bias`).
+book's text (`findings`), and measures Adam's first- and second-moment bias
+(`moment_bias`).
 """
 
 from __future__ import annotations
@@ -424,23 +424,26 @@ def findings(
 
 
 # --------------------------------------------------------------------------
-# Adam's second-moment bias
+# Adam's moment bias
 # --------------------------------------------------------------------------
-def second_moment_bias(beta2: float, steps: int, repeats: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """E[v_i] / E[g^2] for i = 1..steps, measured, and the chapter's 1 - beta2^i.
+def moment_bias(beta: float, power: int, steps: int, repeats: int, seed: int,
+                mean: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[a_i] / E[g^power] for i = 1..steps, measured, and the chapter's 1 - beta^i.
 
-    v_0 = 0 and v_i = beta2 v_{i-1} + (1 - beta2) g_i^2 on `repeats`
-    independent streams of i.i.d. standard-normal gradients (the chapter's
-    derivation assumes a stationary E[g^2]); both expectations are means over
-    the streams, E[g^2] pooled over every step.
+    a_0 = 0 and a_i = beta a_{i-1} + (1 - beta) g_i^power: Adam's first moment
+    m_i (power 1, beta1) or second moment v_i (power 2, beta2), on `repeats`
+    independent streams of i.i.d. normal gradients of the given mean and unit
+    variance (the chapter's derivation assumes stationary moments). Both
+    expectations are means over the streams, E[g^power] pooled over every step.
+    The first moment needs a mean away from 0 for its ratio to be defined.
     """
     gen = torch.Generator().manual_seed(seed)
-    g = torch.randn(steps, repeats, generator=gen, dtype=torch.float64)
-    v = torch.zeros(repeats, dtype=torch.float64)
-    mean_v = []
+    g = (torch.randn(steps, repeats, generator=gen, dtype=torch.float64) + mean) ** power
+    a = torch.zeros(repeats, dtype=torch.float64)
+    mean_a = []
     for g_i in g:
-        v = beta2 * v + (1 - beta2) * g_i * g_i
-        mean_v.append(v.mean())
-    ratio = torch.stack(mean_v) / (g * g).mean()
-    theory = 1 - beta2 ** torch.arange(1, steps + 1, dtype=torch.float64)
+        a = beta * a + (1 - beta) * g_i
+        mean_a.append(a.mean())
+    ratio = torch.stack(mean_a) / g.mean()
+    theory = 1 - beta ** torch.arange(1, steps + 1, dtype=torch.float64)
     return ratio, theory

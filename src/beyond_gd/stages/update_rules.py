@@ -3,7 +3,7 @@
 Outputs in data/update_rules: `findings.csv` (each rule from the chapter's
 equations against its torch.optim call on one gradient stream: the largest
 difference, and whether the algebra says they are the same), `adam_bias.csv`
-(E[v_i] / E[g^2] measured beside 1 - beta2^i), `summary.json` and `metrics.json`.
+(E[m_i] / E[g] and E[v_i] / E[g^2] measured beside 1 - beta1^i and 1 - beta2^i), `summary.json` and `metrics.json`.
 """
 
 from beyond_gd.stage import Stage, main

@@ -1,4 +1,4 @@
-"""The chapter's update rules beside torch.optim, and Adam's second-moment bias.
+"""The chapter's update rules beside torch.optim, and Adam's moment bias.
 
 The maths is `beyond_gd.optim.rules`; this study runs it with the
 `update_rules` section and the book's torch.optim calls (section `optimizers`).
@@ -6,8 +6,9 @@ Tables: `findings.csv`, one row per comparison (rules.COMPARISONS): rule,
 case, optimizer (the `optimizers` entry on torch's side), book_form,
 torch_form, max_abs_diff (the largest |book rule - torch| over every parameter
 and step), agrees (max_abs_diff <= tolerance), same_maths (what the algebra
-predicts); `adam_bias.csv`: step i = 1..steps, measured E[v_i] / E[g^2] on
-i.i.d. gradients, theory 1 - beta2^i, rel_error = measured / theory - 1.
+predicts); `adam_bias.csv`: moment (first: E[m_i] / E[g], theory 1 - beta1^i;
+second: E[v_i] / E[g^2], theory 1 - beta2^i), step i = 1..steps, measured on
+i.i.d. gradients, theory, rel_error = measured / theory - 1.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class StreamConfig:
 
 @dataclass
 class AdamBiasConfig:
-    optimizer: str = required(nonempty=True)  # the `optimizers` entry whose betas[1] is measured
+    optimizer: str = required(nonempty=True)  # the `optimizers` entry whose betas are measured
     steps: int = required(gt=0)
     repeats: int = required(gt=1)
     seed: int = required(ge=0)
+    first_moment_mean: float = required(gt=0)  # E[g] of the stream m_i averages (E[m_i] / E[g] needs E[g] != 0)
 
 
 @dataclass
@@ -70,9 +72,9 @@ class Config:
                               f"{', '.join(self.optimizers)})")
         name = self.update_rules.adam_bias.optimizer
         betas = self.optimizers[name].default("betas")
-        if not (isinstance(betas, list | tuple) and len(betas) == 2 and 0 < betas[1] < 1):
+        if not (isinstance(betas, list | tuple) and len(betas) == 2 and all(0 < b < 1 for b in betas)):
             raise ConfigError(f"update_rules.adam_bias.optimizer: optimizers.{name}.betas must be [beta1, beta2] "
-                              f"with 0 < beta2 < 1, got {betas!r}")
+                              f"with both in (0, 1), got {betas!r}")
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:
@@ -84,11 +86,16 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     findings = pd.DataFrame([{"rule": f.rule, "case": f.case, "optimizer": comp.optimizer, "book_form": f.book_form,
                               "torch_form": f.torch_form, "max_abs_diff": f.max_abs_diff, "agrees": f.agrees,
                               "same_maths": f.same_maths} for f, comp in zip(found, rules.COMPARISONS, strict=True)])
-    # Adam's second moment: how far below E[g^2] the uncorrected v_i sits.
-    beta2 = float(cfg.optimizers[c.adam_bias.optimizer].default("betas")[1])
-    ratio, theory = rules.second_moment_bias(beta2, c.adam_bias.steps, c.adam_bias.repeats, c.adam_bias.seed)
-    bias = pd.DataFrame({"step": range(1, c.adam_bias.steps + 1), "measured": ratio.numpy(),
-                         "theory": theory.numpy(), "rel_error": (ratio / theory - 1).numpy()})
+    # Adam's moments: how far below E[g] and E[g^2] the uncorrected m_i and v_i sit.
+    b = c.adam_bias
+    beta1, beta2 = (float(x) for x in cfg.optimizers[b.optimizer].default("betas"))
+    parts = []
+    for moment, beta, power, mean in (("first", beta1, 1, b.first_moment_mean), ("second", beta2, 2, 0.0)):
+        ratio, theory = rules.moment_bias(beta, power, b.steps, b.repeats, b.seed, mean)
+        parts.append(pd.DataFrame({"moment": moment, "step": range(1, b.steps + 1), "measured": ratio.numpy(),
+                                   "theory": theory.numpy(), "rel_error": (ratio / theory - 1).numpy()}))
+    bias = pd.concat(parts, ignore_index=True)
+    at_1 = bias[bias["step"] == 1].set_index("moment")["measured"]
     same, differ = findings[findings["same_maths"]], findings[~findings["same_maths"]]
     summary = {
         "tolerance": c.tolerance,
@@ -100,8 +107,10 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         "all_borne_out": bool((findings["agrees"] == findings["same_maths"]).all()),
         "max_diff_same_maths": float(same["max_abs_diff"].max()) if len(same) else None,
         "min_diff_differing": float(differ["max_abs_diff"].min()) if len(differ) else None,
+        "adam_beta1": beta1,
         "adam_beta2": beta2,
-        "adam_bias_v1_ratio": float(ratio[0]),
+        "adam_bias_m1_ratio": float(at_1["first"]),
+        "adam_bias_v1_ratio": float(at_1["second"]),
         "adam_bias_max_abs_rel_error": float(bias["rel_error"].abs().max()),
     }
     return Result(

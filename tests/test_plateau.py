@@ -1,0 +1,68 @@
+"""The cliff-plateau-bowl toy: its shape, and AdaGrad and RMSProp on known gradient streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from beyond_gd.toys import plateau as pl
+
+SURFACE = pl.Surface(height=4.0, cliff_x=1.0, cliff_width=0.15, slope=0.05, bowl_x=9.0, bowl_half_width=0.5,
+                     curvature=1.0)
+# A plane of slope 0.05 in x and nothing else within reach: the gradient is the constant (-0.05, 0).
+PLANE = SURFACE._replace(height=0.0, bowl_x=1e6, curvature=0.0)
+
+
+def grad(s: pl.Surface, x: float, y: float) -> np.ndarray:
+    p = torch.tensor([x, y], dtype=torch.float64, requires_grad=True)
+    pl.loss(s, p[0], p[1]).backward()
+    return p.grad.numpy()
+
+
+def test_shape_cliff_then_plateau_then_bowl() -> None:
+    s = SURFACE
+    # The cliff: a drop of `height` around cliff_x, steep against the plateau's slope.
+    assert pl.loss(s, 0.0, 0.0) - pl.loss(s, 2.0, 0.0) == pytest.approx(s.height + 2 * s.slope, rel=0.01)
+    assert abs(grad(s, s.cliff_x, 0.0)[0]) == pytest.approx(s.height / (4 * s.cliff_width) + s.slope, rel=1e-9)
+    # The plateau: gradient -slope in x, far from the cliff.
+    assert grad(s, 5.0, 0.0) == pytest.approx([-s.slope, 0.0], abs=1e-12)
+    # The bowl: the minimum at (bowl_x, 0), the gradient continuous at its edges (Huber).
+    for side in (-1, 1):
+        edge = s.bowl_x + side * s.bowl_half_width
+        inside, outside = grad(s, edge - side * 1e-9, 0.0)[0], grad(s, edge + side * 1e-9, 0.0)[0]
+        assert inside == pytest.approx(outside, abs=1e-8) and outside == pytest.approx(side * s.slope, abs=1e-8)
+    assert grad(s, s.bowl_x, 0.0) == pytest.approx([0.0, 0.0], abs=1e-12)
+    xs, ys = np.linspace(-1, 12, 50), np.linspace(-1, 1, 7)
+    z = pl.grid(s, xs, ys)
+    assert z.shape == (7, 50) and np.unravel_index(z.argmin(), z.shape)[0] == 3  # y = 0 row
+
+
+def test_adagrad_steps_shrink_as_one_over_root_k_on_a_constant_gradient() -> None:
+    """AdaGrad's accumulator is the running sum of g^2: on a constant gradient g, step k moves
+    lr * |g| / sqrt(k g^2) = lr / sqrt(k) (delta negligible)."""
+    lr = 0.1
+    path = pl.descend(PLANE, torch.optim.Adagrad, dict(lr=lr, eps=1e-10), (0.0, 0.0), 400)
+    k = np.arange(1, 401)
+    np.testing.assert_allclose(path.step_size, lr / np.sqrt(k), rtol=1e-6)
+    np.testing.assert_allclose(path.grad_norm, PLANE.slope, rtol=1e-12)
+    assert path.xy[-1, 0] == pytest.approx(lr * (1 / np.sqrt(k)).sum(), rel=1e-6)
+
+
+def test_rmsprop_steps_approach_lr_on_a_constant_gradient() -> None:
+    """RMSProp's average r_k = (1 - rho^k) g^2 on a constant gradient: step k moves lr / sqrt(1 - rho^k),
+    which tends to lr: it does not decay."""
+    lr, rho = 0.1, 0.9
+    path = pl.descend(PLANE, torch.optim.RMSprop, dict(lr=lr, alpha=rho, eps=1e-10), (0.0, 0.0), 200)
+    k = np.arange(1, 201)
+    np.testing.assert_allclose(path.step_size, lr / np.sqrt(1 - rho**k), rtol=1e-6)
+
+
+def test_descend_records_the_first_step_in_the_bowl() -> None:
+    start = (SURFACE.bowl_x - 2.0, 0.0)
+    path = pl.descend(SURFACE, torch.optim.SGD, dict(lr=10.0), start, 10)
+    # SGD at lr 10 on the plateau moves 10 * 0.05 = 0.5 per step: 2.0 away, it lands on the bowl's edge
+    # after 3 steps (1.5 moved, 0.5 left).
+    assert path.reached_step == 3 and pl.in_bowl(SURFACE, path.xy[3, 0]) and not pl.in_bowl(SURFACE, path.xy[2, 0])
+    assert path.xy.shape == (11, 2) and path.loss.shape == (11,) and path.step_size.shape == (10,)
+    assert pl.descend(SURFACE, torch.optim.SGD, dict(lr=1e-3), start, 10).reached_step is None
