@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -264,10 +264,35 @@ def random_walk(momenta: list[float] = MOMENTA, smooth: Callable[[np.ndarray], n
     return {("random_walk", "std.csv"): std_table(momenta, smooth)}
 
 
+KAPPAS = [10.0, 100.0, 1000.0, 10000.0]
+TOY_LRS = [0.01, 0.0316, 0.1, 0.316]
+
+
+def optimizer_toys(ratios: Sequence[float] = (0.45, 0.6, 0.7, 0.8),
+                   adagrad_reaches: Sequence[bool] = (False,) * 4) -> Data:
+    """Heavy ball's steps at the shared setting, and Nesterov's at `ratios` of them (the book: clearly fewer);
+    RMSProp reaching the bowl at every lr, AdaGrad where `adagrad_reaches` says (the book: nowhere)."""
+    rows = []
+    for kappa, ratio in zip(KAPPAS, ratios, strict=True):
+        heavy = int(30 * kappa**0.5)
+        for method, steps in (("heavy_ball", heavy), ("nesterov", round(heavy * ratio))):
+            rows.append({"kappa": kappa, "method": method, "setting": "shared", "lr": 1.0, "momentum": 0.9,
+                         "rate": 0.9, "theory_rate": None, "steps": steps, "predicted_steps": steps})
+            rows.append({"kappa": kappa, "method": method, "setting": "tuned", "lr": 1.0, "momentum": 0.5,
+                         "rate": 0.8, "theory_rate": 0.8, "steps": steps // 2, "predicted_steps": steps // 2})
+    outcomes = pd.DataFrame([{"optimizer": name, "lr": lr, "reached_step": (300 if reached else None),
+                              "final_x": 9.0 if reached else 2.0, "final_loss": 0.0 if reached else 0.3,
+                              "last_step_size": lr if name == "rmsprop" else 1e-4}
+                             for name, reach in (("adagrad", adagrad_reaches), ("rmsprop", (True,) * 4))
+                             for lr, reached in zip(TOY_LRS, reach, strict=True)])
+    return {("optimizer_toys", "quadratic_steps.csv"): pd.DataFrame(rows),
+            ("optimizer_toys", "plateau_outcomes.csv"): outcomes}
+
+
 def book() -> Data:
     """Every artifact the claims read, with the book's picture."""
     return {**surfaces(), **identifiability(), **interpolate(), **random_walk(), **momentum_speedup(BOOK_STEPS),
-            **optimizer_grid(GRID), **update_rules()}
+            **optimizer_grid(GRID), **update_rules(), **optimizer_toys()}
 
 
 # --------------------------------------------------------------------------
@@ -454,6 +479,14 @@ CASES: list[tuple[str, str, Edit]] = [
     ("adam_bias_factor", AGREES, same),
     ("adam_bias_factor", PARTLY, adam_bias_off_at_step_1),
     ("adam_bias_factor", DIFFERS, adam_bias_betas_swapped),
+    ("nesterov_helps_full_batch", AGREES, same),
+    # As measured: clearly fewer steps at small kappa, the same once the momentum sets the rate.
+    ("nesterov_helps_full_batch", PARTLY, replace(optimizer_toys(ratios=(0.43, 0.83, 1.01, 1.0)))),
+    ("nesterov_helps_full_batch", DIFFERS, replace(optimizer_toys(ratios=(1.0, 0.97, 1.01, 1.2)))),
+    ("adagrad_stalls_on_plateau", AGREES, same),
+    # A gentler cliff: AdaGrad's sum stays small enough at the two larger lrs.
+    ("adagrad_stalls_on_plateau", PARTLY, replace(optimizer_toys(adagrad_reaches=(False, False, True, True)))),
+    ("adagrad_stalls_on_plateau", DIFFERS, replace(optimizer_toys(adagrad_reaches=(True,) * 4))),
 ]
 
 BOOK = book()

@@ -32,6 +32,7 @@ MODULES = [name for name, value in vars(figures).items()
 CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 # The upstream stages' output folders, by the report's argument names.
 ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
+             "optimizer_toys",
              "momentum_speedup", "optimizer_grid", "lbfgs"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -42,7 +44,7 @@ def test_adagrad_steps_shrink_as_one_over_root_k_on_a_constant_gradient() -> Non
     """AdaGrad's accumulator is the running sum of g^2: on a constant gradient g, step k moves
     lr * |g| / sqrt(k g^2) = lr / sqrt(k) (delta negligible)."""
     lr = 0.1
-    path = pl.descend(PLANE, torch.optim.Adagrad, dict(lr=lr, eps=1e-10), (0.0, 0.0), 400)
+    path = pl.descend(PLANE, partial(torch.optim.Adagrad, lr=lr, eps=1e-10), (0.0, 0.0), 400)
     k = np.arange(1, 401)
     np.testing.assert_allclose(path.step_size, lr / np.sqrt(k), rtol=1e-6)
     np.testing.assert_allclose(path.grad_norm, PLANE.slope, rtol=1e-12)
@@ -53,16 +55,16 @@ def test_rmsprop_steps_approach_lr_on_a_constant_gradient() -> None:
     """RMSProp's average r_k = (1 - rho^k) g^2 on a constant gradient: step k moves lr / sqrt(1 - rho^k),
     which tends to lr: it does not decay."""
     lr, rho = 0.1, 0.9
-    path = pl.descend(PLANE, torch.optim.RMSprop, dict(lr=lr, alpha=rho, eps=1e-10), (0.0, 0.0), 200)
+    path = pl.descend(PLANE, partial(torch.optim.RMSprop, lr=lr, alpha=rho, eps=1e-10), (0.0, 0.0), 200)
     k = np.arange(1, 201)
     np.testing.assert_allclose(path.step_size, lr / np.sqrt(1 - rho**k), rtol=1e-6)
 
 
 def test_descend_records_the_first_step_in_the_bowl() -> None:
     start = (SURFACE.bowl_x - 2.0, 0.0)
-    path = pl.descend(SURFACE, torch.optim.SGD, dict(lr=10.0), start, 10)
+    path = pl.descend(SURFACE, partial(torch.optim.SGD, lr=10.0), start, 10)
     # SGD at lr 10 on the plateau moves 10 * 0.05 = 0.5 per step: 2.0 away, it lands on the bowl's edge
     # after 3 steps (1.5 moved, 0.5 left).
     assert path.reached_step == 3 and pl.in_bowl(SURFACE, path.xy[3, 0]) and not pl.in_bowl(SURFACE, path.xy[2, 0])
     assert path.xy.shape == (11, 2) and path.loss.shape == (11,) and path.step_size.shape == (10,)
-    assert pl.descend(SURFACE, torch.optim.SGD, dict(lr=1e-3), start, 10).reached_step is None
+    assert pl.descend(SURFACE, partial(torch.optim.SGD, lr=1e-3), start, 10).reached_step is None

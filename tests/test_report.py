@@ -1,6 +1,6 @@
 """The report stage: figures, claims and pages from fixture artifacts made by the real upstream studies.
 
-The fixture runs the random_walk, surfaces and update_rules studies with small
+The fixture runs the random_walk, surfaces, update_rules and optimizer_toys studies with small
 params (seconds) and writes small synthetic baseline, interpolate,
 identifiability, hessian, momentum_speedup and optimizer_grid artifacts (those
 stages need MNIST and training: minutes), built where it is cheap with the code
@@ -48,14 +48,14 @@ from beyond_gd.report.figures import FIGURES
 from beyond_gd.stage import execute, write
 from beyond_gd.stages.report import STAGE
 from beyond_gd.studies import lbfgs as lbfgs_study
-from beyond_gd.studies import momentum_speedup, optimizer_grid, random_walk, surfaces, update_rules
+from beyond_gd.studies import momentum_speedup, optimizer_grid, optimizer_toys, random_walk, surfaces, update_rules
 from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
 from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
-ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "interpolate", "identifiability", "hessian",
-             "momentum_speedup", "optimizer_grid", "lbfgs")
+ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
+             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -66,6 +66,8 @@ def upstream_params() -> dict[str, Any]:
     params["surfaces"]["critical"].update(samples=20_000, max_dim=6)
     params["surfaces"]["angle"].update(directions=720, condition_sweep=[1.0, 10.0, 100.0, 10_000.0])
     params["update_rules"]["adam_bias"].update(repeats=5000)  # ~2% standard error at step 1, inside the 5% tolerance
+    params["optimizer_toys"]["quadratic"].update(kappas=[10.0, 100.0, 1000.0], momentum_scan=200)
+    params["optimizer_toys"]["plateau"].update(grid_points=31)
     return params
 
 
@@ -330,7 +332,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     params = upstream_params()
     write_params(root / "params.yaml", params)
     threads = torch.get_num_threads()
-    for study in (random_walk, surfaces, update_rules):
+    for study in (random_walk, surfaces, update_rules, optimizer_toys):
         name = study.__name__.rsplit(".", 1)[-1]
         folder = root / "data" / name
         folder.mkdir(parents=True)
@@ -471,9 +473,11 @@ def test_claims_table_verdicts_and_provenance(built: Path) -> None:
 @pytest.mark.slow
 def test_fixture_claims_agree_where_the_defaults_do(built: Path) -> None:
     """The small fixture keeps the default verdicts: everything agrees but the k/3^d heuristic (GOE minima
-    are rarer than 1/3^d), so a flip below is a real change."""
+    are rarer than 1/3^d) and Nesterov's full-batch gain (clear at small kappa, gone once the shared momentum
+    sets the rate), so a flip below is a real change."""
     verdicts = pd.read_csv(built / "claims.csv").set_index("id")["verdict"]
     assert verdicts.pop("minima_share_k_over_3_to_the_d") == claims.PARTLY
+    assert verdicts.pop("nesterov_helps_full_batch") == claims.PARTLY
     assert (verdicts == claims.AGREES).all(), verdicts[verdicts != claims.AGREES]
 
 

@@ -108,6 +108,13 @@ def steps_to_tolerance(method: Method, lam: np.ndarray, s: Setting, x0: np.ndarr
     return None, np.array(history)
 
 
+def best_momentum(method: Method, lam: np.ndarray, lr: float, momenta: np.ndarray) -> tuple[float, float]:
+    """(the momentum of the lowest rate among `momenta` at learning rate `lr`, that rate)."""
+    rates = np.array([rate(method, lam, Setting(lr, float(m))) for m in momenta])
+    best = int(np.argmin(rates))
+    return float(momenta[best]), float(rates[best])
+
+
 def predicted_steps(rate_: float, tolerance: float) -> float:
     """ln(tolerance) / ln(rate): the steps a pure geometric decay at `rate_` needs."""
     return math.log(tolerance) / math.log(rate_) if 0 < rate_ < 1 else math.inf

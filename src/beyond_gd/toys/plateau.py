@@ -17,6 +17,7 @@ gradient is continuous. Paths come from torch.optim on a float64 2-vector.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -55,11 +56,11 @@ class Path(NamedTuple):
     reached_step: int | None  # the first step that lands in the bowl, None if none does
 
 
-def descend(s: Surface, optimizer: type[torch.optim.Optimizer], kwargs: dict, start: tuple[float, float],
+def descend(s: Surface, make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], start: Sequence[float],
             steps: int) -> Path:
-    """`steps` steps of `optimizer(**kwargs)` from `start` on the surface, recorded."""
-    p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-    opt = optimizer([p], **kwargs)
+    """`steps` steps of the optimizer `make([p])` from `start` on the surface, recorded."""
+    p = torch.tensor(list(start), dtype=torch.float64, requires_grad=True)
+    opt = make([p])
     xy = np.empty((steps + 1, 2))
     values = np.empty(steps + 1)
     grads = np.empty(steps)

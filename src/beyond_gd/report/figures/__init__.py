@@ -94,6 +94,7 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     fig6_08_random_walk,
     fig6_09_momentum,
     fig6_10_conjugate_gradient,
+    extra_nesterov_quadratic,
     extra_optimizer_grid,
     extra_optimizer_grid_heatmap,
     extra_long_budget,
@@ -101,5 +102,6 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     extra_lbfgs,
     extra_update_rules,
     extra_adam_bias,
+    extra_plateau,
     extra_baseline_training,
 )

@@ -1,0 +1,182 @@
+"""Two toys for the chapter's optimizer story: Nesterov against heavy ball, AdaGrad against RMSProp.
+
+The maths is `beyond_gd.toys.momentum_rates` and `beyond_gd.toys.plateau`;
+this study runs it with the `optimizer_toys` section and the `optimizers`
+entries it names:
+- `quadratic_steps.csv` (kappa, method, setting, lr, momentum, rate, theory_rate,
+  steps, predicted_steps): full-batch gradient descent, heavy ball and Nesterov
+  on a diagonal quadratic with eigenvalues log-spaced in [1/kappa, 1], at each
+  method's textbook tuning ("tuned") and at one shared lr and momentum ("shared",
+  the chapter's way of comparing the two); steps until ||x|| <= tolerance ||x0||
+  (empty if not within max_steps).
+- `plateau_paths.csv` (optimizer, lr, step, x, y, loss, step_size): AdaGrad's
+  and RMSProp's paths on the cliff-plateau-bowl surface, every `record_every`
+  steps; `plateau_outcomes.csv` (optimizer, lr, reached_step, final_x,
+  final_loss, last_step_size): whether and when each reached the bowl;
+  `grids.npz` (plateau_x, plateau_y, plateau_loss) for contours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from beyond_gd.config import required
+from beyond_gd.errors import ConfigError
+from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.study import Inputs, Result
+from beyond_gd.toys import momentum_rates as mr
+from beyond_gd.toys import plateau as pl
+
+
+@dataclass
+class SharedSetting:
+    lr_times_l: float = required(gt=0)  # lr as a multiple of 1 / L (L = the largest curvature)
+    momentum: float = required(ge=0)
+
+    def check(self) -> None:
+        if self.momentum >= 1:
+            raise ConfigError(f"momentum: must be < 1, got {self.momentum}")
+
+
+@dataclass
+class QuadraticConfig:
+    dim: int = required(gt=1)
+    kappas: list[float] = required(nonempty=True)
+    tolerance: float = required(gt=0)
+    max_steps: int = required(gt=0)
+    shared: SharedSetting = required()
+    momentum_scan: int = required(gt=1)  # momenta in [0, max_scanned_momentum] tried at the shared lr
+    max_scanned_momentum: float = required(gt=0)
+
+    def check(self) -> None:
+        if any(k < 1 for k in self.kappas):
+            raise ConfigError(f"kappas: every condition number must be >= 1, got {self.kappas}")
+        if self.tolerance >= 1:
+            raise ConfigError(f"tolerance: must be < 1 (a fraction of the start's distance), got {self.tolerance}")
+        if self.max_scanned_momentum >= 1:
+            raise ConfigError(f"max_scanned_momentum: must be < 1, got {self.max_scanned_momentum}")
+
+
+@dataclass
+class SurfaceConfig:
+    height: float = required(gt=0)
+    cliff_x: float = required()
+    cliff_width: float = required(gt=0)
+    slope: float = required(gt=0)
+    bowl_x: float = required()
+    bowl_half_width: float = required(gt=0)
+    curvature: float = required(ge=0)
+
+    def check(self) -> None:
+        if self.bowl_x - self.bowl_half_width <= self.cliff_x:
+            raise ConfigError(f"bowl_x: the bowl must lie beyond the cliff (bowl_x - bowl_half_width > cliff_x = "
+                              f"{self.cliff_x}), got {self.bowl_x}")
+
+
+@dataclass
+class PlateauConfig:
+    surface: SurfaceConfig = required()
+    start: list[float] = required()
+    steps: int = required(gt=0)
+    record_every: int = required(gt=0)
+    lrs: list[float] = required(nonempty=True)
+    optimizers: list[str] = required(nonempty=True)  # entries of the `optimizers` section
+    grid_points: int = required(gt=1)
+
+    def check(self) -> None:
+        if len(self.start) != 2:
+            raise ConfigError(f"start: must be [x, y], got {self.start}")
+        if any(lr <= 0 for lr in self.lrs):
+            raise ConfigError(f"lrs: every learning rate must be > 0, got {self.lrs}")
+
+
+@dataclass
+class OptimizerToysConfig:
+    quadratic: QuadraticConfig = required()
+    plateau: PlateauConfig = required()
+
+
+@dataclass
+class Config:
+    optimizer_toys: OptimizerToysConfig
+    optimizers: dict[str, OptimizerSpec]
+
+    def check(self) -> None:
+        check_named(self.optimizer_toys.plateau.optimizers, self.optimizers, "optimizer_toys.plateau.optimizers")
+
+
+def quadratic_steps(c: QuadraticConfig) -> pd.DataFrame:
+    rows = []
+    for kappa in c.kappas:
+        lam = mr.spectrum(c.dim, kappa)
+        x0 = np.ones(c.dim)
+        shared = mr.Setting(c.shared.lr_times_l / lam[-1], c.shared.momentum)
+        momenta = np.linspace(0.0, c.max_scanned_momentum, c.momentum_scan)
+        for method in mr.METHODS:
+            settings = {"tuned": mr.tuned(method, lam[0], lam[-1])}
+            if method != "gd":  # the two momentum methods compared at one lr: the chapter's m, and each one's best
+                settings["shared"] = shared
+                settings["best_momentum"] = mr.Setting(shared.lr, mr.best_momentum(method, lam, shared.lr, momenta)[0])
+            for name, s in settings.items():
+                steps, _ = mr.steps_to_tolerance(method, lam, s, x0, c.tolerance, c.max_steps)
+                r = mr.rate(method, lam, s)
+                rows.append({"kappa": kappa, "method": method, "setting": name, "lr": s.lr, "momentum": s.momentum,
+                             "rate": r, "theory_rate": mr.theory_rate(method, kappa) if name == "tuned" else None,
+                             "steps": steps, "predicted_steps": mr.predicted_steps(r, c.tolerance)})
+    return pd.DataFrame(rows).astype({"steps": "Int64"})
+
+
+def plateau_runs(c: PlateauConfig, optimizers: dict[str, OptimizerSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    surface = pl.Surface(**vars(c.surface))
+    paths, outcomes = [], []
+    for name in c.optimizers:
+        for lr in c.lrs:
+            spec = optimizers[name].with_lr(lr)
+            path = pl.descend(surface, partial(spec.build, key=f"optimizers.{name}"), c.start, c.steps)
+            keep = np.arange(0, len(path.xy), c.record_every)
+            paths.append(pd.DataFrame({"optimizer": name, "lr": lr, "step": keep, "x": path.xy[keep, 0],
+                                       "y": path.xy[keep, 1], "loss": path.loss[keep],
+                                       "step_size": np.r_[np.nan, path.step_size][keep]}))
+            outcomes.append({"optimizer": name, "lr": lr, "reached_step": path.reached_step,
+                             "final_x": float(path.xy[-1, 0]), "final_loss": float(path.loss[-1]),
+                             "last_step_size": float(path.step_size[-1])})
+    return pd.concat(paths, ignore_index=True), pd.DataFrame(outcomes).astype({"reached_step": "Int64"})
+
+
+def run(cfg: Config, inputs: Inputs) -> Result:
+    c = cfg.optimizer_toys
+    quad = quadratic_steps(c.quadratic)
+    paths, outcomes = plateau_runs(c.plateau, cfg.optimizers)
+    s = c.plateau.surface
+    gx = np.linspace(min(c.plateau.start[0], s.cliff_x) - 1.0, s.bowl_x + 2.0, c.plateau.grid_points)
+    gy = np.linspace(-abs(c.plateau.start[1]) - 0.5, abs(c.plateau.start[1]) + 0.5, c.plateau.grid_points)
+    grid = pl.grid(pl.Surface(**vars(s)), gx, gy)
+
+    reached = outcomes.groupby("optimizer")["reached_step"].agg(lambda r: int(r.notna().sum()))
+    shared = quad[quad["setting"] == "shared"].pivot(index="kappa", columns="method", values="steps")
+    summary = {
+        "kappas": list(c.quadratic.kappas),
+        "tolerance": c.quadratic.tolerance,
+        "shared_lr_times_l": c.quadratic.shared.lr_times_l,
+        "shared_momentum": c.quadratic.shared.momentum,
+        # Per kappa, steps at the shared setting: Nesterov / heavy ball (< 1: Nesterov faster).
+        "shared_nesterov_over_heavy_ball": {str(k): (float(v["nesterov"] / v["heavy_ball"])
+                                                     if pd.notna(v["nesterov"]) and pd.notna(v["heavy_ball"])
+                                                     else None) for k, v in shared.iterrows()},
+        "plateau_lrs": list(c.plateau.lrs),
+        "plateau_reached": {k: int(v) for k, v in reached.items()},
+    }
+    return Result(
+        metrics={f"plateau_reached_{k}": v for k, v in summary["plateau_reached"].items()},
+        summary=summary,
+        tables={"quadratic_steps.csv": quad, "plateau_paths.csv": paths, "plateau_outcomes.csv": outcomes},
+        arrays={"grids.npz": {"plateau_x": gx, "plateau_y": gy, "plateau_loss": grid}},
+        lines=[f"plateau: {', '.join(f'{k} reached the bowl at {v}/{len(c.plateau.lrs)} lrs' for k, v in reached.items())}",
+               "shared setting, Nesterov / heavy-ball steps: " + ", ".join(
+                   f"kappa {k:g}: {v:.2f}" if v is not None else f"kappa {k:g}: -"
+                   for k, v in zip(c.quadratic.kappas, summary["shared_nesterov_over_heavy_ball"].values()))],
+    )
