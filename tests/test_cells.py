@@ -142,8 +142,14 @@ def test_default_configs_make_their_cells() -> None:
     cfg = config(momentum_speedup.Config)
     c = cfg.momentum_speedup
     cells = momentum_speedup.build_cells(cfg)
-    assert len(cells) == len(c.optimizers) * len(c.setups) * len(c.seeds)
+    assert len(cells) == (len(c.optimizers) + 1) * len(c.setups) * len(c.seeds)  # and the equal-step control
     assert cells[0].labels["optimizer"] == c.optimizers[0]  # the slowest is dispatched first
+    # The equal-step control: the baseline's SGD at lr / (1 - m), m the momentum of `equal_step_of`.
+    control = [x for x in cells if x.labels["optimizer"] == momentum_speedup.EQUAL_STEP]
+    base, mom = cfg.optimizers[c.baseline], cfg.optimizers[c.equal_step_of]
+    assert len(control) == len(c.setups) * len(c.seeds)
+    assert all(x.optimizer == base.with_lr(base.lr / (1 - mom.kwargs["momentum"])) for x in control)
+    assert control[0].optimizer.lr == pytest.approx(0.1)  # the book's 0.01 / (1 - 0.9)
     book = next(x for x in cells if x.labels["setup"] == "book_first_edition")
     assert (book.batch_size, book.train_images, book.init, book.model.final_relu, book.cost) == (
         100, 55000, "he_normal", True, "smoothed")
@@ -285,12 +291,19 @@ def test_momentum_speedup_writes_both_setups(tmp_path: Path, mnist_root: Path) -
     result = momentum_speedup.run(cfg, launched_inputs(cfg, tmp_path, mnist_root))
 
     runs = result.tables["runs.csv"]
-    assert len(runs) == 8 and set(runs.setup) == {"pytorch", "book_first_edition"}
+    assert len(runs) == 12 and set(runs.setup) == {"pytorch", "book_first_edition"}  # 3 optimizers, 2 seeds
+    assert set(runs.optimizer) == {"sgd", "sgd_momentum", momentum_speedup.EQUAL_STEP}
     assert set(runs.stopped_by) <= {"target", "cap"}
     summary = result.tables["summary.csv"]
     row = summary[(summary.setup == "pytorch") & (summary.optimizer == "sgd_momentum")].iloc[0]
     assert row.reached == 2 and row.ratio_mean > 1  # momentum gets there first
     assert row.book_ratio == 9.0
+    # The control's steps over momentum's, paired by seed, beside each optimizer.
+    control = runs[(runs.setup == "pytorch") & (runs.optimizer == momentum_speedup.EQUAL_STEP)]
+    mom = runs[(runs.setup == "pytorch") & (runs.optimizer == "sgd_momentum")]
+    ratios = control.set_index("seed")["steps_to_target"] / mom.set_index("seed")["steps_to_target"]
+    assert row.equal_step_ratio_mean == pytest.approx(ratios.astype(float).mean())
+    assert result.summary["equal_step"] == momentum_speedup.EQUAL_STEP and result.summary["equal_step_lr"] > 0
     book = runs[runs.setup == "book_first_edition"]
     assert (book.cost == "epoch_last").all() and (book.steps_to_target.dropna() % 550 == 0).all()
     epochs = result.tables["epochs.csv"]

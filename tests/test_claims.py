@@ -166,10 +166,12 @@ def std_table(momenta: list[float], smooth: Callable[[np.ndarray], np.ndarray] |
 MOMENTA = [0.0, 0.1, 0.5, 0.9, 0.99]
 
 
-def momentum_row(setup: str, opt: str, steps: float | None, sgd_steps: float | None, seeds: int = 3) -> dict:
+def momentum_row(setup: str, opt: str, steps: float | None, sgd_steps: float | None, equal_steps: float | None,
+                 seeds: int = 3) -> dict:
     """One row of momentum_speedup's summary.csv (steps to the target by the setup's cost; NaN: not reached)."""
     book = {"sgd": 18_000.0, "sgd_momentum": 2_000.0}.get(opt, math.nan)
     ratio = sgd_steps / steps if steps and sgd_steps else math.nan
+    equal = equal_steps / steps if steps and equal_steps else math.nan
     reached = seeds if steps else 0
     row = {"setup": setup, "optimizer": opt, "cost": "smoothed", "seeds": seeds}
     for prefix in ("", "smoothed_", "epoch_last_"):
@@ -180,16 +182,26 @@ def momentum_row(setup: str, opt: str, steps: float | None, sgd_steps: float | N
                 f"{prefix}ratio_std": 0.02 * ratio, f"{prefix}ratio_min": 0.98 * ratio,
                 f"{prefix}ratio_max": 1.02 * ratio}
         if not prefix:
-            row |= {"book_steps": book, "book_ratio": 18_000.0 / book}
+            row |= {"book_steps": book, "book_ratio": 18_000.0 / book, "equal_step_ratio_mean": equal,
+                    "equal_step_ratio_std": 0.05 * equal, "equal_step_ratio_min": 0.95 * equal,
+                    "equal_step_ratio_max": 1.05 * equal}
     return row
 
 
-def momentum_speedup(steps: dict[str, tuple[float | None, float | None, float | None]]) -> Data:
-    """summary.csv and summary.json for (sgd, sgd_momentum, sgd_nesterov) steps per setup."""
-    rows = [momentum_row(setup, opt, n, by_opt[0])
-            for setup, by_opt in steps.items() for opt, n in zip(("sgd", "sgd_momentum", "sgd_nesterov"), by_opt,
-                                                                  strict=True)]
-    summary = {"cells": 18, "target_loss": 0.1, "smoothing_window": 200, "baseline": "sgd", "setups": {}}
+MOMENTUM_OPTIMIZERS = ("sgd", "sgd_momentum", "sgd_nesterov", "sgd_equal_step")
+
+
+def momentum_speedup(steps: dict[str, tuple[float | None, ...]]) -> Data:
+    """summary.csv and summary.json for (sgd, sgd_momentum, sgd_nesterov[, sgd_equal_step]) steps per setup;
+    without the fourth, the equal-step control needs 2.5 times momentum's steps (the book's picture: momentum
+    is more than a larger step)."""
+    rows = []
+    for setup, by_opt in steps.items():
+        by_opt = by_opt if len(by_opt) == 4 else (*by_opt, 2.5 * by_opt[1] if by_opt[1] else None)
+        rows += [momentum_row(setup, opt, n, by_opt[0], by_opt[3])
+                 for opt, n in zip(MOMENTUM_OPTIMIZERS, by_opt, strict=True)]
+    summary = {"cells": 24, "target_loss": 0.1, "smoothing_window": 200, "baseline": "sgd",
+               "equal_step_of": "sgd_momentum", "equal_step": "sgd_equal_step", "equal_step_lr": 0.1, "setups": {}}
     return {("momentum_speedup", "summary.csv"): pd.DataFrame(rows), ("momentum_speedup", "summary.json"): summary}
 
 
@@ -335,7 +347,7 @@ def orderings_change_outputs(d: Data) -> None:
     d[("identifiability", "example.json")]["max_output_change"] = [0.0, 0.83, 1.21, 0.95, 1.4, 0.62]
 
 
-def momentum_table(**setups: tuple[float | None, float | None, float | None]) -> Edit:
+def momentum_table(**setups: tuple[float | None, ...]) -> Edit:
     return replace(momentum_speedup({**BOOK_STEPS, **setups}))
 
 
@@ -443,6 +455,11 @@ CASES: list[tuple[str, str, Edit]] = [
     # Momentum slower than SGD in both setups (lr too high for m = 0.9).
     ("momentum_steps_ratio_about_9", DIFFERS, momentum_table(book_first_edition=(18_600, 20_000, 21_000),
                                                              pytorch=(23_800, 25_000, 26_000))),
+    ("momentum_beyond_equal_step", AGREES, same),
+    # As in the grid (SGD at lr 0.1 beside momentum at 0.01): the larger step is most of momentum's gain.
+    ("momentum_beyond_equal_step", PARTLY, momentum_table(pytorch=(23_800, 3_000, 2_900, 3_100))),
+    ("momentum_beyond_equal_step", DIFFERS, momentum_table(book_first_edition=(18_600, 2_200, 2_050, 2_000),
+                                                           pytorch=(23_800, 3_000, 2_900, 3_100))),
     ("momentum_steps_18000_and_2000", AGREES, same),
     # The first edition's setup matches; the PyTorch one takes 32% and 48% longer.
     ("momentum_steps_18000_and_2000", PARTLY, momentum_table(book_first_edition=(14_984, 1_946, 1_800),

@@ -175,14 +175,16 @@ def write_hessian(folder: Path) -> None:
 
 
 def write_momentum_speedup(folder: Path) -> None:
-    """momentum_speedup's outputs at the default config (2 setups x sgd/sgd_momentum/sgd_nesterov x 3 seeds), the
-    book's shape: SGD reaches 0.1 in ~18,500 steps, momentum and Nesterov in ~2,100."""
+    """momentum_speedup's outputs at the default config (2 setups x sgd/sgd_momentum/sgd_nesterov and the
+    equal-step control x 3 seeds), the book's shape: SGD reaches 0.1 in ~18,500 steps, momentum and Nesterov
+    in ~2,100, SGD at the equal step in 2.5 times momentum's."""
     folder.mkdir(parents=True)
-    c = load(composed(), momentum_speedup.Config).momentum_speedup
-    reach = {"sgd": 18_500, "sgd_momentum": 2_100, "sgd_nesterov": 1_900}
+    cfg = load(composed(), momentum_speedup.Config)
+    c, names = cfg.momentum_speedup, list(momentum_speedup.specs(cfg))
+    reach = {"sgd": 18_500, "sgd_momentum": 2_100, "sgd_nesterov": 1_900, momentum_speedup.EQUAL_STEP: 5_250}
     runs, steps, epochs = [], [], []
     for setup in c.setups:
-        for opt in c.optimizers:
+        for opt in names:
             for seed in c.seeds:
                 n = reach[opt] + 100 * seed
                 runs.append({"setup": setup, "optimizer": opt, "seed": seed, "steps_to_target": n,
@@ -196,12 +198,13 @@ def write_momentum_speedup(folder: Path) -> None:
                                             "epoch": np.arange(1, len(ends) + 1), "step": ends,
                                             "epoch_last_loss": 2.3 * np.exp(-ends / (n / np.log(23))),
                                             "seconds": ends / 300}))
-    momentum_speedup.summary_table(pd.DataFrame(runs), c).to_csv(folder / "summary.csv", index=False)
+    momentum_speedup.summary_table(pd.DataFrame(runs), c, names).to_csv(folder / "summary.csv", index=False)
     pd.concat(steps).to_csv(folder / "steps.csv", index=False)
     pd.concat(epochs).to_csv(folder / "epochs.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
         "cells": len(runs), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
-        "baseline": c.baseline}))
+        "baseline": c.baseline, "equal_step_of": c.equal_step_of, "equal_step": momentum_speedup.EQUAL_STEP,
+        "equal_step_lr": momentum_speedup.specs(cfg)[momentum_speedup.EQUAL_STEP].lr}))
     record(folder, "momentum_speedup", cells=len(runs))
 
 

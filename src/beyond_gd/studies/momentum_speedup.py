@@ -66,8 +66,13 @@ class MomentumSpeedupConfig:
     curve_stride: int = required(gt=0)
     # The book's numbers (optimizer -> steps to 0.1), printed beside ours.
     book_steps: dict[str, int] = required()
+    # The equal-step control: the baseline at lr / (1 - m), m the momentum of this entry (null: none).
+    equal_step_of: str | None = required(optional=True, nonempty=True)
 
     def check(self) -> None:
+        if self.equal_step_of is not None and self.equal_step_of not in self.optimizers:
+            raise ConfigError(f"equal_step_of: {self.equal_step_of!r} is not in optimizers "
+                              f"({', '.join(self.optimizers)})")
         if self.baseline not in self.optimizers:
             raise ConfigError(f"baseline: {self.baseline!r} is not in optimizers ({', '.join(self.optimizers)})")
         for name in self.book_steps:
@@ -84,21 +89,45 @@ class Config:
     launcher: LauncherConfig
 
     def check(self) -> None:
-        check_named(self.momentum_speedup.optimizers, self.optimizers, "momentum_speedup.optimizers")
+        c = self.momentum_speedup
+        check_named(c.optimizers, self.optimizers, "momentum_speedup.optimizers")
+        if c.equal_step_of is not None:
+            m = self.optimizers[c.equal_step_of].default("momentum")
+            if not (isinstance(m, int | float) and 0 < m < 1):
+                raise ConfigError(f"momentum_speedup.equal_step_of: optimizers.{c.equal_step_of}.momentum must be "
+                                  f"in (0, 1) for an equal effective step, got {m!r}")
+            if EQUAL_STEP in c.optimizers:
+                raise ConfigError(f"momentum_speedup.optimizers: {EQUAL_STEP!r} is the equal-step control's name")
+
+
+# The equal-step control's optimizer label: the baseline at the momentum method's effective step.
+EQUAL_STEP = "sgd_equal_step"
+
+
+def specs(cfg: Config) -> dict[str, OptimizerSpec]:
+    """The optimizers the stage runs, by label: its entries of the `optimizers` section, then the equal-step
+    control, the baseline's optimizer at lr / (1 - m) (with momentum m the velocity of a constant gradient
+    grows to 1 / (1 - m) steps of lr: SGD at that lr moves as far per step on a constant slope)."""
+    c = cfg.momentum_speedup
+    found = {name: cfg.optimizers[name] for name in c.optimizers}
+    if c.equal_step_of is not None:
+        base = cfg.optimizers[c.baseline]
+        found[EQUAL_STEP] = base.with_lr(base.lr / (1 - cfg.optimizers[c.equal_step_of].default("momentum")))
+    return found
 
 
 def build_cells(cfg: Config) -> list[CellConfig]:
     """One cell per (optimizer, setup, seed), the slowest optimizer (the first listed) dispatched first."""
     c, m = cfg.momentum_speedup, cfg.model
     return [
-        CellConfig(id=f"{setup_name}-{opt}-s{seed}", seed=seed, optimizer=cfg.optimizers[opt],
+        CellConfig(id=f"{setup_name}-{opt}-s{seed}", seed=seed, optimizer=spec,
                    model=ModelConfig(m.in_dim, m.hidden_dim, m.out_dim, setup.final_relu),
                    init=setup.init, train_images=setup.train_images, batch_size=setup.batch_size,
                    max_steps=setup.max_steps, divergence_loss=c.divergence_loss, evaluate=False,
                    eval_batch_size=None, target_loss=c.target_loss, smoothing_window=c.smoothing_window,
                    cost=setup.cost, stop_margin=c.stop_margin,
                    labels={"setup": setup_name, "optimizer": opt, "seed": seed})
-        for opt in c.optimizers for setup_name, setup in c.setups.items() for seed in c.seeds
+        for opt, spec in specs(cfg).items() for setup_name, setup in c.setups.items() for seed in c.seeds
     ]
 
 
@@ -107,7 +136,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     cells = build_cells(cfg)
     outputs = inputs.run_cells(cells)
     runs = runs_table(outputs)
-    summary = summary_table(runs, c)
+    names = list(specs(cfg))
+    summary = summary_table(runs, c, names)
     headline = [o for o in c.book_steps if o != c.baseline]
     setups = {s: {r.optimizer: {k: getattr(r, k) for k in ("reached", "steps_mean", "steps_std", "ratio_mean",
                                                              "ratio_std", "smoothed_steps_mean",
@@ -116,10 +146,13 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     return Result(
         metrics={"speedup": {s: setups[s][o]["ratio_mean"] for s in c.setups for o in headline}},
         summary={"cells": len(cells), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
-                 "baseline": c.baseline, "setups": setups},
+                 "baseline": c.baseline, "equal_step_of": c.equal_step_of,
+                 "equal_step": EQUAL_STEP if c.equal_step_of is not None else None,
+                 "equal_step_lr": specs(cfg)[EQUAL_STEP].lr if c.equal_step_of is not None else None,
+                 "setups": setups},
         tables={"steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window),
                 "epochs.csv": epochs_table(outputs, LABELS)[LABELS + ["epoch", "step", "epoch_last_loss", "seconds"]],
-                "runs.csv": runs, "summary.csv": summary, **curves(outputs, c)},
+                "runs.csv": runs, "summary.csv": summary, **curves(outputs, c, names)},
         made=("cells",),
         lines=[_line(r, c) for r in summary.itertuples()],
     )
@@ -134,33 +167,41 @@ def runs_table(outputs: list[CellOutput]) -> pd.DataFrame:
                            "device", "id"]]
 
 
-def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig) -> pd.DataFrame:
+def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, names: list[str]) -> pd.DataFrame:
     """Steps to the target over seeds, and baseline/optimizer ratios paired by seed: by the setup's
-    own cost (`steps_*`, `ratio_*`) and by each cost (`smoothed_*`, `epoch_last_*`)."""
+    own cost (`steps_*`, `ratio_*`) and by each cost (`smoothed_*`, `epoch_last_*`), for the optimizers
+    `names` (the stage's entries and its equal-step control); with the control, also its steps over each
+    optimizer's, paired by seed, by the setup's cost (`equal_step_ratio_*`)."""
     keys = ["setup", "optimizer"]
-    index = pd.MultiIndex.from_product([list(c.setups), c.optimizers], names=keys)
+    index = pd.MultiIndex.from_product([list(c.setups), names], names=keys)
     table = pd.DataFrame({"cost": [c.setups[s].cost for s, _ in index], "seeds": len(c.seeds)}, index=index)
     for prefix, column in (("", "steps_to_target"), *((f"{k}_", f"steps_to_target_{k}") for k in COSTS)):
         steps = runs.assign(value=pd.to_numeric(runs[column]))
-        base = steps[steps.optimizer == c.baseline].set_index(["setup", "seed"])["value"]
-        paired = base.reindex(pd.MultiIndex.from_frame(steps[["setup", "seed"]])).to_numpy()
-        ratios = steps.assign(value=paired / steps["value"])
-        s, r = seed_stats(steps, keys, "value").reindex(index), seed_stats(ratios, keys, "value").reindex(index)
+        s = seed_stats(steps, keys, "value").reindex(index)
         table[f"{prefix}reached"] = s["n"].fillna(0).astype(int)
         table[[f"{prefix}steps_{k}" for k in STATS]] = s[list(STATS)].to_numpy()
-        table[[f"{prefix}ratio_{k}" for k in STATS]] = r[list(STATS)].to_numpy()
+        table[[f"{prefix}ratio_{k}" for k in STATS]] = _paired_ratios(steps, c.baseline, keys, index)
         if not prefix:
             book = pd.Series([c.book_steps.get(o) for _, o in index], index=index, dtype="float64")
             table["book_steps"] = book
             table["book_ratio"] = c.book_steps.get(c.baseline, np.nan) / book
+            if EQUAL_STEP in names:
+                table[[f"equal_step_ratio_{k}" for k in STATS]] = _paired_ratios(steps, EQUAL_STEP, keys, index)
     return table.reset_index()
 
 
-def curves(outputs: list[CellOutput], c: MomentumSpeedupConfig) -> dict[str, pd.DataFrame]:
+def _paired_ratios(steps: pd.DataFrame, reference: str, keys: list[str], index: pd.MultiIndex) -> np.ndarray:
+    """Per (setup, optimizer): the reference optimizer's steps over its own, seed by seed, summarized."""
+    ref = steps[steps.optimizer == reference].set_index(["setup", "seed"])["value"]
+    paired = ref.reindex(pd.MultiIndex.from_frame(steps[["setup", "seed"]])).to_numpy()
+    return seed_stats(steps.assign(value=paired / steps["value"]), keys, "value").reindex(index)[list(STATS)].to_numpy()
+
+
+def curves(outputs: list[CellOutput], c: MomentumSpeedupConfig, names: list[str]) -> dict[str, pd.DataFrame]:
     """Per setup and optimizer, the setup's cost averaged over seeds, up to the shortest seed's run."""
     found = {}
     for setup_name, setup in c.setups.items():
-        for opt in c.optimizers:
+        for opt in names:
             group = [o for o in outputs if o.cell.labels["setup"] == setup_name and o.cell.labels["optimizer"] == opt]
             if setup.cost == "smoothed":
                 n = min(len(o.steps) for o in group)
