@@ -37,6 +37,7 @@ BAD_KEY = {
     "identifiability": ("trials", 0, "identifiability.trials: must be > 0"),
     "hessian": ("split", "valid", "hessian.split: 'valid' is not allowed"),
     "update_rules": ("steps", 0, "update_rules.steps: must be > 0"),
+    "optimizer_toys": ("plateau", {}, "optimizer_toys.plateau.surface: missing"),
     "momentum_speedup": ("target_loss", -0.1, "momentum_speedup.target_loss: must be > 0"),
     "optimizer_grid": ("rank_by", "luck", "optimizer_grid.rank_by: 'luck' is not allowed"),
     "lbfgs": ("train_images", 0, "lbfgs.train_images: must be > 0"),
