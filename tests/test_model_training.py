@@ -373,3 +373,24 @@ def test_a_diverged_baseline_still_reports_a_final_evaluation(root: Path, tmp_pa
     assert result.summary["diverged"] is True and result.summary["steps"] < STEPS
     assert set(result.metrics) == {"test_accuracy", "test_loss", "train_loss"}
     assert "DIVERGED" in result.lines[0]
+
+
+def test_dead_output_units_are_the_units_zero_on_every_input() -> None:
+    """With the first edition's ReLU on the logits, a unit whose bias pushes it below zero on every image is
+    dead; one that fires on a single image is alive; without the final ReLU nothing is dead."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 1, 28, 28)
+    for final_relu in (True, False):
+        net = Net(784, 32, 10, final_relu=final_relu)
+        with torch.no_grad():
+            net.classifier[5].bias[[2, 4, 7]] = -1e6  # never positive
+        assert training.dead_output_units(net, x, batch_size=64) == ([2, 4, 7] if final_relu else [])
+    # Unit 4 revived by one input that drives it far positive: alive.
+    net = Net(784, 32, 10, final_relu=True)
+    with torch.no_grad():
+        net.classifier[5].bias[[2, 4]] = -1e3
+        net.classifier[5].weight[4] = 0.0
+        net.classifier[5].weight[4, 0] = 1e6  # the first hidden unit's activation, positive on some input
+    assert 2 in training.dead_output_units(net, x, batch_size=64)
+    assert 4 not in training.dead_output_units(net, x, batch_size=64)
+    assert net.training  # the mode is restored

@@ -63,6 +63,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return total_loss.item() / len(x), correct.item() / len(x)
 
 
+@torch.inference_mode()
+def dead_output_units(model: nn.Module, x: torch.Tensor, batch_size: int) -> list[int]:
+    """The output units that are exactly zero on every input of `x`: with a ReLU on the logits (the first
+    edition's network) a unit whose pre-activation is negative on every training image gets no gradient,
+    so its class can never be predicted again. Without a final ReLU no output is ever exactly zero."""
+    was_training = model.training
+    model.eval()
+    alive = None
+    for start in range(0, len(x), batch_size):
+        nonzero = (model(x[start : start + batch_size]) != 0).any(dim=0)
+        alive = nonzero if alive is None else alive | nonzero
+    model.train(was_training)
+    return [] if alive is None else torch.nonzero(~alive).flatten().tolist()
+
+
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
