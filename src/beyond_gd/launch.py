@@ -214,7 +214,8 @@ def read_cell(folder: Path, cell: CellConfig, reused: bool = False) -> CellOutpu
     try:
         result = json.loads((folder / "result.json").read_text())
         steps = pd.read_csv(folder / "steps.csv")
-        epochs = pd.read_csv(folder / "epochs.csv")
+        # An empty list of dead units is an empty string, not a missing value.
+        epochs = pd.read_csv(folder / "epochs.csv", dtype={"dead_units": str}).fillna({"dead_units": ""})
     except FileNotFoundError as exc:
         raise LaunchError(f"cell {cell.id}: no artifact ({exc.filename}); see its log in {folder}") from None
     return CellOutput(cell, result, steps, epochs, reused)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from beyond_gd.cells import (COSTS, INITS, CellConfig, CellOutput, cells_table, epochs_table, seed_stats,
-                             steps_table)
+from beyond_gd.cells import (COSTS, EPOCH_COLUMNS, INITS, CellConfig, CellOutput, cells_table, epochs_table,
+                             seed_stats, steps_table)
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
@@ -68,6 +68,9 @@ class MomentumSpeedupConfig:
     book_steps: dict[str, int] = required()
     # The equal-step control: the baseline at lr / (1 - m), m the momentum of this entry (null: none).
     equal_step_of: str | None = required(optional=True, nonempty=True)
+    # At each epoch end, the loss over the whole training split (a third way to time the crossing) and the
+    # dead output units, in batches of this many images; null: no epoch-end evaluation.
+    eval_batch_size: int | None = required(gt=0, optional=True)
 
     def check(self) -> None:
         if self.equal_step_of is not None and self.equal_step_of not in self.optimizers:
@@ -123,8 +126,9 @@ def build_cells(cfg: Config) -> list[CellConfig]:
         CellConfig(id=f"{setup_name}-{opt}-s{seed}", seed=seed, optimizer=spec,
                    model=ModelConfig(m.in_dim, m.hidden_dim, m.out_dim, setup.final_relu),
                    init=setup.init, train_images=setup.train_images, batch_size=setup.batch_size,
-                   max_steps=setup.max_steps, divergence_loss=c.divergence_loss, evaluate=False,
-                   eval_batch_size=None, target_loss=c.target_loss, smoothing_window=c.smoothing_window,
+                   max_steps=setup.max_steps, divergence_loss=c.divergence_loss,
+                   evaluate=c.eval_batch_size is not None, eval_batch_size=c.eval_batch_size,
+                   target_loss=c.target_loss, smoothing_window=c.smoothing_window,
                    cost=setup.cost, stop_margin=c.stop_margin,
                    labels={"setup": setup_name, "optimizer": opt, "seed": seed})
         for opt, spec in specs(cfg).items() for setup_name, setup in c.setups.items() for seed in c.seeds
@@ -135,7 +139,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     c = cfg.momentum_speedup
     cells = build_cells(cfg)
     outputs = inputs.run_cells(cells)
-    runs = runs_table(outputs)
+    runs = runs_table(outputs, c.target_loss)
     names = list(specs(cfg))
     summary = summary_table(runs, c, names)
     headline = [o for o in c.book_steps if o != c.baseline]
@@ -149,22 +153,35 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                  "baseline": c.baseline, "equal_step_of": c.equal_step_of,
                  "equal_step": EQUAL_STEP if c.equal_step_of is not None else None,
                  "equal_step_lr": specs(cfg)[EQUAL_STEP].lr if c.equal_step_of is not None else None,
+                 # The runs that never reached the target, and the output units dead at their end.
+                 "stalled": [{k: (int(v) if k == "seed" else v) for k, v in r.items()}
+                             for r in runs.loc[~runs["reached"], LABELS + ["dead_units"]].to_dict("records")],
                  "setups": setups},
         tables={"steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window),
-                "epochs.csv": epochs_table(outputs, LABELS)[LABELS + ["epoch", "step", "epoch_last_loss", "seconds"]],
+                "epochs.csv": epochs_table(outputs, LABELS)[LABELS + EPOCH_COLUMNS],
                 "runs.csv": runs, "summary.csv": summary, **curves(outputs, c, names)},
         made=("cells",),
         lines=[_line(r, c) for r in summary.itertuples()],
     )
 
 
-def runs_table(outputs: list[CellOutput]) -> pd.DataFrame:
+def runs_table(outputs: list[CellOutput], target: float) -> pd.DataFrame:
     table = cells_table(outputs)
     table["cost"] = [o.cell.cost for o in outputs]
     table["reached"] = table["steps_to_target"].notna()
+    # The first epoch end at which the whole training split's loss is at or below the target (evaluated
+    # cells only), and the output units dead at the last epoch end.
+    table["steps_to_target_train_loss"] = pd.array([train_loss_crossing(o, target) for o in outputs], dtype="Int64")
+    table["dead_units"] = [o.epochs["dead_units"].iloc[-1] if len(o.epochs) else "" for o in outputs]
     return table[LABELS + ["cost", "steps_to_target", "reached", "steps_to_target_smoothed",
-                           "steps_to_target_epoch_last", "stopped_by", "diverged", "steps", "train_seconds",
-                           "device", "id"]]
+                           "steps_to_target_epoch_last", "steps_to_target_train_loss", "dead_units", "stopped_by",
+                           "diverged", "steps", "train_seconds", "device", "id"]]
+
+
+def train_loss_crossing(o: CellOutput, target: float) -> int | None:
+    """The step of the first epoch end whose whole-training-split loss is at or below `target`."""
+    below = o.epochs[pd.to_numeric(o.epochs["train_loss"]) <= target]
+    return int(below["step"].iloc[0]) if len(below) else None
 
 
 def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, names: list[str]) -> pd.DataFrame:
