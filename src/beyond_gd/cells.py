@@ -32,7 +32,7 @@ from beyond_gd.measures import epoch_last_steps_to_target, final_loss, steps_to_
 from beyond_gd.model import build_model
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
-from beyond_gd.training import EpochEnd, dead_output_units, evaluate, train
+from beyond_gd.training import EpochEnd, evaluate, train
 
 # torch_default: nn.Linear's own init (Kaiming-uniform, a=sqrt(5)), the PyTorch
 # book's; he_normal: N(0, 2 / fan_in) weights and zero biases, the first
@@ -137,9 +137,9 @@ def run_cell(
     def at_epoch_end(end: EpochEnd) -> bool:
         row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]), end.evaluations)
         if cell.evaluate:
-            row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size)
-            if cell.model.final_relu:
-                row.dead_units = " ".join(map(str, dead_output_units(model, x, cell.eval_batch_size)))
+            dead: list[int] | None = [] if cell.model.final_relu else None  # counted in the same pass
+            row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size, dead_units=dead)
+            row.dead_units = " ".join(map(str, dead or []))
             row.test_loss, row.test_accuracy = evaluate(model, x_test, y_test, cell.eval_batch_size)
             if averaged := averaged_weights(optimizer):
                 with swapped(model, averaged):

@@ -48,34 +48,36 @@ class TrainResult:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             dead_units: list[int] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split. Given a list as `dead_units`, the same pass
+    also fills it with the output units that are exactly zero on every input (see `dead_output_units`)."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    alive = None
     for start in range(0, len(x), batch_size):
         logits = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
         total_loss += F.cross_entropy(logits, target, reduction="sum").double()
         correct += (logits.argmax(dim=1) == target).sum()
+        if dead_units is not None:
+            nonzero = (logits != 0).any(dim=0)
+            alive = nonzero if alive is None else alive | nonzero
     model.train(was_training)
+    if dead_units is not None and alive is not None:
+        dead_units[:] = torch.nonzero(~alive).flatten().tolist()
     return total_loss.item() / len(x), correct.item() / len(x)
 
 
-@torch.inference_mode()
 def dead_output_units(model: nn.Module, x: torch.Tensor, batch_size: int) -> list[int]:
     """The output units that are exactly zero on every input of `x`: with a ReLU on the logits (the first
     edition's network) a unit whose pre-activation is negative on every training image gets no gradient,
     so its class can never be predicted again. Without a final ReLU no output is ever exactly zero."""
-    was_training = model.training
-    model.eval()
-    alive = None
-    for start in range(0, len(x), batch_size):
-        nonzero = (model(x[start : start + batch_size]) != 0).any(dim=0)
-        alive = nonzero if alive is None else alive | nonzero
-    model.train(was_training)
-    return [] if alive is None else torch.nonzero(~alive).flatten().tolist()
+    dead: list[int] = []
+    evaluate(model, x, torch.zeros(len(x), dtype=torch.long, device=x.device), batch_size, dead_units=dead)
+    return dead
 
 
 def train(
