@@ -59,6 +59,10 @@ class CellConfig:
     # Per-epoch loss and accuracy on the training images and the test set.
     evaluate: bool = required()
     eval_batch_size: int | None = required(gt=0, optional=True)
+    # Evaluate at every `eval_every`-th epoch end and at the end of the budget (a long run of a small
+    # subset need not be evaluated every epoch); the test set too, unless `eval_test` is false.
+    eval_every: int = 1
+    eval_test: bool = True
     target_loss: float = required(gt=0)
     smoothing_window: int = required(gt=0)
     # Which cost gives the cell's headline `steps_to_target` (both are recorded).
@@ -136,16 +140,18 @@ def run_cell(
 
     def at_epoch_end(end: EpochEnd) -> bool:
         row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]), end.evaluations)
-        if cell.evaluate:
+        if cell.evaluate and (end.epoch % cell.eval_every == 0 or end.step >= cell.max_steps):
             dead: list[int] | None = [] if cell.model.final_relu else None  # counted in the same pass
             row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size, dead_units=dead)
             row.dead_units = " ".join(map(str, dead or []))
-            row.test_loss, row.test_accuracy = evaluate(model, x_test, y_test, cell.eval_batch_size)
+            if cell.eval_test:
+                row.test_loss, row.test_accuracy = evaluate(model, x_test, y_test, cell.eval_batch_size)
             if averaged := averaged_weights(optimizer):
                 with swapped(model, averaged):
                     row.average_train_loss, row.average_train_accuracy = evaluate(model, x, y, cell.eval_batch_size)
-                    row.average_test_loss, row.average_test_accuracy = evaluate(model, x_test, y_test,
-                                                                                cell.eval_batch_size)
+                    if cell.eval_test:
+                        row.average_test_loss, row.average_test_accuracy = evaluate(model, x_test, y_test,
+                                                                                    cell.eval_batch_size)
         rows.append(row)
         if cell.stop_margin is None:
             return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -161,10 +162,12 @@ def log_metrics(run_id: str, values: Mapping[str, float]) -> None:
 
 
 def log_series(run_id: str, series: Mapping[str, Sequence[float]], steps: Sequence[int]) -> None:
-    """Whole metric curves (name -> values at `steps`), in batched calls."""
+    """Whole metric curves (name -> values at `steps`), in batched calls; a value not measured (NaN: an
+    epoch end not evaluated) is no point of the curve."""
     now = int(time.time() * 1000)
     _log(run_id, [Metric(key=_key(name), value=float(v), timestamp=now, step=int(s))
-                  for name, values in series.items() for s, v in zip(steps, values, strict=True)])
+                  for name, values in series.items() for s, v in zip(steps, values, strict=True)
+                  if not math.isnan(float(v))])
 
 
 def _log(run_id: str, metrics: list[Metric]) -> None:
