@@ -15,8 +15,8 @@ server, say).
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
