@@ -30,6 +30,7 @@ from torch import nn
 from beyond_gd.config import ModelConfig, required
 from beyond_gd.measures import epoch_last_steps_to_target, final_loss, steps_to_target, trailing_mean
 from beyond_gd.model import build_model
+from beyond_gd.optim.probes import effective_lr, quartiles
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
 from beyond_gd.training import EpochEnd, evaluate, train
@@ -59,10 +60,6 @@ class CellConfig:
     # Per-epoch loss and accuracy on the training images and the test set.
     evaluate: bool = required()
     eval_batch_size: int | None = required(gt=0, optional=True)
-    # Evaluate at every `eval_every`-th epoch end and at the end of the budget (a long run of a small
-    # subset need not be evaluated every epoch); the test set too, unless `eval_test` is false.
-    eval_every: int = 1
-    eval_test: bool = True
     target_loss: float = required(gt=0)
     smoothing_window: int = required(gt=0)
     # Which cost gives the cell's headline `steps_to_target` (both are recorded).
@@ -70,6 +67,15 @@ class CellConfig:
     # Stop this many steps after both costs have reached the target (at the
     # end of that epoch), so both are measured; null: run the whole budget.
     stop_margin: int | None = required(ge=0, optional=True)
+    # Evaluate at every `eval_every`-th epoch end and at the end of the budget (a long run of a small
+    # subset need not be evaluated every epoch); the test set too, unless `eval_test` is false.
+    eval_every: int = 1
+    eval_test: bool = True
+    # Probes of the optimizer's step: at step 1 and every `probe_every` steps, the quartiles of the
+    # per-parameter effective learning rate (adaptive methods; beyond_gd.optim.probes); the size (L2 norm)
+    # of each of the first `probe_updates` updates. null and 0: none.
+    probe_every: int | None = None
+    probe_updates: int = 0
     # Where the cell sits in its study (setup, optimizer, lr, seed): carried
     # into its artifact and MLflow tags, never read by the training.
     labels: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +117,7 @@ class CellResult:
     steps_to_target_epoch_last: int | None
     seconds_to_target: float | None  # by the cell's `cost`, training time only
     final_loss: float  # mean cost over the last `smoothing_window` steps; inf if diverged
+    probes: list[dict[str, float]] = field(default_factory=list)  # PROBE_COLUMNS, one row per probed step
 
 
 # --------------------------------------------------------------------------
@@ -135,6 +142,7 @@ def run_cell(
     if cell.init == "he_normal":
         he_normal_(model)
     optimizer = cell.optimizer.build(model.parameters(), key=f"cell {cell.id}: optimizer")
+    probes = attach_probes(optimizer, cell.probe_every, cell.probe_updates)
     steps_per_epoch = math.ceil(len(x) / cell.batch_size)
     rows: list[EpochRow] = []
 
@@ -174,8 +182,43 @@ def run_cell(
         steps_per_epoch=steps_per_epoch, steps_to_target=reached,
         steps_to_target_smoothed=by_smoothed, steps_to_target_epoch_last=by_epoch_last,
         seconds_to_target=seconds_at(reached, rows),
-        final_loss=math.inf if res.diverged else final_loss(losses, cell.smoothing_window),
+        final_loss=math.inf if res.diverged else final_loss(losses, cell.smoothing_window), probes=probes,
     )
+
+
+PROBE_COLUMNS = ["step", "update_norm", "lr_q25", "lr_median", "lr_q75"]
+
+
+def attach_probes(optimizer: torch.optim.Optimizer, every: int | None, updates: int) -> list[dict[str, float]]:
+    """Hooks on the optimizer's step (torch's `register_step_pre_hook` / `_post_hook`) that append to the
+    returned list, after step i: the L2 norm of the update if i <= `updates`; the effective-lr quartiles if
+    `every` is set and i is 1 or a multiple of it. Nothing is hooked when neither is asked for."""
+    rows: list[dict[str, float]] = []
+    if not every and updates <= 0:
+        return rows
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    done, before = [0], [torch.empty(0)]
+
+    def flat() -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in params])
+
+    def pre(*_: Any) -> None:
+        if done[0] < updates:
+            before[0] = flat()
+
+    def post(*_: Any) -> None:
+        done[0] += 1
+        i, row = done[0], {}
+        if i <= updates:
+            row["update_norm"] = (flat() - before[0]).norm().item()
+        if every and (i == 1 or i % every == 0) and (lr := effective_lr(optimizer)) is not None:
+            row |= quartiles(lr)
+        if row:
+            rows.append({"step": i, **row})
+
+    optimizer.register_step_pre_hook(pre)
+    optimizer.register_step_post_hook(post)
+    return rows
 
 
 def seconds_at(step: int | None, rows: list[EpochRow]) -> float | None:
@@ -229,6 +272,7 @@ class CellOutput:
     steps: pd.DataFrame  # step, loss
     epochs: pd.DataFrame  # the EpochRow fields
     reused: bool = False  # kept from an earlier run of the same cell, not run now
+    probes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBE_COLUMNS))  # PROBE_COLUMNS
 
 
 def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
@@ -249,7 +293,7 @@ def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
     }
     steps = pd.DataFrame({"step": np.arange(1, res.steps + 1), "loss": res.step_loss})
     epochs = pd.DataFrame([dataclasses.asdict(r) for r in res.epochs], columns=EPOCH_COLUMNS)
-    return CellOutput(cell, result, steps, epochs)
+    return CellOutput(cell, result, steps, epochs, probes=pd.DataFrame(res.probes, columns=PROBE_COLUMNS))
 
 
 def _number(value: float) -> float | None:

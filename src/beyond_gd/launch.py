@@ -9,8 +9,9 @@ Hydra's launchers act only in a `--multirun` of a `@hydra.main` app, and
    `cell` per cell, `conf/cell/<id>.yaml`, holding that cell's whole `CellConfig`;
 2. runs this module as a multirun over `cell=<id>,<id>,...`; the launcher
    named by `launcher.engine` runs the jobs, each in `<sweep>/<id>/`;
-3. reads each job's artifact back: `result.json`, `steps.csv`, `epochs.csv`
-   (beside Hydra's own record of the job's config, `.hydra/config.yaml`).
+3. reads each job's artifact back: `result.json`, `steps.csv`, `epochs.csv`,
+   `probes.csv` for a cell that probes its optimizer (beside Hydra's own
+   record of the job's config, `.hydra/config.yaml`).
 
 The launcher runs in its own process session: when the stage is interrupted
 (SIGTERM, Ctrl-C), every job gets SIGTERM and its cell's MLflow run ends KILLED.
@@ -77,7 +78,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from beyond_gd import tracking
-from beyond_gd.cells import CellConfig, CellOutput, cell_output, run_cell
+from beyond_gd.cells import PROBE_COLUMNS, CellConfig, CellOutput, cell_output, run_cell
 from beyond_gd.config import as_dict, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import BeyondGDError
@@ -216,9 +217,11 @@ def read_cell(folder: Path, cell: CellConfig, reused: bool = False) -> CellOutpu
         steps = pd.read_csv(folder / "steps.csv")
         # An empty list of dead units is an empty string, not a missing value.
         epochs = pd.read_csv(folder / "epochs.csv", dtype={"dead_units": str}).fillna({"dead_units": ""})
+        probed = cell.probe_every or cell.probe_updates
+        probes = pd.read_csv(folder / "probes.csv") if probed else pd.DataFrame(columns=PROBE_COLUMNS)
     except FileNotFoundError as exc:
         raise LaunchError(f"cell {cell.id}: no artifact ({exc.filename}); see its log in {folder}") from None
-    return CellOutput(cell, result, steps, epochs, reused)
+    return CellOutput(cell, result, steps, epochs, reused, probes)
 
 
 # --------------------------------------------------------------------------
@@ -256,6 +259,8 @@ def record_cell(cell: CellConfig, context: RunContext, threads: int, out: Path) 
         out.mkdir(parents=True, exist_ok=True)
         output.steps.to_csv(out / "steps.csv", index=False)
         output.epochs.to_csv(out / "epochs.csv", index=False)
+        if cell.probe_every or cell.probe_updates:
+            output.probes.to_csv(out / "probes.csv", index=False)
         (out / "result.json").write_text(json.dumps(output.result, indent=2) + "\n")
 
         run_id = run.info.run_id

@@ -9,14 +9,16 @@ lightning-hydra-template write them:
     momentum: 0.9
 
 `OptimizerSpec.from_params` validates one such section (the target must be a
-torch.optim optimizer, every other key one of its arguments), so a typo is an
-error naming the key rather than a silent default; `build` calls
+torch.optim optimizer, or one of the project's own in `OWN`; every other key
+one of its arguments), so a typo is an error naming the key rather than a
+silent default; `build` calls
 `hydra.utils.instantiate` on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,14 +31,19 @@ from hydra.utils import instantiate
 from beyond_gd.errors import ConfigError
 
 PREFIX = "torch.optim."
+# The project's own optimizers a config may name beside torch.optim's: ablations torch has no switch for.
+OWN = {"beyond_gd.optim.adam.Adam": "beyond_gd.optim.adam"}
 # Hydra's own keys in an instantiate config.
 _HYDRA_KEYS = ("_target_", "_partial_")
 
 
 def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
-    """Every optimizer class torch.optim exports, by its `_target_` path."""
-    return {f"{PREFIX}{name}": cls for name, cls in vars(torch.optim).items()
-            if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
+    """Every optimizer class torch.optim exports, by its `_target_` path, and the project's own (`OWN`)."""
+    found = {f"{PREFIX}{name}": cls for name, cls in vars(torch.optim).items()
+             if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
+    for target, module in OWN.items():
+        found[target] = getattr(importlib.import_module(module), target.rsplit(".", 1)[1])
+    return found
 
 
 @dataclass
@@ -53,7 +60,7 @@ class OptimizerSpec:
 
     @property
     def class_name(self) -> str:
-        return self.target.removeprefix(PREFIX)
+        return self.target.removeprefix(PREFIX) if self.target.startswith(PREFIX) else self.target
 
     def with_lr(self, lr: float) -> OptimizerSpec:
         return dataclasses.replace(self, lr=lr)

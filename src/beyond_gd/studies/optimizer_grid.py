@@ -34,7 +34,7 @@ import pandas as pd
 
 from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, CellOutput, cells_table, epochs_table, steps_table
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
-from beyond_gd.errors import ConfigError
+from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.measures import bootstrap_ranking, trailing_mean, tuned_scores
 from beyond_gd.optim.registry import OptimizerSpec, check_named
@@ -112,6 +112,17 @@ class Config:
     def check(self) -> None:
         check_named(self.optimizer_grid.lrs, self.optimizers, "optimizer_grid.lrs")
         check_named(self.optimizer_grid.excluded, self.optimizers, "optimizer_grid.excluded")
+
+
+def best_lrs(summary: pd.DataFrame, names: list[str], key: str) -> dict[str, float]:
+    """The best learning rates this grid found (its summary.csv), for the optimizers a later stage names at
+    `key`; a name with none is one line naming it."""
+    best = summary.set_index("optimizer")["best_lr"]
+    missing = [n for n in names if n not in best or pd.isna(best[n])]
+    if missing:
+        raise DataError(f"optimizer_grid/summary.csv: no best lr for {', '.join(missing)} (every lr diverged, or "
+                        f"not in the grid); {key} names optimizers of the grid")
+    return {n: float(best[n]) for n in names}
 
 
 def budget(epochs: int, max_steps: int | None, batch_size: int) -> int:
