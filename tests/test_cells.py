@@ -29,7 +29,7 @@ from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.stage import RunContext, execute
 from beyond_gd.stages.optimizer_grid import STAGE as GRID
 from beyond_gd.study import Inputs
-from beyond_gd.studies import lbfgs, momentum_speedup, optimizer_grid
+from beyond_gd.studies import lbfgs, lr_adaptation, momentum_speedup, optimizer_grid
 from conftest import composed, config, write_params
 
 SGD_MOMENTUM = OptimizerSpec("torch.optim.SGD", 0.1, {"momentum": 0.9})
@@ -476,3 +476,36 @@ def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp
     pd.DataFrame({"optimizer": ["sgd"], "best_lr": [0.1]}).to_csv(grid / "summary.csv", index=False)
     with pytest.raises(DataError, match=r"^optimizer_grid/summary\.csv: no best lr for sgd_momentum, adam"):
         lbfgs.run(cfg, inputs)
+
+
+@pytest.mark.slow
+def test_lr_adaptation_probes_the_effective_lr_and_the_first_updates(tmp_path: Path, mnist_root: Path) -> None:
+    grid = tmp_path / "optimizer_grid"
+    grid.mkdir()
+    pd.DataFrame({"optimizer": ["adagrad", "rmsprop", "adam"], "best_lr": [0.0316, 0.001, 0.00316]}).to_csv(
+        grid / "summary.csv", index=False)
+    cfg = config(lr_adaptation.Config, "profile=smoke")
+    c = cfg.lr_adaptation
+    inputs = launched_inputs(cfg, tmp_path, mnist_root)
+    inputs.folders = {**inputs.folders, "optimizer_grid": grid}
+    result = lr_adaptation.run(cfg, inputs)
+    probes, summary = result.tables["probes.csv"], result.tables["summary.csv"].set_index("optimizer")
+    assert list(summary.index) == ["adagrad", "rmsprop", "adam", "adam_uncorrected"]
+    assert summary.loc["adam_uncorrected", "lr"] == summary.loc["adam", "lr"] == 0.00316
+    assert summary.loc["adam_uncorrected", "steps"] == c.early_steps and summary.loc["adam", "steps"] == 938
+    for name, rows in probes.groupby("optimizer"):
+        sizes = rows.dropna(subset=["update_norm"])
+        assert list(sizes["step"]) == list(range(1, c.probe_updates + 1)) and (sizes["update_norm"] > 0).all()
+        lr = rows.dropna(subset=["lr_median"])
+        assert lr["step"].iloc[0] == 1 and (lr["step"].iloc[1:] % c.probe_every == 0).all()
+        assert ((lr["lr_q25"] <= lr["lr_median"]) & (lr["lr_median"] <= lr["lr_q75"])).all(), name
+    ada = probes[(probes.optimizer == "adagrad")].dropna(subset=["lr_median"])["lr_median"]
+    assert ada.is_monotonic_decreasing  # a running sum of squares only grows
+    # Without the correction Adam's first updates are larger: 3.2 lr per coordinate at step 1, not lr.
+    first = probes[probes.step == 1].set_index("optimizer")["update_norm"]
+    assert 2.5 < first["adam_uncorrected"] / first["adam"] < 3.3
+    assert set(result.metrics) == {"adagrad_last_epoch_loss", "rmsprop_last_epoch_loss", "adam_last_epoch_loss",
+                                   "adagrad_lr_decay", "rmsprop_lr_decay", "adam_lr_decay",
+                                   "uncorrected_over_corrected_update"}
+    assert summary.loc["adam", "test_accuracy_mean"] > 0.8 and np.isnan(summary.loc["adam_uncorrected",
+                                                                                    "test_accuracy_mean"])

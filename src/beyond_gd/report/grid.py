@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-OG, LB = "optimizer_grid", "lbfgs"
+OG, LB, LA = "optimizer_grid", "lbfgs", "lr_adaptation"
 # Every optimizer of the chapter by its `optimizers` entry: one colour each, the same in every figure of the
 # comparison, as an index into the colour-blind palette's ten colours (L-BFGS, the subject of its own
 # figure, in black). Hues that read alike (orange and vermilion, purple and pink) go to one mini-batch SGD
 # method and one adaptive one, which `dashes` draws differently.
 COLOR_INDEX = {"sgd": 0, "sgd_momentum": 1, "sgd_nesterov": 2, "adam": 3, "rmsprop": 4, "rmsprop_momentum": 5,
-               "adagrad": 7, "asgd": 8, "adadelta": 9}
+               "adagrad": 7, "asgd": 8, "adadelta": 9, "adam_uncorrected": 6}
 # The adaptive-learning-rate methods (dashed lines); the mini-batch SGD family is drawn solid.
-ADAPTIVE = ("adagrad", "rmsprop", "rmsprop_momentum", "adam", "adadelta")
+ADAPTIVE = ("adagrad", "rmsprop", "rmsprop_momentum", "adam", "adadelta", "adam_uncorrected")
 # The grid's `rank_by` measures where higher is better (the others are losses or step counts).
 HIGHER_IS_BETTER = ("test_accuracy",)
 # How the grid's `rank_by` measures read on an axis.

@@ -124,6 +124,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         summary={"optimizers": c.optimizers, "corrected": c.corrected, "uncorrected": c.uncorrected,
                  "epochs": c.epochs, "steps_per_epoch": steps_per_epoch, "early_steps": c.early_steps,
                  "probe_every": c.probe_every, "probe_updates": c.probe_updates, "seeds": len(c.seeds),
+                 # The first probe after the first updates: where each lr's decay is measured from.
+                 "lr_after_step": (c.probe_updates // c.probe_every + 1) * c.probe_every,
                  "lr_source": "optimizer_grid best_lr", "lrs": lrs,
                  "diverged": [o.cell.id for o in outputs if o.result["diverged"]]},
         tables={"probes.csv": probes, "epoch_loss.csv": epoch_loss, "summary.csv": summary,

@@ -12,7 +12,8 @@ mini-batch's cost, the first edition's plotted quantity), `runs.csv` (per
 cell: steps to the target by each cost, how it stopped), `summary.csv` (per
 setup and optimizer: steps to the target by the setup's cost over seeds (n
 reached, mean, std, min, max), the ratio baseline / optimizer paired by seed,
-the book's numbers, and the same by each cost: `smoothed_*`, `epoch_last_*`),
+the book's numbers, and the same by each cost: `smoothed_*`, `epoch_last_*`,
+and by the whole training split's loss at epoch ends, `train_loss_*`),
 `curves/<setup>-<optimizer>.csv` (step, cost: the setup's cost, mean over
 seeds, for `dvc plots`); `cells/`, each cell's own artifact.
 """
@@ -127,7 +128,7 @@ def build_cells(cfg: Config) -> list[CellConfig]:
                    model=ModelConfig(m.in_dim, m.hidden_dim, m.out_dim, setup.final_relu),
                    init=setup.init, train_images=setup.train_images, batch_size=setup.batch_size,
                    max_steps=setup.max_steps, divergence_loss=c.divergence_loss,
-                   evaluate=c.eval_batch_size is not None, eval_batch_size=c.eval_batch_size,
+                   evaluate=c.eval_batch_size is not None, eval_batch_size=c.eval_batch_size, eval_test=False,
                    target_loss=c.target_loss, smoothing_window=c.smoothing_window,
                    cost=setup.cost, stop_margin=c.stop_margin,
                    labels={"setup": setup_name, "optimizer": opt, "seed": seed})
@@ -186,13 +187,15 @@ def train_loss_crossing(o: CellOutput, target: float) -> int | None:
 
 def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, names: list[str]) -> pd.DataFrame:
     """Steps to the target over seeds, and baseline/optimizer ratios paired by seed: by the setup's
-    own cost (`steps_*`, `ratio_*`) and by each cost (`smoothed_*`, `epoch_last_*`), for the optimizers
+    own cost (`steps_*`, `ratio_*`), by each cost (`smoothed_*`, `epoch_last_*`) and by the whole training
+    split's loss at epoch ends (`train_loss_*`), for the optimizers
     `names` (the stage's entries and its equal-step control); with the control, also its steps over each
     optimizer's, paired by seed, by the setup's cost (`equal_step_ratio_*`)."""
     keys = ["setup", "optimizer"]
     index = pd.MultiIndex.from_product([list(c.setups), names], names=keys)
     table = pd.DataFrame({"cost": [c.setups[s].cost for s, _ in index], "seeds": len(c.seeds)}, index=index)
-    for prefix, column in (("", "steps_to_target"), *((f"{k}_", f"steps_to_target_{k}") for k in COSTS)):
+    for prefix, column in (("", "steps_to_target"),
+                           *((f"{k}_", f"steps_to_target_{k}") for k in (*COSTS, "train_loss"))):
         steps = runs.assign(value=pd.to_numeric(runs[column]))
         s = seed_stats(steps, keys, "value").reindex(index)
         table[f"{prefix}reached"] = s["n"].fillna(0).astype(int)

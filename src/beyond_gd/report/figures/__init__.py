@@ -102,6 +102,8 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     extra_lbfgs,
     extra_update_rules,
     extra_adam_bias,
+    extra_adam_bias_correction,
     extra_plateau,
+    extra_lr_adaptation,
     extra_baseline_training,
 )

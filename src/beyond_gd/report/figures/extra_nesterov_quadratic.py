@@ -7,12 +7,14 @@ import numpy as np
 import seaborn as sns
 
 from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, in_every
+from beyond_gd.report.claims import AGREES, DIFFERS, PARTLY, Measured, claim, in_every
 from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.grid import OG, interval, lower_is_better
 from beyond_gd.report.style import Style, size
 
 TOYS = "optimizer_toys"
 STEPS = Need(TOYS, "quadratic_steps.csv")
+GRID = Need(OG, "summary.csv")
 NAMES = {"gd": "gradient descent", "heavy_ball": "heavy ball (momentum)", "nesterov": "Nesterov"}
 
 
@@ -69,3 +71,22 @@ def nesterov_helps_full_batch(i: Inputs, tol: float) -> Measured:
     return Measured(f"Nesterov's steps / heavy ball's {ratio.min():.2f}-{ratio.max():.2f} over κ "
                     f"{ratio.index.min():g}-{ratio.index.max():g}; clearly fewer at {sum(faster)} of {len(faster)}",
                     in_every(faster))
+
+
+@claim("nesterov_unclear_with_minibatches", figure="Nesterov",
+       book="With mini-batches, the benefit of Nesterov momentum over classical momentum is unclear.",
+       needs=(GRID,),
+       tolerance="in the optimizer grid (each at its best lr, 95% bootstrap intervals over seeds): agrees: the two "
+                 "intervals overlap, or momentum's lies wholly better; partly: Nesterov's lies wholly better but its "
+                 "score is within {tol:.0%} of momentum's; differs: wholly better by more than {tol:.0%}")
+def nesterov_unclear_with_minibatches(i: Inputs, tol: float) -> Measured:
+    g = i.csv(OG, "summary.csv").set_index("optimizer")
+    n, h = g.loc["sgd_nesterov"], g.loc["sgd_momentum"]
+    lower = lower_is_better(n["ranked_by"].split(" of ")[0])
+    # Clearly better: its whole interval on the better side of momentum's; the gain relative to momentum.
+    clearly = n["score_high"] < h["score_low"] if lower else n["score_low"] > h["score_high"]
+    gain = (h["score_mean"] - n["score_mean"]) / abs(h["score_mean"]) * (1 if lower else -1)
+    text = (f"{n['ranked_by']}: Nesterov {n['score_mean']:.4f} {interval(n['score_low'], n['score_high'], '.4f')} at "
+            f"lr {n['best_lr']:g}, momentum {h['score_mean']:.4f} {interval(h['score_low'], h['score_high'], '.4f')} "
+            f"at lr {h['best_lr']:g} ({gain:+.1%} for Nesterov)")
+    return Measured(text, DIFFERS if clearly and gain > tol else PARTLY if clearly else AGREES)

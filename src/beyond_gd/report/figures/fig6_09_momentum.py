@@ -67,8 +67,8 @@ def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     fig.tight_layout()
     measured = "; ".join(
         f"{SETUP_TITLES.get(setup, setup)}: "
-        + ", ".join(f"{r.optimizer} {mean_std(r.steps_mean, r.steps_std)} steps"
-                    + (f" ({int(r.reached)} of {int(r.seeds)} seeds reached it)" if r.reached < r.seeds else "")
+        + ", ".join(f"{r.optimizer} {int(r.reached)} of {int(r.seeds)} seeds reached {m['target_loss']:g}, in "
+                    f"{mean_std(r.steps_mean, r.steps_std)} steps"
                     for r in summary[summary["setup"] == setup].itertuples())
         + ", ratio " + ", ".join(f"{m['baseline']}/{r.optimizer} "
                                  f"{mean_std(r.ratio_mean, r.ratio_std, '.2f')}"
@@ -77,8 +77,20 @@ def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         for setup in setups) + (f" (target cost {m['target_loss']:g}, timed as the table says; "
                                 "the book: 18,000 and 2,000, ratio 9). The first epoch whose last mini-batch "
                                 "alone fell below the target comes much earlier and scatters widely (table): "
-                                "one mini-batch's cost is too noisy to time the crossing.")
+                                "one mini-batch's cost is too noisy to time the crossing." + _stalled(m))
     return Drawn(fig, measured, _momentum_table(summary, m["baseline"]))
+
+
+def _stalled(m: dict) -> str:
+    """The runs that never reached the target, each with the output units dead at its end (ReLU on the logits)."""
+    if not m.get("stalled"):
+        return ""
+    runs = [f"{SETUP_TITLES.get(r['setup'], r['setup'])} {r['optimizer']} seed {r['seed']} ("
+            + (f"dead output units: class {r['dead_units'].replace(' ', ', ')}" if r["dead_units"] else
+               "no dead output unit") + ")" for r in m["stalled"]]
+    return (" Stalled, never reaching the target within the step cap: " + "; ".join(runs) + ". A dead output "
+            "unit is zero on every training image: with the ReLU on the logits it gets no gradient, and its class "
+            "can never be predicted again.")
 
 
 def _momentum_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -96,6 +108,7 @@ def _momentum_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
         f"ratio {baseline}/optimizer": [mean_std(a, b, ".2f") for a, b in
                                         zip(summary["ratio_mean"], summary["ratio_std"], strict=True)],
         "first epoch-end mini-batch below 0.1 (step)": steps("epoch_last_"),
+        "first epoch end with the training-set loss below 0.1 (step)": steps("train_loss_"),
         "book steps": [f"{v:,.0f}" if pd.notna(v) else "–" for v in summary["book_steps"]],
         "book ratio": [f"{v:g}" if pd.notna(v) else "–" for v in summary["book_ratio"]],
     })
