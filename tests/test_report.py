@@ -35,6 +35,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from beyond_gd import cells as C
 from beyond_gd import measures
 from beyond_gd.cells import EPOCH_COLUMNS
 from beyond_gd.config import load
@@ -48,6 +49,7 @@ from beyond_gd.report.figures import FIGURES
 from beyond_gd.stage import execute, write
 from beyond_gd.stages.report import STAGE
 from beyond_gd.studies import lbfgs as lbfgs_study
+from beyond_gd.studies import lr_adaptation as lr_adaptation_study
 from beyond_gd.studies import momentum_speedup, optimizer_grid, optimizer_toys, random_walk, surfaces, update_rules
 from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
@@ -55,7 +57,7 @@ from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
-             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs")
+             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -165,6 +167,7 @@ def write_hessian(folder: Path) -> None:
     pd.DataFrame(path).to_csv(folder / "path.csv", index=False)
     solution = {k: v for k, v in path[0].items() if k not in ("alpha", "lanczos_steps")}
     metrics = {"parameters": 269_322, "subset_size": 5000,
+               "timing": {"gradient_seconds": 0.13, "hvp_seconds": 0.26, "hvp_over_gradient": 2.0, "repeats": 5},
                "solution": {**solution, **{f"lambda_{r['rank']}": r["value"] for r in eig
                                            if r["alpha"] == 0.0 and r["which"] == "top"}},
                "path": {f"alpha_{r['alpha']:g}".replace(".", "_"): {k: r[k] for k in
@@ -188,7 +191,8 @@ def write_momentum_speedup(folder: Path) -> None:
             for seed in c.seeds:
                 n = reach[opt] + 100 * seed
                 runs.append({"setup": setup, "optimizer": opt, "seed": seed, "steps_to_target": n,
-                             "steps_to_target_smoothed": n, "steps_to_target_epoch_last": n + 50})
+                             "steps_to_target_smoothed": n, "steps_to_target_epoch_last": n + 50,
+                             "steps_to_target_train_loss": -(-n // 550) * 550})
                 step = np.arange(10, n + 500, 10)
                 loss = 2.3 * np.exp(-step / (n / np.log(23))) + 0.01 * seed
                 steps.append(pd.DataFrame({"setup": setup, "optimizer": opt, "seed": seed, "step": step,
@@ -204,7 +208,8 @@ def write_momentum_speedup(folder: Path) -> None:
     (folder / "summary.json").write_text(json.dumps({
         "cells": len(runs), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
         "baseline": c.baseline, "equal_step_of": c.equal_step_of, "equal_step": momentum_speedup.EQUAL_STEP,
-        "equal_step_lr": momentum_speedup.specs(cfg)[momentum_speedup.EQUAL_STEP].lr}))
+        "equal_step_lr": momentum_speedup.specs(cfg)[momentum_speedup.EQUAL_STEP].lr,
+        "stalled": [{"setup": "book_first_edition", "optimizer": "sgd", "seed": 9, "dead_units": "1 5"}]}))
     record(folder, "momentum_speedup", cells=len(runs))
 
 
@@ -212,7 +217,7 @@ def write_momentum_speedup(folder: Path) -> None:
 # that lr's place in its search of five (0-4). Four adaptive methods within a few percent at the top (tied),
 # every popular method well clear of SGD, whose best lr lies inside its search.
 GRID_SCORES = {"adagrad": (0.092, 3), "rmsprop": (0.094, 0), "adadelta": (0.095, 2), "adam": (0.097, 3),
-               "sgd_nesterov": (0.113, 4), "sgd_momentum": (0.125, 3), "rmsprop_momentum": (0.130, 0),
+               "sgd_nesterov": (0.121, 4), "sgd_momentum": (0.125, 3), "rmsprop_momentum": (0.130, 0),
                "sgd": (0.180, 3), "asgd": (0.185, 3)}
 
 
@@ -293,26 +298,39 @@ def write_optimizer_grid(folder: Path, long_budget: bool = True) -> None:
 
 def write_lbfgs(folder: Path) -> None:
     """lbfgs's outputs at the default config (L-BFGS full-batch on 5,000 images, 5 steps; SGD, momentum and
-    Adam at batch 64 for 120 epochs; 3 seeds), summarised by the study's own `summarize`: L-BFGS ends lowest
-    per example-gradient, Adam close behind."""
+    Adam at batch 64 for 120 epochs, evaluated every eval_every-th epoch; SciPy's CG full batch for L-BFGS's
+    evaluations, one row an iteration, its test accuracy at the end; 3 seeds), summarised by the study's own
+    `summarize`: L-BFGS ends lowest per example-gradient, Adam close behind, CG far above."""
     folder.mkdir(parents=True)
     c = load(composed(), lbfgs_study.Config).lbfgs
-    lrs = {c.optimizer: 1.0, "sgd": 0.1, "sgd_momentum": 0.0316, "adam": 0.00316}
-    batch = {c.optimizer: c.train_images, **dict.fromkeys(c.compare, c.batch_size)}
-    per_epoch = {c.optimizer: (c.steps, 1), **dict.fromkeys(c.compare, (c.epochs, -(-c.train_images // c.batch_size)))}
-    rate = {c.optimizer: 1.5, "sgd": 0.02, "sgd_momentum": 0.03, "adam": 0.05}  # decades of loss per epoch
+    cg = lbfgs_study.CG
+    lrs = {c.optimizer: 1.0, "sgd": 0.1, "sgd_momentum": 0.0316, "adam": 0.00316, cg: float("nan")}
+    batch = {c.optimizer: c.train_images, **dict.fromkeys(c.compare, c.batch_size), cg: c.train_images}
+    per_epoch = {c.optimizer: (c.steps, 1), **dict.fromkeys(c.compare, (c.epochs, -(-c.train_images // c.batch_size))),
+                 cg: (60, 1)}
+    rate = {c.optimizer: 1.5, "sgd": 0.02, "sgd_momentum": 0.03, "adam": 0.05, cg: 0.0125}  # decades per epoch
     epochs, cells = [], []
-    for name in [c.optimizer, *c.compare]:
+    for name in [c.optimizer, *c.compare, cg]:
         n, steps = per_epoch[name]
         for seed in c.seeds:
-            # L-BFGS: up to max_iter evaluations a step, and a few more for the line search.
-            evaluations = (np.cumsum(np.full(n, 20 + seed)) if name == c.optimizer else steps * np.arange(1, n + 1))
-            loss = 2.0 * 10 ** (-rate[name] * np.arange(1, n + 1) * (1 + 0.02 * seed))
+            # L-BFGS: up to max_iter evaluations a step, and a few more for the line search; CG: its 101 over
+            # 60 iterations (L-BFGS's 5 x (20 + seed), give or take the last line search).
+            evaluations = (np.cumsum(np.full(n, 20 + seed)) if name == c.optimizer
+                           else np.linspace(3, 5 * (20 + seed) + 1, n).round().astype(int) if name == cg
+                           else steps * np.arange(1, n + 1))
+            epoch = np.arange(1, n + 1)
+            loss = 2.0 * 10 ** (-rate[name] * epoch * (1 + 0.02 * seed))
+            # What was evaluated: L-BFGS every step, the first-order methods every eval_every-th epoch and the
+            # last, CG its loss every iteration and the rest at the end.
+            seen = (epoch % c.eval_every == 0) | (epoch == n) if name in c.compare else np.ones(n, bool)
+            end = epoch == n if name == cg else seen
             epochs.append(pd.DataFrame({
-                "optimizer": name, "seed": seed, "epoch": np.arange(1, n + 1), "step": steps * np.arange(1, n + 1),
-                "seconds": evaluations * (0.1 if name == c.optimizer else 0.002), "epoch_last_loss": loss,
-                "evaluations": evaluations, "example_gradients": evaluations * batch[name], "train_loss": loss,
-                "train_accuracy": 1 - loss / 4, "test_loss": 0.3 + loss, "test_accuracy": 0.93 - loss / 4}))
+                "optimizer": name, "seed": seed, "epoch": epoch, "step": steps * epoch,
+                "seconds": evaluations * (0.1 if name in (c.optimizer, cg) else 0.002), "epoch_last_loss": loss,
+                "evaluations": evaluations, "example_gradients": evaluations * batch[name],
+                "train_loss": np.where(seen, loss, np.nan), "train_accuracy": np.where(end, 1 - loss / 4, np.nan),
+                "test_loss": np.where(end, 0.3 + loss, np.nan),
+                "test_accuracy": np.where(end, 0.93 - loss / 4, np.nan)}))
             cells.append({"optimizer": name, "seed": seed, "steps": steps * n, "diverged": False})
     table = pd.concat(epochs, ignore_index=True)
     for m in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
@@ -323,8 +341,50 @@ def write_lbfgs(folder: Path) -> None:
     (folder / "summary.json").write_text(json.dumps({
         "optimizer": c.optimizer, "compare": c.compare, "train_images": c.train_images, "seeds": len(c.seeds),
         "lbfgs": {"max_iter": 20, "history_size": 100, "line_search_fn": "strong_wolfe"},
-        "results": {r.optimizer: {"lr": r.lr, "train_loss_mean": r.train_loss_mean} for r in summary.itertuples()}}))
-    record(folder, "lbfgs", cells=len(cells))
+        "eval_every": c.eval_every, "cg": {"ran": True, "max_evaluations": {str(s): 5 * (20 + s) for s in c.seeds}},
+        "parameters": 269_322, "memory_bytes": {"bfgs": 269_322**2 * 4, "lbfgs": (2 * 100 * 269_322 + 100) * 4},
+        "results": {r.optimizer: {"lr": None if pd.isna(r.lr) else r.lr, "train_loss_mean": r.train_loss_mean}
+                    for r in summary.itertuples()}}))
+    record(folder, "lbfgs", cells=len(cells) - len(c.seeds))
+
+
+def write_lr_adaptation(folder: Path) -> None:
+    """lr_adaptation's outputs at the default config from synthetic cells, through the study's own tables:
+    AdaGrad's loss levels off as its effective lr falls like 1/sqrt(step), RMSProp's lr holds and its loss
+    goes on down; uncorrected Adam's first updates three times corrected Adam's."""
+    folder.mkdir(parents=True)
+    cfg = load(composed(), lr_adaptation_study.Config)
+    c, per_epoch = cfg.lr_adaptation, 938
+    lrs = {"adagrad": 0.0316, "rmsprop": 0.001, "adam": 0.00316, c.uncorrected: 0.00316}
+    outputs = []
+    for cell in lr_adaptation_study.build_cells(cfg, lrs, per_epoch):
+        name, n = cell.labels["optimizer"], cell.max_steps
+        step = np.arange(1, n + 1)
+        floor = {"adagrad": 0.03, "rmsprop": 0.02, "adam": 0.02}.get(name, 0.3)
+        loss = floor + 2.0 / np.sqrt(step) * (1 + 0.01 * cell.seed)
+        probed = np.unique(np.r_[1, np.arange(c.probe_every, n + 1, c.probe_every)])
+        median = 0.01 / np.sqrt(probed) if name == "adagrad" else np.full(len(probed), 0.01)
+        probes = pd.DataFrame({"step": probed, "lr_q25": median / 2, "lr_median": median, "lr_q75": median * 2})
+        sizes = pd.DataFrame({"step": np.arange(1, c.probe_updates + 1),
+                              "update_norm": 0.3 if name == c.uncorrected else 0.1})
+        probes = sizes.merge(probes, on="step", how="outer")[C.PROBE_COLUMNS]
+        evaluated = name != c.uncorrected
+        result = {"steps": n, "diverged": False, "train_loss": floor if evaluated else None,
+                  "test_accuracy": 0.97 if evaluated else None}
+        outputs.append(C.CellOutput(cell, result, pd.DataFrame({"step": step, "loss": loss}), pd.DataFrame(),
+                                    probes=probes))
+    probes = pd.concat([o.probes.assign(optimizer=o.cell.labels["optimizer"], seed=o.cell.seed) for o in outputs])
+    epoch_loss = lr_adaptation_study.epoch_losses(outputs, per_epoch)
+    lr_adaptation_study.summarize(outputs, probes, epoch_loss, c, lrs).to_csv(folder / "summary.csv", index=False)
+    probes[["optimizer", "seed", *C.PROBE_COLUMNS]].to_csv(folder / "probes.csv", index=False)
+    C.steps_table(outputs, ["optimizer", "seed"], c.curve_stride, c.smoothing_window).to_csv(
+        folder / "steps.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({
+        "optimizers": c.optimizers, "corrected": c.corrected, "uncorrected": c.uncorrected, "epochs": c.epochs,
+        "steps_per_epoch": per_epoch, "early_steps": c.early_steps, "probe_every": c.probe_every,
+        "probe_updates": c.probe_updates, "seeds": len(c.seeds), "lr_after_step": 150,
+        "lr_source": "optimizer_grid best_lr", "lrs": lrs, "diverged": []}))
+    record(folder, "lr_adaptation", cells=len(outputs))
 
 
 @pytest.fixture(scope="module")
@@ -349,6 +409,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_momentum_speedup(root / "data" / "momentum_speedup")
     write_optimizer_grid(root / "data" / "optimizer_grid")
     write_lbfgs(root / "data" / "lbfgs")
+    write_lr_adaptation(root / "data" / "lr_adaptation")
     yield root, params
 
 

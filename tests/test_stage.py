@@ -41,6 +41,7 @@ BAD_KEY = {
     "momentum_speedup": ("target_loss", -0.1, "momentum_speedup.target_loss: must be > 0"),
     "optimizer_grid": ("rank_by", "luck", "optimizer_grid.rank_by: 'luck' is not allowed"),
     "lbfgs": ("train_images", 0, "lbfgs.train_images: must be > 0"),
+    "lr_adaptation": ("corrected", "nadam", "lr_adaptation.corrected: 'nadam' is not in optimizers"),
     "report": ("claims", {}, "report.claims."),
 }
 
