@@ -466,12 +466,31 @@ def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp
     # Full batch: one step an epoch, several gradient evaluations each (max_iter, the line search).
     assert list(full["step"]) == [1, 2] and (full["evaluations"].diff().dropna() > 1).all()
     assert (full["example_gradients"] == full["evaluations"] * 1000).all()
+    assert full["train_loss"].notna().all()  # L-BFGS evaluated after every step
     sgd = epochs[epochs.optimizer == "sgd"]
     assert (sgd["evaluations"] == sgd["step"]).all() and (sgd["example_gradients"] == sgd["step"] * 64).all()
+    # The first-order methods evaluated every eval_every-th epoch and at the budget's end only.
+    c = cfg.lbfgs
+    assert c.eval_every > 1 and len(sgd) > 1
+    evaluated = sgd["train_loss"].notna()
+    assert list(evaluated) == [e % c.eval_every == 0 or e == sgd["epoch"].max() for e in sgd["epoch"]]
     assert summary.loc["sgd_momentum", "lr"] == 0.0316 and summary.loc["lbfgs", "batch_size"] == 1000
     assert summary.loc["lbfgs", "train_loss_mean"] < summary.loc["sgd", "train_loss_mean"]  # 1,000 images, full batch
     assert set(result.metrics) == {"lbfgs_train_loss", "sgd_train_loss_at_lbfgs_compute",
-                                   "sgd_momentum_train_loss_at_lbfgs_compute", "adam_train_loss_at_lbfgs_compute"}
+                                   "sgd_momentum_train_loss_at_lbfgs_compute", "adam_train_loss_at_lbfgs_compute",
+                                   "cg_train_loss_at_lbfgs_compute"}
+    # SciPy's CG from the same init, full batch, for L-BFGS's evaluations (its last line search may overshoot).
+    cg = epochs[epochs.optimizer == "cg"]
+    budget = full["evaluations"].iloc[-1]
+    assert list(cg["epoch"]) == list(range(1, len(cg) + 1)) and cg["evaluations"].is_monotonic_increasing
+    assert budget <= cg["evaluations"].iloc[-1] <= budget + 10
+    assert result.summary["cg"]["max_evaluations"] == {"0": budget}
+    assert (cg["example_gradients"] == cg["evaluations"] * 1000).all() and cg["seconds"].is_monotonic_increasing
+    assert cg["train_loss"].notna().all() and cg["train_loss"].iloc[-1] < cg["train_loss"].iloc[0]
+    assert cg["test_accuracy"].notna().tolist() == [False] * (len(cg) - 1) + [True]  # at the end only
+    assert summary.loc["cg", "batch_size"] == 1000 and pd.isna(summary.loc["cg", "lr"])
+    assert summary.loc["cg", "test_accuracy_mean"] > 0.5 and summary.loc["cg", "steps"] == len(cg)
+    assert result.summary["parameters"] == 269_322 and result.summary["memory_bytes"]["bfgs"] == 269_322**2 * 4
     # A grid without a best lr for a compared optimizer is a one-line error naming the file.
     pd.DataFrame({"optimizer": ["sgd"], "best_lr": [0.1]}).to_csv(grid / "summary.csv", index=False)
     with pytest.raises(DataError, match=r"^optimizer_grid/summary\.csv: no best lr for sgd_momentum, adam"):

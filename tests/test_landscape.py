@@ -308,7 +308,8 @@ TINY = {
     "identifiability": {"seed": 0, "trials": 2, "scale_min": 0.125, "scale_max": 8.0, "eval_batch_size": 16,
                         "example_in_dim": 2, "example_hidden": 3, "example_out_dim": 2, "example_probes": 4},
     "hessian": {"alphas": [0.5, 1.0], "split": "train", "subset_size": 40, "subset_seed": 0, "batch_size": 16,
-                "top_k": 3, "lanczos_steps": 8, "trace_samples": 4, "residual_tol": 1e-3, "seed": 0},
+                "top_k": 3, "lanczos_steps": 8, "trace_samples": 4, "residual_tol": 1e-3, "seed": 0,
+                "timing_repeats": 2},
 }
 N_TRAIN, N_TEST = 60, 30
 
@@ -411,6 +412,11 @@ def test_hessian_study_gives_every_output(base_params: dict[str, Any], fake_inpu
     summary = result.summary
     assert {"lambda_1", "lambda_3", "lambda_min", "trace", "max_residual"} <= set(summary["solution"])
     assert set(summary["path"]) == {"alpha_0", "alpha_0_5", "alpha_1"}
+    # What a product costs: machine facts, so only their sanity is pinned.
+    timing = summary["timing"]
+    assert timing["gradient_seconds"] > 0 and timing["hvp_seconds"] > 0 and timing["repeats"] == 2
+    assert np.isfinite(timing["hvp_over_gradient"]) and timing["hvp_over_gradient"] > 0
+    assert {"gradient_seconds", "hvp_seconds", "hvp_over_gradient"} <= set(result.metrics)
     out = written(result, "hessian", tmp_path / "out")
     pd.testing.assert_frame_equal(pd.read_csv(out / "eigenvalues.csv"), eig)
 

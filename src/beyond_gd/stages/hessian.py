@@ -5,7 +5,8 @@ eigenvalues per alpha, with residuals), `ritz.csv` (every Ritz value and its
 weight), `trace.csv` (Hutchinson draws), `path.csv` (per alpha: loss,
 gradient norm, extreme eigenvalues, trace, conditioning ratios),
 `summary.json` and `metrics.json` (the extreme eigenvalues and trace at the
-SGD solution).
+SGD solution, and the median seconds of one gradient and of one
+Hessian-vector product there, with their ratio).
 """
 
 from beyond_gd.stage import Stage, main

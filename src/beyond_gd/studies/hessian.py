@@ -11,11 +11,17 @@ component of T's eigenvector: a spectral density estimate, Ghorbani et al.
 2019), `trace.csv` (the Hutchinson draws per alpha and their running mean),
 `path.csv` (per alpha: subset loss, gradient norm, lambda_max, lambda_min,
 trace estimate and its standard error, three conditioning ratios).
+summary.json also holds what a product costs: the median wall seconds of one
+full gradient of the subset loss and of one Hessian-vector product at the SGD
+solution, and their ratio (Pearlmutter's trick promises about two gradients).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +58,8 @@ class HessianConfig:
     residual_tol: float = required(gt=0)
     # Lanczos start vector and Hutchinson probes.
     seed: int = required(ge=0)
+    # Timings of one gradient and one Hessian-vector product at the SGD solution: the median of this many.
+    timing_repeats: int = required(gt=0)
 
     def check(self) -> None:
         if self.lanczos_steps <= self.top_k:
@@ -82,6 +90,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     gen = torch.Generator().manual_seed(c.seed)
 
     eig_rows, ritz_rows, trace_rows, path_rows = [], [], [], []
+    costs: dict[str, float | int] = {}
     for alpha in tqdm(alphas, desc="hessian", unit="alpha", disable=not inputs.progress):
         state = {k: v[0] for k, v in mix(theta_opt, theta_init, torch.tensor([alpha])).items()}
         hvp = hs.loss_hvp(model, state, x, y, c.batch_size)
@@ -89,6 +98,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         pairs = hs.extreme_eigenpairs(hvp, lanczos, c.top_k)
         draws = hs.hutchinson(hvp, dim, c.trace_samples, gen, device)
         loss, grad_norm = hs.loss_and_grad_norm(model, state, x, y, c.batch_size)
+        if alpha == 0.0:  # both warm by now: Lanczos's products and the gradient just ran at this point
+            costs = time_gradient_and_hvp(model, state, x, y, c.batch_size, c.timing_repeats, c.seed)
 
         top = [pr for pr in pairs if pr.which == "top"]
         lam_max, lam_min, lam_k = top[0].value, pairs[-1].value, top[-1].value
@@ -115,14 +126,15 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     at0 = path_rows[alphas.index(0.0)]
     top0 = [r for r in eig_rows if r["alpha"] == 0.0 and r["which"] == "top"]
     summary = {
-        "parameters": dim, "subset_size": c.subset_size,
+        "parameters": dim, "subset_size": c.subset_size, "timing": costs,
         "solution": {**{k: at0[k] for k in AT_SOLUTION}, **{f"lambda_{r['rank']}": r["value"] for r in top0}},
         "path": {_key(r["alpha"]): {k: r[k] for k in ("lambda_max", "lambda_min", "trace", "converged")}
                  for r in path_rows},
     }
     tops = ", ".join(f"{r['value']:.4g}" for r in top0)
     return Result(
-        metrics={k: at0[k] for k in ("lambda_max", "lambda_min", "trace")},
+        metrics={**{k: at0[k] for k in ("lambda_max", "lambda_min", "trace")},
+                 **{k: costs[k] for k in ("gradient_seconds", "hvp_seconds", "hvp_over_gradient")}},
         summary=summary,
         tables={"eigenvalues.csv": pd.DataFrame(eig_rows), "ritz.csv": pd.DataFrame(ritz_rows),
                 "trace.csv": pd.DataFrame(trace_rows), "path.csv": path},
@@ -131,8 +143,43 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         lines=[f"at the SGD solution: top eigenvalues {tops}; most negative {at0['lambda_min']:.4g}; trace "
                f"{at0['trace']:.4g} +- {at0['trace_stderr']:.2g}; largest residual {at0['max_residual']:.2g}",
                f"{len(alphas)} alphas; lambda_max along the path: "
-               + ", ".join(f"{r['alpha']:g}: {r['lambda_max']:.4g}" for r in path_rows)],
+               + ", ".join(f"{r['alpha']:g}: {r['lambda_max']:.4g}" for r in path_rows),
+               f"at the SGD solution on {c.subset_size:,} examples (median of {c.timing_repeats}): one gradient "
+               f"{costs['gradient_seconds']:.3g} s, one Hessian-vector product {costs['hvp_seconds']:.3g} s "
+               f"({costs['hvp_over_gradient']:.2g} gradients)"],
     )
+
+
+def time_gradient_and_hvp(model: torch.nn.Module, state: hs.State, x: torch.Tensor, y: torch.Tensor,
+                          batch_size: int, repeats: int, seed: int) -> dict[str, float | int]:
+    """Median wall seconds of one full gradient of the mean loss over (x, y) at `state` and of one
+    Hessian-vector product there (the study's own `loss_hvp`, at a Gaussian v drawn from `seed` by its own
+    generator, so the spectrum's draws are the same with or without timing), over `repeats` runs each, in
+    batches of `batch_size` both; and their ratio. Machine facts: what second-order information costs
+    here, in gradients."""
+    hvp = hs.loss_hvp(model, state, x, y, batch_size)
+    v = torch.randn(hs.FlatLayout.of(state).dim, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64).to(x.device)
+    gradient = _median_seconds(lambda: hs.loss_and_grad_norm(model, state, x, y, batch_size), repeats, x.device)
+    product = _median_seconds(lambda: hvp(v), repeats, x.device)
+    return {"gradient_seconds": gradient, "hvp_seconds": product, "hvp_over_gradient": product / gradient,
+            "repeats": repeats}
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)  # a GPU's kernels are asynchronous: the clock stops when they are done
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _key(alpha: float) -> str:

@@ -17,6 +17,10 @@ ASGD = "asgd"
 MEASURES = (("train_loss", "average_train_loss", "training-set loss (nats, log scale)"),
             ("test_accuracy", "average_test_accuracy", "test accuracy"))
 WEIGHTS = {"iterate": "#0072b2", "average": "#d55e00"}
+# Where the book files it, and what it is.
+FIRST_ORDER = ("The book lists averaged SGD beside L-BFGS among the second-order methods, but ASGD (Polyak & "
+               "Juditsky 1992) is first-order: SGD whose reported weights are a running average of its iterates; "
+               "it uses no curvature.")
 
 
 @figure("extra-asgd-average", title="ASGD: the iterate against its average",
@@ -64,7 +68,7 @@ def asgd_average(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         plain_log(ax.yaxis)
     axes[0, 0].legend(fontsize="small")
     fig.tight_layout()
-    return Drawn(fig, _measured(mine, epochs, best, m))
+    return Drawn(fig, _measured(mine, epochs, best, m) + " " + FIRST_ORDER)
 
 
 def _measured(mine: pd.DataFrame, epochs: pd.DataFrame, best: float, m: dict) -> str:

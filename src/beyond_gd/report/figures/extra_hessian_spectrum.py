@@ -94,5 +94,14 @@ def hessian_spectrum(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                 f"{path['lambda_max'].iloc[0]:.3g} at α = {path['alpha'].iloc[0]:g}, at most {peak['lambda_max']:.3g}"
                 f" (α = {peak['alpha']:g}), {path['lambda_max'].iloc[-1]:.3g} at α = {path['alpha'].iloc[-1]:g}"
                 + (f"; some eigenpair not converged at α = {', '.join(f'{a:g}' for a in unconverged)}"
-                   if len(unconverged) else "") + ".")
+                   if len(unconverged) else "") + ". " + _cost(m))
     return Drawn(fig, measured)
+
+
+def _cost(m: dict) -> str:
+    """What one product costs against one gradient, as the stage timed them at the SGD solution."""
+    t = m["timing"]
+    return (f"Each product is one double backward: at the SGD solution one Hessian-vector product took "
+            f"{t['hvp_seconds']:.2g} s and one gradient of the same {m['subset_size']:,}-example loss "
+            f"{t['gradient_seconds']:.2g} s (median of {t['repeats']}), {t['hvp_over_gradient']:.2g} gradients a "
+            "product.")

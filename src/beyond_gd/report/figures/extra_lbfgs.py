@@ -1,10 +1,11 @@
-"""L-BFGS as torch documents it (full batch, strong-Wolfe line search) beside first-order methods, per
-example-gradient and per second."""
+"""L-BFGS as torch documents it (full batch, strong-Wolfe line search) beside first-order methods and SciPy's
+non-linear CG, per example-gradient and per second; what BFGS and L-BFGS would hold in memory."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 
 from beyond_gd.report.artifacts import Inputs, Need
 from beyond_gd.report.axes import decades, plain_log
@@ -13,6 +14,7 @@ from beyond_gd.report.grid import LB, band, colors, flag, linestyle, plural
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
+CG = "cg"  # SciPy's non-linear CG in the stage's tables
 # The panels: what is on x, what on y, their labels.
 PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations × batch, log scale)",
            "subset loss (nats, log scale)"),
@@ -23,27 +25,33 @@ PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations ×
 @figure("extra-lbfgs", title="L-BFGS full-batch against first-order methods, per gradient and per second",
         needs=(Need(LB, "epochs.csv"), Need(LB, "summary.csv"), Need(LB, "summary.json")),
         shows="L-BFGS with the whole training subset as its batch and a strong-Wolfe line search, beside SGD, SGD "
-              "with momentum and Adam in mini-batches at the learning rates the optimizer grid found best, every "
-              "method from the same initialisations on the same subset, for about equal compute. Each point is the "
-              "end of an epoch (for L-BFGS, of one full-batch step of up to max_iter inner iterations); the line is "
-              "the mean over seeds, the band the lowest to the highest seed. Left: the loss of the whole subset "
-              "against example-gradients (gradient evaluations × batch size, what the compute costs); middle: "
-              "against seconds; right: test accuracy against example-gradients.",
+              "with momentum and Adam in mini-batches at the learning rates the optimizer grid found best, and "
+              "SciPy's Polak-Ribière non-linear CG on the full batch for as many gradient evaluations as L-BFGS "
+              "made, every method from the same initialisations on the same subset, for about equal compute. "
+              "Each point is an evaluation: for L-BFGS the end of one full-batch step of up to max_iter inner "
+              "iterations, for CG one iteration (its test accuracy only at the end), for the mini-batch methods "
+              "every few epochs' end; the line is the mean over seeds, the band the lowest to the highest seed. "
+              "Left: the loss of the whole subset against example-gradients (gradient evaluations × batch size, "
+              "what the compute costs); middle: against seconds; right: test accuracy against example-gradients.",
         book="BFGS computes the inverse Hessian iteratively and uses it to optimize the parameters more "
              "efficiently; L-BFGS is its memory-efficient version. Second-order methods hold some promise but "
              "remain unpopular among practitioners; PyTorch supports L-BFGS for you to try on your own.")
 def lbfgs(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     epochs, summary, m = i.csv(LB, "epochs.csv"), i.csv(LB, "summary.csv"), i.json(LB)
     names = list(summary["optimizer"])
-    color = colors(names)
+    color = colors(names) | {CG: sns.color_palette(n_colors=10)[6]}  # a hue no grid optimizer has
     fig, axes = plt.subplots(1, len(PANELS), figsize=size(s, rows=1.25))
     rows = summary.set_index("optimizer")
     for ax, (x, y, xlabel, ylabel) in zip(axes, PANELS, strict=True):
         for name in names:
             full = name == m["optimizer"]
-            band(ax, epochs[epochs["optimizer"] == name], x, y, color[name], at="epoch", lw=2.2 if full else 1.3,
-                 marker="o" if full else None, ms=4, ls=linestyle(name),
-                 label=_label(rows.loc[name], m["train_images"]))
+            mine = epochs[(epochs["optimizer"] == name) & epochs[y].notna()]  # the epoch ends evaluated
+            label = _label(rows.loc[name], m["train_images"])
+            if mine.groupby("seed").size().max() == 1:  # one point a seed (CG's test accuracy): where they end
+                _end(ax, mine, x, y, color[name], label)
+            else:
+                band(ax, mine, x, y, color[name], at="epoch", lw=2.2 if full else 1.6 if name == CG else 1.3,
+                     marker="o" if full else None, ms=4, ls="-." if name == CG else linestyle(name), label=label)
         ax.set_xscale("log")
         if x == "example_gradients":  # three decades and more
             decades(ax.xaxis)
@@ -59,14 +67,24 @@ def lbfgs(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     axes[0].set_title("per gradient")
     axes[1].set_title("per second")
     axes[2].set_title("test accuracy")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=len(names), fontsize="small",
+    ncols = len(names) if len(names) <= 4 else -(-len(names) // 2)  # two rows beyond four
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=ncols, fontsize="small",
                frameon=False)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.tight_layout(rect=(0, 0.09 * -(-len(names) // ncols), 1, 1))
     return Drawn(fig, _measured(summary, m), _table(summary, m["optimizer"]))
 
 
+def _end(ax: plt.Axes, rows: pd.DataFrame, x: str, y: str, color: object, label: str) -> None:
+    """The mean over seeds of one point each, with the lowest-to-highest seed as error bars."""
+    mx, my = rows[x].mean(), rows[y].mean()
+    ax.errorbar([mx], [my], xerr=[[mx - rows[x].min()], [rows[x].max() - mx]],
+                yerr=[[my - rows[y].min()], [rows[y].max() - my]], color=color, marker="D", ms=5, capsize=2,
+                ls="none", label=label)
+
+
 def _label(r: pd.Series, images: int) -> str:
-    return f"{r.name} ({'full batch' if r['batch_size'] >= images else f'batch {r.batch_size}'}, lr {r['lr']:g})"
+    lr = "SciPy" if pd.isna(r["lr"]) else f"lr {r['lr']:g}"
+    return f"{r.name} ({'full batch' if r['batch_size'] >= images else f'batch {r.batch_size}'}, {lr})"
 
 
 def _times(ratio: float) -> str:
@@ -87,12 +105,33 @@ def _measured(summary: pd.DataFrame, m: dict) -> str:
                         f"{t.loc[name, 'train_loss_mean']:.3g} at the end of its own budget "
                         f"({t.loc[name, 'example_gradients']:,.0f} example-gradients, {t.loc[name, 'seconds']:.1f} s)"
                         + (", diverged" if flag(t.loc[name, "diverged"]) else "") for name in m["compare"]) + ".")
-    if "adam" in t.index:
+    if CG in t.index:
+        cg = t.loc[CG]
+        text += (f" SciPy's Polak-Ribière CG, full batch from the same initialisations, for as many gradient "
+                 f"evaluations as L-BFGS ({cg['evaluations']:.0f} on average, {cg['steps']:,} iterations): loss "
+                 f"{mean_std(cg['train_loss_mean'], cg['train_loss_std'], '.3g')} in {cg['seconds']:.1f} s, "
+                 f"{_times(cg['train_loss_mean'] / ref['train_loss_mean'])} L-BFGS's, test accuracy "
+                 f"{cg['test_accuracy_mean']:.2%}.")
         adam = t.loc["adam"]
         text += (f" At L-BFGS's compute Adam's loss is {_versus(adam['train_loss_at_lbfgs_compute'], ref)}; at "
                  f"L-BFGS's seconds, {_versus(adam['train_loss_at_lbfgs_seconds'], ref)}.")
     return text + " Test accuracy at the end: " + ", ".join(f"{n} {r.test_accuracy_mean:.2%}"
-                                                          for n, r in t.iterrows()) + "."
+                                                          for n, r in t.iterrows()) + ". " + _memory(m)
+
+
+def _memory(m: dict) -> str:
+    """What BFGS's dense inverse-Hessian approximation and L-BFGS's history hold for this network."""
+    n, mem, history = m["parameters"], m["memory_bytes"], m["lbfgs"]["history_size"]
+    return (f"Memory, in float32, for this network's {n:,} parameters ({_bytes(4 * n)}): BFGS's dense n × n "
+            f"inverse-Hessian approximation would hold {_bytes(mem['bfgs'])}; L-BFGS's history of {history} "
+            f"curvature pairs holds {_bytes(mem['lbfgs'])}, {mem['bfgs'] / mem['lbfgs']:,.0f} times less.")
+
+
+def _bytes(b: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= size:
+            return f"{b / size:.3g} {unit}"
+    return f"{b:.0f} B"
 
 
 def _versus(value: float, ref: pd.Series) -> str:
@@ -104,8 +143,8 @@ def _versus(value: float, ref: pd.Series) -> str:
 
 def _table(summary: pd.DataFrame, lbfgs: str) -> pd.DataFrame:
     return pd.DataFrame({
-        "optimizer": summary["optimizer"], "lr": [f"{v:g}" for v in summary["lr"]], "batch": summary["batch_size"],
-        "steps": summary["steps"],
+        "optimizer": summary["optimizer"], "lr": ["—" if pd.isna(v) else f"{v:g}" for v in summary["lr"]],
+        "batch": summary["batch_size"], "steps": summary["steps"],
         "subset loss": [mean_std(a, b, ".3g") for a, b in zip(summary["train_loss_mean"], summary["train_loss_std"],
                                                               strict=True)],
         "test accuracy": [f"{v:.4f}" for v in summary["test_accuracy_mean"]],
