@@ -106,6 +106,7 @@ def test_sgd_has_no_per_parameter_effective_lr() -> None:
 def test_quartiles_of_a_known_set() -> None:
     q = quartiles(torch.arange(1, 102, dtype=torch.float32))
     assert q == {"lr_q25": 26.0, "lr_median": 51.0, "lr_q75": 76.0}
+    assert quartiles(torch.tensor([1.0, 2.0, 3.0, torch.nan])) == {"lr_q25": 1.5, "lr_median": 2.0, "lr_q75": 2.5}
 
 
 def test_probes_record_update_sizes_then_quartiles_every_k_steps() -> None:
@@ -120,9 +121,9 @@ def test_probes_record_update_sizes_then_quartiles_every_k_steps() -> None:
     # AdaGrad's first step on a constant gradient is lr per non-zero coordinate: norm 0.5 sqrt(2).
     assert rows[0]["update_norm"] == pytest.approx(0.5 * math.sqrt(2), rel=1e-6)
     assert rows[1]["update_norm"] == pytest.approx(0.5 * math.sqrt(2) / math.sqrt(2), rel=1e-6)
-    # At step 6, AdaGrad's lr 0.5 on |g| = 3 and 4 gives 0.5 / (sqrt(6) * 3) and 0.5 / (sqrt(6) * 4), and
-    # lr / eps (eps 1e-10) on the two zero coordinates: the median is halfway between 0.5 / (sqrt(6) * 3)
-    # and lr / eps.
+    # At step 6, AdaGrad's lr 0.5 on |g| = 3 and 4 gives 0.5 / (sqrt(6) * 3) and 0.5 / (sqrt(6) * 4); the two
+    # coordinates that never had a gradient (r = 0, only lr / eps) are left out: the median is the two's mean.
     assert "update_norm" not in rows[2]
-    assert rows[3]["lr_median"] == pytest.approx((0.5 / (math.sqrt(6) * 3) + 1e10 * 0.5) / 2, rel=1e-6)
+    assert rows[3]["lr_median"] == pytest.approx((0.5 / (math.sqrt(6) * 3) + 0.5 / (math.sqrt(6) * 4)) / 2, rel=1e-6)
+    assert torch.isnan(effective_lr(opt)[2:]).all()
     assert attach_probes(torch.optim.SGD([p], lr=0.1), every=None, updates=0) == []
