@@ -18,7 +18,6 @@ silent default; `build` calls
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,10 +28,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from beyond_gd.errors import ConfigError
+from beyond_gd.optim import adam
 
 PREFIX = "torch.optim."
 # The project's own optimizers a config may name beside torch.optim's: ablations torch has no switch for.
-OWN = {"beyond_gd.optim.adam.Adam": "beyond_gd.optim.adam"}
+# Imported here, not by name at run time, so every stage that builds optimizers declares their code.
+OWN: dict[str, type[torch.optim.Optimizer]] = {"beyond_gd.optim.adam.Adam": adam.Adam}
 # Hydra's own keys in an instantiate config.
 _HYDRA_KEYS = ("_target_", "_partial_")
 
@@ -41,9 +42,7 @@ def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
     """Every optimizer class torch.optim exports, by its `_target_` path, and the project's own (`OWN`)."""
     found = {f"{PREFIX}{name}": cls for name, cls in vars(torch.optim).items()
              if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
-    for target, module in OWN.items():
-        found[target] = getattr(importlib.import_module(module), target.rsplit(".", 1)[1])
-    return found
+    return found | OWN
 
 
 @dataclass
