@@ -451,15 +451,20 @@ def test_rank_scores_an_averaging_optimizer_by_its_average() -> None:
     assert r.loc["asgd", "rank"] == 1 and not r.loc["sgd", "tied_with_best"]
 
 
-@pytest.mark.slow
-def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp_path: Path, mnist_root: Path) -> None:
+def after_grid(cfg: Any, tmp_path: Path, mnist_root: Path, lrs: dict[str, float]) -> tuple[Inputs, Path]:
+    """Inputs for a stage that reads the optimizer grid's best lrs: a grid summary.csv with `lrs`, and its folder."""
     grid = tmp_path / "optimizer_grid"
     grid.mkdir()
-    pd.DataFrame({"optimizer": ["sgd", "sgd_momentum", "adam"], "best_lr": [0.1, 0.0316, 0.001]}).to_csv(
-        grid / "summary.csv", index=False)
-    cfg = config(lbfgs.Config, "profile=smoke")
+    pd.DataFrame({"optimizer": list(lrs), "best_lr": list(lrs.values())}).to_csv(grid / "summary.csv", index=False)
     inputs = launched_inputs(cfg, tmp_path, mnist_root)
     inputs.folders = {**inputs.folders, "optimizer_grid": grid}
+    return inputs, grid
+
+
+@pytest.mark.slow
+def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp_path: Path, mnist_root: Path) -> None:
+    cfg = config(lbfgs.Config, "profile=smoke")
+    inputs, grid = after_grid(cfg, tmp_path, mnist_root, {"sgd": 0.1, "sgd_momentum": 0.0316, "adam": 0.001})
     result = lbfgs.run(cfg, inputs)
     epochs, summary = result.tables["epochs.csv"], result.tables["summary.csv"].set_index("optimizer")
     full = epochs[epochs.optimizer == "lbfgs"]
@@ -499,14 +504,9 @@ def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp
 
 @pytest.mark.slow
 def test_lr_adaptation_probes_the_effective_lr_and_the_first_updates(tmp_path: Path, mnist_root: Path) -> None:
-    grid = tmp_path / "optimizer_grid"
-    grid.mkdir()
-    pd.DataFrame({"optimizer": ["adagrad", "rmsprop", "adam"], "best_lr": [0.0316, 0.001, 0.00316]}).to_csv(
-        grid / "summary.csv", index=False)
     cfg = config(lr_adaptation.Config, "profile=smoke")
     c = cfg.lr_adaptation
-    inputs = launched_inputs(cfg, tmp_path, mnist_root)
-    inputs.folders = {**inputs.folders, "optimizer_grid": grid}
+    inputs, _ = after_grid(cfg, tmp_path, mnist_root, {"adagrad": 0.0316, "rmsprop": 0.001, "adam": 0.00316})
     result = lr_adaptation.run(cfg, inputs)
     probes, summary = result.tables["probes.csv"], result.tables["summary.csv"].set_index("optimizer")
     assert list(summary.index) == ["adagrad", "rmsprop", "adam", "adam_uncorrected"]

@@ -43,12 +43,12 @@ import torch
 from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, EpochRow, cells_table, epochs_table
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
 from beyond_gd.data.mnist import load_tensors
-from beyond_gd.errors import DataError
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.model import build_model
 from beyond_gd.optim import second_order
 from beyond_gd.optim.registry import OptimizerSpec, check_named
 from beyond_gd.runtime import seed_everything
+from beyond_gd.studies.optimizer_grid import best_lrs
 from beyond_gd.study import Inputs, Result
 from beyond_gd.training import evaluate
 
@@ -104,19 +104,9 @@ def build_cells(cfg: Config, lrs: dict[str, float]) -> list[CellConfig]:
             for name, spec, batch, steps in runs for seed in c.seeds]
 
 
-def grid_lrs(summary: pd.DataFrame, names: list[str]) -> dict[str, float]:
-    """The best learning rates the optimizer grid found (its summary.csv)."""
-    best = summary.set_index("optimizer")["best_lr"]
-    missing = [n for n in names if n not in best or pd.isna(best[n])]
-    if missing:
-        raise DataError(f"optimizer_grid/summary.csv: no best lr for {', '.join(missing)} (every lr diverged, or "
-                        "not in the grid); lbfgs.compare names optimizers of the grid")
-    return {n: float(best[n]) for n in names}
-
-
 def run(cfg: Config, inputs: Inputs) -> Result:
     c = cfg.lbfgs
-    lrs = grid_lrs(pd.read_csv(inputs.folder("optimizer_grid") / "summary.csv"), c.compare)
+    lrs = best_lrs(pd.read_csv(inputs.folder("optimizer_grid") / "summary.csv"), c.compare, "lbfgs.compare")
     cells = build_cells(cfg, lrs)
     outputs = inputs.run_cells(cells)
     epochs = epochs_table(outputs, LABELS)
