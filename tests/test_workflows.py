@@ -118,12 +118,15 @@ EDITS = [
     # (key edited in params.yaml, edit, the stages `dvc repro` must then run), applied in turn
     ("random_walk.momenta", _set("random_walk.momenta", lambda m: [*m[:-1], 0.95]), {"random_walk", "report"}),
     ("interpolate.alpha_step", _set("interpolate.alpha_step", 0.2), {"interpolate", "report"}),
-    # The grid's ranking is the lbfgs stage's input (its best lrs): it runs again, keeping its cells.
-    ("optimizer_grid.lrs.sgd", _set("optimizer_grid.lrs.sgd", [0.05]), {"optimizer_grid", "lbfgs", "report"}),
+    # The grid's ranking is the lbfgs and lr_adaptation stages' input (their best lrs): they run again,
+    # keeping their cells.
+    ("optimizer_grid.lrs.sgd", _set("optimizer_grid.lrs.sgd", [0.05]),
+     {"optimizer_grid", "lbfgs", "lr_adaptation", "report"}),
     ("report.style.dpi", _set("report.style.dpi", 80), {"report"}),
     # An optimizer no stage but the grid reads: the baseline (its `optimizers.${baseline.optimizer}`),
     # momentum_speedup and update_rules stay put.
-    ("optimizers.adadelta.rho", _set("optimizers.adadelta.rho", 0.95), {"optimizer_grid", "lbfgs", "report"}),
+    ("optimizers.adadelta.rho", _set("optimizers.adadelta.rho", 0.95),
+     {"optimizer_grid", "lbfgs", "lr_adaptation", "report"}),
     # The smoke profile stops training at max_steps (300) within the first epoch, so a second epoch
     # changes no weight: DVC re-runs the baseline, finds mnist.pt unchanged and skips the
     # landscape stages; only the report (it reads the baseline's curves) follows.
@@ -151,7 +154,8 @@ def test_one_more_learning_rate_runs_only_its_cells(smoke: Path) -> None:
         # The longer budget off, so that only the new lr's cells are new (its best lr could move).
         done = user("dvc exp run -S profile=smoke -S optimizer_grid.lrs.sgd=[0.1,0.2] "
                     "-S optimizer_grid.long_budget.enabled=false", smoke)
-        assert ran(done) >= {"optimizer_grid", "report"} and ran(done) <= {"optimizer_grid", "lbfgs", "report"}
+        assert ran(done) >= {"optimizer_grid", "report"} and ran(done) <= {"optimizer_grid", "lbfgs", "lr_adaptation",
+                                                                           "report"}
         record = json.loads((smoke / "data" / "optimizer_grid" / "run.json").read_text())
         grid = yaml.safe_load((smoke / "params.yaml").read_text())["optimizer_grid"]
         seeds, cells = len(grid["seeds"]), sum(len(v) for v in grid["lrs"].values()) * len(grid["seeds"])
