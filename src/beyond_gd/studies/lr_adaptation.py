@@ -117,9 +117,11 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     summary = summarize(outputs, probes, epoch_loss, c, lrs)
     rows = summary.set_index("optimizer")
     return Result(
-        metrics={f"{n}_last_epoch_loss": rows.loc[n, "last_epoch_loss_mean"] for n in c.optimizers}
-        | {f"{n}_lr_decay": rows.loc[n, "lr_decay_mean"] for n in c.optimizers}
-        | {"uncorrected_over_corrected_update": rows.loc[c.uncorrected, "update_norm_mean"]
+        # Three headline ratios (dvc metrics show has one column per metric of every stage).
+        metrics={f"{a}_over_{b}_last_epoch_loss": rows.loc[a, "last_epoch_loss_mean"] / rows.loc[b, "last_epoch_loss_mean"]
+                 for a, b in [c.optimizers[:2]]}
+        | {f"{c.optimizers[0]}_lr_decay": rows.loc[c.optimizers[0], "lr_decay_mean"],
+           "uncorrected_over_corrected_update": rows.loc[c.uncorrected, "update_norm_mean"]
            / rows.loc[c.corrected, "update_norm_mean"]},
         summary={"optimizers": c.optimizers, "corrected": c.corrected, "uncorrected": c.uncorrected,
                  "epochs": c.epochs, "steps_per_epoch": steps_per_epoch, "early_steps": c.early_steps,
