@@ -538,9 +538,9 @@ CASES: list[tuple[str, str, Edit]] = [
     ("adagrad_decays_too_early", DIFFERS, replace(lr_adaptation(adagrad=(0.0316, 0.20, 0.031, 0.9, 0.30, 0.45),
                                                                 rmsprop=(0.001, 0.21, 0.030, 0.5, 0.9, 0.44)))),
     ("bias_correction_fixes_first_steps", AGREES, same),
-    # The larger first updates help: at a small lr the uncorrected run goes down faster early.
+    # As measured: updates three times larger, early losses equal within the seed spread.
     ("bias_correction_fixes_first_steps", PARTLY,
-     replace(lr_adaptation(adam_uncorrected=(0.00316, 0.33, 0.33, 0.6, 0.31, 0.30)))),
+     replace(lr_adaptation(adam_uncorrected=(0.00316, 0.36, 0.36, 0.6, 0.31, 0.353)))),
     # With a small beta2 the corrections are near 1 after a few steps: the sizes barely differ.
     ("bias_correction_fixes_first_steps", DIFFERS,
      replace(lr_adaptation(adam_uncorrected=(0.00316, 0.36, 0.36, 0.6, 0.11, 0.36)))),

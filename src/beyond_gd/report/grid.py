@@ -17,7 +17,10 @@ OG, LB, LA = "optimizer_grid", "lbfgs", "lr_adaptation"
 # figure, in black). Hues that read alike (orange and vermilion, purple and pink) go to one mini-batch SGD
 # method and one adaptive one, which `dashes` draws differently.
 COLOR_INDEX = {"sgd": 0, "sgd_momentum": 1, "sgd_nesterov": 2, "adam": 3, "rmsprop": 4, "rmsprop_momentum": 5,
-               "adagrad": 7, "asgd": 8, "adadelta": 9, "adam_uncorrected": 6}
+               "adagrad": 7, "asgd": 8, "adadelta": 9}
+# Beyond the grid's nine, outside the palette: Adam's ablation a dark shade of Adam's vermilion, SciPy's CG
+# (beside L-BFGS) a dark teal. The palette's pink (6) reads as RMSProp's purple.
+OWN_COLORS = {"adam_uncorrected": (0.5, 0.15, 0.0), "cg": (0.0, 0.4, 0.4)}
 # The adaptive-learning-rate methods (dashed lines); the mini-batch SGD family is drawn solid.
 ADAPTIVE = ("adagrad", "rmsprop", "rmsprop_momentum", "adam", "adadelta", "adam_uncorrected")
 # The grid's `rank_by` measures where higher is better (the others are losses or step counts).
@@ -29,7 +32,7 @@ MEASURE_NAMES = {"train_loss": "training-set loss", "test_loss": "test loss", "t
 
 def colors(names: Iterable[str]) -> dict[str, tuple[float, float, float]]:
     palette = sns.color_palette(n_colors=10)
-    return {n: palette[COLOR_INDEX[n]] if n in COLOR_INDEX else (0.1, 0.1, 0.1) for n in names}
+    return {n: palette[COLOR_INDEX[n]] if n in COLOR_INDEX else OWN_COLORS.get(n, (0.1, 0.1, 0.1)) for n in names}
 
 
 def linestyle(name: str) -> str | tuple[float, tuple[float, float]]:

@@ -116,6 +116,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     epoch_loss = epoch_losses(outputs, steps_per_epoch)
     summary = summarize(outputs, probes, epoch_loss, c, lrs)
     rows = summary.set_index("optimizer")
+    after = (c.probe_updates // c.probe_every + 1) * c.probe_every
     return Result(
         # Three headline ratios (dvc metrics show has one column per metric of every stage).
         metrics={f"{a}_over_{b}_last_epoch_loss": rows.loc[a, "last_epoch_loss_mean"] / rows.loc[b, "last_epoch_loss_mean"]
@@ -127,15 +128,16 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                  "epochs": c.epochs, "steps_per_epoch": steps_per_epoch, "early_steps": c.early_steps,
                  "probe_every": c.probe_every, "probe_updates": c.probe_updates, "seeds": len(c.seeds),
                  # The first probe after the first updates: where each lr's decay is measured from.
-                 "lr_after_step": (c.probe_updates // c.probe_every + 1) * c.probe_every,
+                 "lr_after_step": after,
                  "lr_source": "optimizer_grid best_lr", "lrs": lrs,
                  "diverged": [o.cell.id for o in outputs if o.result["diverged"]]},
         tables={"probes.csv": probes, "epoch_loss.csv": epoch_loss, "summary.csv": summary,
                 "steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window)},
         made=("cells",),
         lines=[f"{r.optimizer:<17} lr {r.lr:g}: epoch 1 loss {r.first_epoch_loss_mean:.4f}, last "
-               f"{r.last_epoch_loss_mean:.4f}; median effective lr {r.lr_median_first:.3g} -> {r.lr_median_end:.3g}"
-               f" (x{r.lr_decay_mean:.3g}); first {c.probe_updates} updates {r.update_norm_mean:.3g}"
+               f"{r.last_epoch_loss_mean:.4f}; median effective lr {r.lr_median_first:.3g} at step 1, "
+               f"{r.lr_median_after_updates:.3g} at step {after}, {r.lr_median_end:.3g} at the end (x"
+               f"{r.lr_decay_mean:.3g} from step {after}); first {c.probe_updates} updates {r.update_norm_mean:.3g}"
                for r in summary.itertuples()],
     )
 

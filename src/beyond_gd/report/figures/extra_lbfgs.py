@@ -14,8 +14,6 @@ from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
 CG = "cg"  # SciPy's non-linear CG in the stage's tables
-# Outside the palette's ten colours, which the grid's optimizers and the Adam ablation hold, and not L-BFGS's black.
-CG_COLOR = (0.0, 0.4, 0.4)
 # The panels: what is on x, what on y, their labels.
 PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations × batch, log scale)",
            "subset loss (nats, log scale)"),
@@ -40,7 +38,7 @@ PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations ×
 def lbfgs(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     epochs, summary, m = i.csv(LB, "epochs.csv"), i.csv(LB, "summary.csv"), i.json(LB)
     names = list(summary["optimizer"])
-    color = colors(names) | {CG: CG_COLOR}
+    color = colors(names)
     fig, axes = plt.subplots(1, len(PANELS), figsize=size(s, rows=1.25))
     rows = summary.set_index("optimizer")
     for ax, (x, y, xlabel, ylabel) in zip(axes, PANELS, strict=True):
