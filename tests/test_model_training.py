@@ -394,3 +394,35 @@ def test_dead_output_units_are_the_units_zero_on_every_input() -> None:
     assert 2 in training.dead_output_units(net, x, batch_size=64)
     assert 4 not in training.dead_output_units(net, x, batch_size=64)
     assert net.training  # the mode is restored
+
+
+def test_output_units_share_positive_on_their_own_class() -> None:
+    """The share of each class's own images on which its output unit is positive, counted in evaluate's pass:
+    a unit forced positive everywhere scores 1, a dead one 0, one positive exactly on its class's first half
+    of the images 0.5; across batch boundaries, as one pass over the whole split."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 1, 28, 28)
+    y = torch.arange(200) % 10
+    net = Net(784, 32, 10, final_relu=True)
+    with torch.no_grad():
+        net.classifier[5].weight.zero_()
+        net.classifier[5].bias.fill_(-1.0)
+        net.classifier[5].bias[3] = 1.0  # always positive
+    units = training.OutputUnits()
+    training.evaluate(net, x, y, batch_size=64, units=units)
+    assert units.own_positive_share[3] == 1.0 and units.own_positive_share[0] == 0.0
+    assert units.dead == [c for c in range(10) if c != 3]
+    # Unit 5 positive on the first 100 images only (through an input pixel that only they light up).
+    x2 = x.clone()
+    x2[:, 0, 0, 0] = 0.0
+    x2[:100, 0, 0, 0] = 1e3
+    with torch.no_grad():
+        hidden = net.classifier[:5](x2.flatten(1))  # the last hidden layer's activations
+    k = int((hidden[:100].min(0).values - hidden[100:].max(0).values).argmax())  # a unit that separates them
+    with torch.no_grad():
+        gap_low, gap_high = hidden[100:, k].max().item(), hidden[:100, k].min().item()
+        net.classifier[5].weight[5, k] = 1.0
+        net.classifier[5].bias[5] = -(gap_low + gap_high) / 2
+    units = training.OutputUnits()
+    training.evaluate(net, x2, y, batch_size=64, units=units)
+    assert gap_high > gap_low and units.own_positive_share[5] == pytest.approx(0.5)

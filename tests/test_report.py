@@ -209,7 +209,10 @@ def write_momentum_speedup(folder: Path) -> None:
         "cells": len(runs), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
         "baseline": c.baseline, "equal_step_of": c.equal_step_of, "equal_step": momentum_speedup.EQUAL_STEP,
         "equal_step_lr": momentum_speedup.specs(cfg)[momentum_speedup.EQUAL_STEP].lr,
-        "stalled": [{"setup": "book_first_edition", "optimizer": "sgd", "seed": 9, "dead_units": "1 5"}]}))
+        "stalled": [{"setup": "book_first_edition", "optimizer": "sgd", "seed": 9, "dead_units": "1 5",
+                     "weakest_unit": 1, "weakest_share": 0.0},
+                    {"setup": "book_first_edition", "optimizer": "sgd_momentum", "seed": 9, "dead_units": "",
+                     "weakest_unit": 7, "weakest_share": 0.012}]}))
     record(folder, "momentum_speedup", cells=len(runs))
 
 
@@ -516,6 +519,15 @@ def test_pages_reference_only_files_that_exist(built: Path) -> None:
     for spec in FIGURES:  # every figure is on both pages
         assert f'id="{spec.name}"' in (built / "index.html").read_text()
         assert f"figures/{spec.name}." in (built / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_fig6_9_names_each_stalled_run_and_its_weakest_output_unit(built: Path) -> None:
+    readme = (built / "README.md").read_text()
+    assert "sgd 3 of 3 seeds reached 0.1" in readme
+    assert "first-edition setup sgd seed 9 (dead output units: class 1, 5)" in readme
+    assert ("first-edition setup sgd_momentum seed 9 (no dead output unit; class 7's unit positive on 1.2% of its "
+            "images)") in readme
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ from beyond_gd.model import build_model
 from beyond_gd.optim.probes import effective_lr, quartiles
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
-from beyond_gd.training import EpochEnd, evaluate, train
+from beyond_gd.training import EpochEnd, OutputUnits, evaluate, train
 
 # torch_default: nn.Linear's own init (Kaiming-uniform, a=sqrt(5)), the PyTorch
 # book's; he_normal: N(0, 2 / fan_in) weights and zero biases, the first
@@ -65,7 +65,8 @@ class CellConfig:
     # Which cost gives the cell's headline `steps_to_target` (both are recorded).
     cost: str = required(choices=COSTS)
     # Stop this many steps after both costs have reached the target (at the
-    # end of that epoch), so both are measured; null: run the whole budget.
+    # end of that epoch), so both are measured, and the whole training split's
+    # loss too where it is evaluated every epoch; null: run the whole budget.
     stop_margin: int | None = required(ge=0, optional=True)
     # Evaluate at every `eval_every`-th epoch end and at the end of the budget (a long run of a small
     # subset need not be evaluated every epoch); the test set too, unless `eval_test` is false.
@@ -101,6 +102,10 @@ class EpochRow:
     # Output units zero on every training image (space-separated class indices): only with a ReLU on the
     # logits (the first edition's network) and only where the cell evaluates; "" otherwise.
     dead_units: str = ""
+    # With that ReLU, the output unit positive on the smallest share of its own class's training images,
+    # and that share (0 for a dead unit); -1 and NaN where not measured.
+    weakest_unit: int = -1
+    weakest_share: float = math.nan
 
 
 @dataclass
@@ -149,9 +154,12 @@ def run_cell(
     def at_epoch_end(end: EpochEnd) -> bool:
         row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]), end.evaluations)
         if cell.evaluate and (end.epoch % cell.eval_every == 0 or end.step >= cell.max_steps):
-            dead: list[int] | None = [] if cell.model.final_relu else None  # counted in the same pass
-            row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size, dead_units=dead)
-            row.dead_units = " ".join(map(str, dead or []))
+            units = OutputUnits() if cell.model.final_relu else None  # counted in the same pass
+            row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size, units=units)
+            if units is not None:
+                row.dead_units = " ".join(map(str, units.dead))
+                shares = np.nan_to_num(units.own_positive_share, nan=np.inf)
+                row.weakest_unit, row.weakest_share = int(shares.argmin()), float(shares.min())
             if cell.eval_test:
                 row.test_loss, row.test_accuracy = evaluate(model, x_test, y_test, cell.eval_batch_size)
             if averaged := averaged_weights(optimizer):
@@ -163,8 +171,10 @@ def run_cell(
         rows.append(row)
         if cell.stop_margin is None:
             return False
-        reached = (steps_to_target(end.losses, cell.target_loss, cell.smoothing_window),
-                   epoch_last_steps_to_target(end.losses, steps_per_epoch, cell.target_loss))
+        reached = [steps_to_target(end.losses, cell.target_loss, cell.smoothing_window),
+                   epoch_last_steps_to_target(end.losses, steps_per_epoch, cell.target_loss)]
+        if cell.evaluate and cell.eval_every == 1:  # and the whole training split's loss at an epoch end
+            reached.append(next((r.step for r in rows if r.train_loss <= cell.target_loss), None))
         return None not in reached and end.step >= max(reached) + cell.stop_margin  # type: ignore[type-var]
 
     res = train(model, optimizer, x, y, batch_size=cell.batch_size, seed=cell.seed, max_steps=cell.max_steps,

@@ -47,27 +47,43 @@ class TrainResult:
     evaluations: int = 0  # gradient evaluations (calls of the loss-and-gradient closure)
 
 
+@dataclass
+class OutputUnits:
+    """What `evaluate` finds of each output unit in its pass: the units exactly zero on every input (`dead`),
+    and per unit the share of its own class's inputs on which it is positive (`own_positive_share`; NaN for a
+    class with no input)."""
+
+    dead: list[int] = field(default_factory=list)
+    own_positive_share: list[float] = field(default_factory=list)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             dead_units: list[int] | None = None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split. Given a list as `dead_units`, the same pass
-    also fills it with the output units that are exactly zero on every input (see `dead_output_units`)."""
+             units: OutputUnits | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split. Given `units`, the same pass also fills it (see
+    `OutputUnits`; `dead_output_units`)."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    alive = None
+    alive = positive = seen = None
     for start in range(0, len(x), batch_size):
         logits = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
         total_loss += F.cross_entropy(logits, target, reduction="sum").double()
         correct += (logits.argmax(dim=1) == target).sum()
-        if dead_units is not None:
+        if units is not None:
+            classes = logits.shape[1]
             nonzero = (logits != 0).any(dim=0)
+            own = logits.gather(1, target[:, None]).squeeze(1) > 0
+            hits = torch.bincount(target[own], minlength=classes)
+            count = torch.bincount(target, minlength=classes)
             alive = nonzero if alive is None else alive | nonzero
+            positive, seen = (hits, count) if positive is None else (positive + hits, seen + count)
     model.train(was_training)
-    if dead_units is not None and alive is not None:
-        dead_units[:] = torch.nonzero(~alive).flatten().tolist()
+    if units is not None and alive is not None:
+        units.dead = torch.nonzero(~alive).flatten().tolist()
+        units.own_positive_share = (positive.double() / seen.double()).tolist()  # 0 / 0 is NaN
     return total_loss.item() / len(x), correct.item() / len(x)
 
 
@@ -75,9 +91,9 @@ def dead_output_units(model: nn.Module, x: torch.Tensor, batch_size: int) -> lis
     """The output units that are exactly zero on every input of `x`: with a ReLU on the logits (the first
     edition's network) a unit whose pre-activation is negative on every training image gets no gradient,
     so its class can never be predicted again. Without a final ReLU no output is ever exactly zero."""
-    dead: list[int] = []
-    evaluate(model, x, torch.zeros(len(x), dtype=torch.long, device=x.device), batch_size, dead_units=dead)
-    return dead
+    units = OutputUnits()
+    evaluate(model, x, torch.zeros(len(x), dtype=torch.long, device=x.device), batch_size, units=units)
+    return units.dead
 
 
 def train(

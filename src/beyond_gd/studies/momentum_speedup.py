@@ -8,8 +8,11 @@ the book's first-edition experiment, each with its own definition of the cost.
 
 Tables: `steps.csv` (setup, optimizer, seed, step, loss, smoothed; every
 `curve_stride`-th step), `epochs.csv` (per cell and epoch: the last
-mini-batch's cost, the first edition's plotted quantity), `runs.csv` (per
-cell: steps to the target by each cost, how it stopped), `summary.csv` (per
+mini-batch's cost, the first edition's plotted quantity, the whole training
+split's loss, and with the ReLU on the logits the dead output units and the
+unit positive on the smallest share of its own class's images), `runs.csv`
+(per cell: steps to the target by each cost, those units at its end, how it
+stopped), `summary.csv` (per
 setup and optimizer: steps to the target by the setup's cost over seeds (n
 reached, mean, std, min, max), the ratio baseline / optimizer paired by seed,
 the book's numbers, and the same by each cost: `smoothed_*`, `epoch_last_*`,
@@ -154,9 +157,12 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                  "baseline": c.baseline, "equal_step_of": c.equal_step_of,
                  "equal_step": EQUAL_STEP if c.equal_step_of is not None else None,
                  "equal_step_lr": specs(cfg)[EQUAL_STEP].lr if c.equal_step_of is not None else None,
-                 # The runs that never reached the target, and the output units dead at their end.
-                 "stalled": [{k: (int(v) if k == "seed" else v) for k, v in r.items()}
-                             for r in runs.loc[~runs["reached"], LABELS + ["dead_units"]].to_dict("records")],
+                 # The runs that never reached the target, with the output units dead at their end and the
+                 # one positive on the smallest share of its own class's images.
+                 "stalled": [{k: (int(v) if k in ("seed", "weakest_unit") else float(v) if k == "weakest_share"
+                                  else v) for k, v in r.items()}
+                             for r in runs.loc[~runs["reached"], LABELS + ["dead_units", "weakest_unit",
+                                                                           "weakest_share"]].to_dict("records")],
                  "setups": setups},
         tables={"steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window),
                 "epochs.csv": epochs_table(outputs, LABELS)[LABELS + EPOCH_COLUMNS],
@@ -174,8 +180,12 @@ def runs_table(outputs: list[CellOutput], target: float) -> pd.DataFrame:
     # cells only), and the output units dead at the last epoch end.
     table["steps_to_target_train_loss"] = pd.array([train_loss_crossing(o, target) for o in outputs], dtype="Int64")
     table["dead_units"] = [o.epochs["dead_units"].iloc[-1] if len(o.epochs) else "" for o in outputs]
+    # ... and the unit positive on the smallest share of its own class's images (a unit nearly dead).
+    for column, missing in (("weakest_unit", -1), ("weakest_share", np.nan)):
+        table[column] = [o.epochs[column].iloc[-1] if len(o.epochs) else missing for o in outputs]
     return table[LABELS + ["cost", "steps_to_target", "reached", "steps_to_target_smoothed",
-                           "steps_to_target_epoch_last", "steps_to_target_train_loss", "dead_units", "stopped_by",
+                           "steps_to_target_epoch_last", "steps_to_target_train_loss", "dead_units",
+                           "weakest_unit", "weakest_share", "stopped_by",
                            "diverged", "steps", "train_seconds", "device", "id"]]
 
 

@@ -82,15 +82,23 @@ def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
 
 
 def _stalled(m: dict) -> str:
-    """The runs that never reached the target, each with the output units dead at its end (ReLU on the logits)."""
+    """The runs that never reached the target, each with the output units dead at its end and the unit positive
+    on the smallest share of its own class's images (ReLU on the logits)."""
     if not m.get("stalled"):
         return ""
     runs = [f"{SETUP_TITLES.get(r['setup'], r['setup'])} {r['optimizer']} seed {r['seed']} ("
             + (f"dead output units: class {r['dead_units'].replace(' ', ', ')}" if r["dead_units"] else
-               "no dead output unit") + ")" for r in m["stalled"]]
+               "no dead output unit" + _weakest(r)) + ")" for r in m["stalled"]]
     return (" Stalled, never reaching the target within the step cap: " + "; ".join(runs) + ". A dead output "
             "unit is zero on every training image: with the ReLU on the logits it gets no gradient, and its class "
-            "can never be predicted again.")
+            "can never be predicted again; a unit positive on few of its own class's images is nearly so.")
+
+
+def _weakest(r: dict) -> str:
+    share = r.get("weakest_share")
+    if share is None or pd.isna(share) or r.get("weakest_unit", -1) < 0:
+        return ""
+    return f"; class {r['weakest_unit']}'s unit positive on {share:.1%} of its images"
 
 
 def _momentum_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
