@@ -18,7 +18,8 @@ SUMMARY = Need(LA, "summary.csv")
 @figure("extra-lr-adaptation", title="AdaGrad, RMSProp and Adam over ten epochs: loss and effective learning rate",
         needs=(Need(LA, "steps.csv"), Need(LA, "probes.csv"), SUMMARY, Need(LA, "summary.json")),
         shows="Each method at the learning rate the optimizer grid found best, on the whole training set at batch "
-              "64. Left: the mean mini-batch loss over the last epoch of steps (log scale); the line is the mean "
+              "64. Left: the mean mini-batch loss over the last epoch of steps (over the steps so far in the first "
+              "epoch; log scale); the line is the mean "
               "over seeds, the band the lowest to the highest seed. Right: the per-parameter effective learning "
               "rate lr / (δ + √r) (Adam's on its bias-corrected moments), its median over the network's parameters "
               "(line, mean over seeds) and its quartiles (band), log axes.",
@@ -33,8 +34,8 @@ def lr_adaptation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     rows = summary.set_index("optimizer")
     for name in names:
         label = f"{name} (lr {rows.loc[name, 'lr']:g})"
-        mine = steps[(steps["optimizer"] == name) & (steps["step"] >= m["steps_per_epoch"])]
-        band(left, mine, "step", "smoothed", color[name], ls=linestyle(name), label=label)
+        band(left, steps[steps["optimizer"] == name], "step", "smoothed", color[name], ls=linestyle(name),
+             label=label)
         lr = probes[probes["optimizer"] == name].dropna(subset=["lr_median"]).groupby("step")
         right.fill_between(lr["lr_q25"].mean().index, lr["lr_q25"].mean(), lr["lr_q75"].mean(), color=color[name],
                            alpha=0.25, lw=0)
