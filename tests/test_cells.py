@@ -207,13 +207,13 @@ def child_runs(parent_id: str) -> list[mlflow.entities.Run]:
 
 @pytest.mark.slow
 def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path, mnist_root: Path) -> None:
-    # ~1,500 steps each (a few seconds): long enough to overlap despite the
-    # workers' staggered start.
-    outputs, parent_id = launch_under_parent(tiny_cells(2, 1500), tmp_path, mnist_root, "joblib", {"n_jobs": 2})
+    # 6,000 steps each (~4 s of the 32-unit MLP): long enough to overlap despite the workers' staggered
+    # start (measured: up to 1 s apart, when 1,500 steps took 0.9 s and the two did not overlap).
+    outputs, parent_id = launch_under_parent(tiny_cells(2, 6000), tmp_path, mnist_root, "joblib", {"n_jobs": 2})
     a, b = (o.result for o in outputs)
     assert a["pid"] != b["pid"]
     assert max(a["started_at"], b["started_at"]) < min(a["finished_at"], b["finished_at"])
-    assert all(len(o.steps) == 1500 and not o.result["diverged"] for o in outputs)
+    assert all(len(o.steps) == 6000 and not o.result["diverged"] for o in outputs)
     # Each cell's own config, as Hydra recorded it for its job.
     recorded = (tmp_path / "cells" / "tiny-s1" / ".hydra" / "config.yaml").read_text()
     assert "id: tiny-s1" in recorded and "seed: 1" in recorded
@@ -224,7 +224,7 @@ def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path
         assert r.info.status == "FINISHED" and r.data.tags["device"] == "cpu" and r.data.tags["device_name"]
         assert r.data.params["optimizer.lr"] == "0.1" and r.data.params["optimizer.target"] == "torch.optim.SGD"
     history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "train_loss_step")
-    assert len(history) == 1500
+    assert len(history) == 6000
 
 
 @pytest.mark.slow
