@@ -378,7 +378,7 @@ def write_lr_adaptation(folder: Path) -> None:
                                     probes=probes))
     probes = pd.concat([o.probes.assign(optimizer=o.cell.labels["optimizer"], seed=o.cell.seed) for o in outputs])
     epoch_loss = lr_adaptation_study.epoch_losses(outputs, per_epoch)
-    lr_adaptation_study.summarize(outputs, probes, epoch_loss, c, lrs).to_csv(folder / "summary.csv", index=False)
+    lr_adaptation_study.summarize(outputs, probes, epoch_loss, c, lrs, per_epoch).to_csv(folder / "summary.csv", index=False)
     probes[["optimizer", "seed", *C.PROBE_COLUMNS]].to_csv(folder / "probes.csv", index=False)
     C.steps_table(outputs, ["optimizer", "seed"], c.curve_stride, c.smoothing_window).to_csv(
         folder / "steps.csv", index=False)

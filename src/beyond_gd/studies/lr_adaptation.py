@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from beyond_gd.cells import CellConfig, CellOutput, seed_stats, steps_table
+from beyond_gd.cells import PROBE_COLUMNS, CellConfig, CellOutput, seed_stats, steps_table
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
@@ -94,7 +94,7 @@ def build_cells(cfg: Config, lrs: dict[str, float], steps_per_epoch: int) -> lis
     """The long runs (the first listed dispatched first) and the uncorrected runs, for every seed."""
     c = cfg.lr_adaptation
     runs = [(n, cfg.optimizers[n].with_lr(lrs[n]), c.epochs * steps_per_epoch) for n in c.optimizers]
-    runs.append((c.uncorrected, cfg.optimizers[c.uncorrected].with_lr(lrs[c.corrected]), c.early_steps))
+    runs.append((c.uncorrected, cfg.optimizers[c.uncorrected].with_lr(lrs[c.uncorrected]), c.early_steps))
     return [CellConfig(id=f"{name}-s{seed}", seed=seed, optimizer=spec, model=cfg.model, init="torch_default",
                        train_images=None, batch_size=c.batch_size, max_steps=steps,
                        divergence_loss=c.divergence_loss, evaluate=name != c.uncorrected,
@@ -112,9 +112,9 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     steps_per_epoch = -(-MNIST_TRAIN_IMAGES // c.batch_size)
     outputs = inputs.run_cells(build_cells(cfg, lrs, steps_per_epoch))
     probes = pd.concat([o.probes.assign(**{k: o.cell.labels[k] for k in LABELS}) for o in outputs],
-                       ignore_index=True)[LABELS + list(outputs[0].probes.columns)]
+                       ignore_index=True)[LABELS + PROBE_COLUMNS]
     epoch_loss = epoch_losses(outputs, steps_per_epoch)
-    summary = summarize(outputs, probes, epoch_loss, c, lrs)
+    summary = summarize(outputs, probes, epoch_loss, c, lrs, steps_per_epoch)
     rows = summary.set_index("optimizer")
     after = (c.probe_updates // c.probe_every + 1) * c.probe_every
     return Result(
@@ -156,14 +156,14 @@ def epoch_losses(outputs: list[CellOutput], steps_per_epoch: int) -> pd.DataFram
 
 
 def summarize(outputs: list[CellOutput], probes: pd.DataFrame, epoch_loss: pd.DataFrame,
-              c: LrAdaptationConfig, lrs: dict[str, float]) -> pd.DataFrame:
+              c: LrAdaptationConfig, lrs: dict[str, float], steps_per_epoch: int) -> pd.DataFrame:
     """Per optimizer, over seeds: early and late loss, the effective lr's decay, the first updates' size."""
     per_seed = []
     for o in outputs:
         loss, p = o.steps["loss"].to_numpy(dtype=np.float64), o.probes
         lr = p.dropna(subset=["lr_median"])
         mine = epoch_loss[(epoch_loss.optimizer == o.cell.labels["optimizer"]) & (epoch_loss.seed == o.cell.seed)]
-        full = mine[mine["step"] % (mine["step"].iloc[0]) == 0] if len(mine) else mine
+        full = mine[mine["step"] == mine["epoch"] * steps_per_epoch]  # whole epochs only
         after = lr[lr["step"] > c.probe_updates]
         per_seed.append({
             "optimizer": o.cell.labels["optimizer"], "seed": o.cell.seed, "steps": o.result["steps"],
