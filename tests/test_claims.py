@@ -323,10 +323,27 @@ def lr_adaptation(**rows: tuple[float, ...]) -> Data:
     return {("lr_adaptation", "summary.csv"): table, ("lr_adaptation", "summary.json"): summary}
 
 
+# Per point of the baseline's training: outliers, negative mass.
+HESSIAN_DENSITY = {"init": (1, 0.030), "epoch_1": (9, 0.020), "epoch_5": (9, 0.015), "solution": (9, 0.010)}
+
+
+def hessian_density(**points: tuple[int, float]) -> Data:
+    """hessian_density's summary.json: 9 outliers above a gap at the solution (C = 10), the negative mass a
+    third of the init's; `points` replace points' (outliers, negative mass)."""
+    table = {**HESSIAN_DENSITY, **points}
+    return {("hessian_density", "summary.json"): {
+        "classes": 10, "starts": 3, "lanczos_steps": 60, "subset_size": 2000, "parameters": 269_322,
+        "order": list(table),
+        "points": {p: {"outliers": n, "gap": 1.6 if n else float("nan"), "bulk_edge": 1.4 if n else float("nan"),
+                       "top": [9.0 - 0.8 * k for k in range(n + 1)], "negative_mass": neg, "lambda_max": 9.0,
+                       "lambda_min": -0.1, "trace": 90.0} for p, (n, neg) in table.items()}}}
+
+
 def book() -> Data:
     """Every artifact the claims read, with the book's picture."""
     return {**surfaces(), **identifiability(), **interpolate(), **random_walk(), **momentum_speedup(BOOK_STEPS),
-            **optimizer_grid(GRID), **update_rules(), **optimizer_toys(), **lr_adaptation()}
+            **optimizer_grid(GRID), **update_rules(), **optimizer_toys(), **lr_adaptation(),
+            **hessian_density()}
 
 
 # --------------------------------------------------------------------------
@@ -544,6 +561,15 @@ CASES: list[tuple[str, str, Edit]] = [
     # With a small beta2 the corrections are near 1 after a few steps: the sizes barely differ.
     ("bias_correction_fixes_first_steps", DIFFERS,
      replace(lr_adaptation(adam_uncorrected=(0.00316, 0.36, 0.36, 0.6, 0.11, 0.36)))),
+    ("hessian_outliers_near_class_count", AGREES, same),
+    # The spectrum's widest gap lower down: 14 values above it.
+    ("hessian_outliers_near_class_count", PARTLY, replace(hessian_density(solution=(14, 0.010)))),
+    # A smoothly decaying top (too few values converged to measure a gap): no outliers found.
+    ("hessian_outliers_near_class_count", DIFFERS, replace(hessian_density(solution=(0, 0.010)))),
+    ("negative_mass_shrinks_in_training", AGREES, same),
+    # As the default run measured it: smaller, by a quarter.
+    ("negative_mass_shrinks_in_training", PARTLY, replace(hessian_density(solution=(9, 0.024)))),
+    ("negative_mass_shrinks_in_training", DIFFERS, replace(hessian_density(solution=(9, 0.035)))),
 ]
 
 BOOK = book()

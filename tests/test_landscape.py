@@ -25,6 +25,7 @@ from beyond_gd import measures
 from beyond_gd.config import load
 from beyond_gd.data import mnist
 from beyond_gd.errors import ConfigError
+from beyond_gd.landscape import density as sd
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import identifiability as ident
 from beyond_gd.landscape.interpolation import affine_head, alpha_grid, mix, path_loss, sub_state, summarize_path
@@ -34,7 +35,7 @@ from beyond_gd.study import Inputs, Result
 from beyond_gd.training import evaluate
 from conftest import composed, config
 
-NAMES = ("interpolate", "identifiability", "hessian")
+NAMES = ("interpolate", "identifiability", "hessian", "hessian_density")
 # Each study and its stage's declaration, by name.
 STUDIES = {name: importlib.import_module(f"beyond_gd.studies.{name}") for name in NAMES}
 STAGES: dict[str, Stage] = {name: importlib.import_module(f"beyond_gd.stages.{name}").STAGE for name in NAMES}
@@ -298,6 +299,91 @@ def test_lanczos_stops_when_the_krylov_space_is_exhausted() -> None:
 
 
 # --------------------------------------------------------------------------
+# The Hessian's density (stochastic Lanczos quadrature)
+# --------------------------------------------------------------------------
+def spectrum_hvp(eigenvalues: np.ndarray, seed: int = 0):
+    """v -> Q diag(eigenvalues) Q^T v for a random orthogonal Q: a known spectrum behind products only."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(eigenvalues), len(eigenvalues))))
+    h = torch.from_numpy(q @ np.diag(eigenvalues) @ q.T)
+    return lambda v: h @ v
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_start_is_a_gauss_quadrature_of_its_start_vector(seed: int) -> None:
+    """m steps integrate every polynomial of degree < 2m exactly: sum tau theta^k = v^T H^k v."""
+    model, state, x, y, layout, dense = dense_problem(seed, False)
+    hvp = hs.loss_hvp(model, state, x, y, batch_size=40)
+    steps = 6
+    v = torch.randn(layout.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    v /= v.norm()
+    (q,) = sd.slq(hvp, layout.dim, 1, steps, torch.Generator().manual_seed(seed), torch.device("cpu"))
+    assert q.weights.sum() == pytest.approx(1.0, abs=1e-12)
+    for k in range(2 * steps):
+        exact = float(v @ torch.linalg.matrix_power(dense, k) @ v)
+        assert q.weights @ q.nodes**k == pytest.approx(exact, rel=1e-6, abs=1e-12)
+    assert sd.trace_estimate([q], layout.dim) == pytest.approx(layout.dim * float(v @ dense @ v), rel=1e-8)
+
+
+def test_the_density_integrates_to_1_and_matches_a_dense_eigendecomposition() -> None:
+    """On a small network's dense Hessian: SLQ's broadened density against the eigenvalues', broadened alike."""
+    model, state, x, y, layout, dense = dense_problem(0, False)
+    hvp = hs.loss_hvp(model, state, x, y, batch_size=40)
+    exact = np.linalg.eigvalsh(dense.numpy())
+    quads = sd.slq(hvp, layout.dim, 400, 12, torch.Generator().manual_seed(0), torch.device("cpu"))
+    sigma = 0.05 * (exact[-1] - exact[0])
+    grid = np.linspace(exact[0] - 6 * sigma, exact[-1] + 6 * sigma, 2000)
+    estimate = sd.broadened_density(quads, grid, sigma)
+    uniform = sd.Quadrature(exact, np.full(len(exact), 1 / len(exact)), np.zeros(len(exact)))
+    reference = sd.broadened_density([uniform], grid, sigma)
+    assert np.trapezoid(estimate, grid) == pytest.approx(1.0, abs=1e-6)
+    assert np.trapezoid(reference, grid) == pytest.approx(1.0, abs=1e-6)
+    # 400 starts: each eigenvalue's weight is a mean of 400 draws of (q.v)^2, about 7% off 1/n.
+    assert np.trapezoid(np.abs(estimate - reference), grid) < 0.1
+    # The unbroadened mass below a threshold in the spectrum's widest gap, where no node straddles it.
+    i = int(np.argmax(np.diff(exact)))
+    assert sd.mass_below(quads, (exact[i] + exact[i + 1]) / 2) == pytest.approx((i + 1) / len(exact), abs=0.05)
+    assert sd.trace_estimate(quads, layout.dim) == pytest.approx(float(exact.sum()), rel=0.1)
+
+
+def test_outliers_are_found_above_the_widest_gap_and_only_converged_values_count() -> None:
+    spectrum = np.r_[np.linspace(0.0, 1.0, 200), 10.0 + np.arange(9.0)]  # 9 outliers, 10 x the bulk's edge
+    (q,) = sd.slq(spectrum_hvp(spectrum), len(spectrum), 1, 40, torch.Generator().manual_seed(0),
+                  torch.device("cpu"))
+    top = sd.converged_top(q, 20, 1e-6)
+    np.testing.assert_allclose(top[:9], np.arange(18.0, 9.0, -1.0), atol=1e-8)
+    assert len(top) < 20, "bulk Ritz values are quadrature nodes, not converged eigenvalues"
+    found = sd.outliers(np.r_[top[:9], 1.0, 0.9])
+    assert (found.count, found.edge) == (9, 1.0) and found.gap == pytest.approx(10.0)
+    none = sd.outliers(np.array([3.0, -1.0]))  # one positive value: no gap to measure
+    assert none.count == 0 and np.isnan(none.gap) and np.isnan(none.edge)
+
+
+def test_hessian_density_study_gives_every_output(base_params: dict[str, Any], fake_inputs: Inputs,
+                                                  tmp_path: Path) -> None:
+    result = run_study(base_params, "hessian_density", fake_inputs)
+    summary = result.summary
+    assert list(summary["points"]) == ["init", "epoch_1", "solution"] == summary["order"]
+    for m in summary["points"].values():
+        assert m["density_integral"] == pytest.approx(1.0, abs=1e-3)
+        assert m["lambda_min"] <= m["lambda_max"] and 0 <= m["negative_mass"] <= 1
+        assert m["outliers"] == 0 or m["lambda_min"] <= m["bulk_edge"] <= m["lambda_max"]
+    ritz = result.tables["ritz.csv"]
+    assert set(ritz.start) == {0, 1}
+    np.testing.assert_allclose(ritz.groupby(["point", "start"]).weight.sum(), 1.0, atol=1e-9)
+    assert result.metrics["outliers"] == summary["points"]["solution"]["outliers"]
+    again = run_study(base_params, "hessian_density", fake_inputs)
+    pd.testing.assert_frame_equal(again.tables["ritz.csv"], ritz)
+    written(result, "hessian_density", tmp_path / "out")
+
+
+def test_a_density_point_the_baseline_did_not_save_is_a_one_line_error(base_params: dict[str, Any],
+                                                                       fake_inputs: Inputs) -> None:
+    with pytest.raises(ConfigError, match=r"^hessian_density\.points: epoch_3 is not in .*checkpoints\.pt \(it "
+                                          r"holds \['epoch_1'\]"):
+        run_study(base_params, "hessian_density", fake_inputs, points=["init", "epoch_3"])
+
+
+# --------------------------------------------------------------------------
 # The studies on a tiny fake MNIST
 # --------------------------------------------------------------------------
 TINY_MODEL = {"in_dim": 784, "hidden_dim": 8, "out_dim": 10, "final_relu": False}
@@ -310,6 +396,9 @@ TINY = {
     "hessian": {"alphas": [0.5, 1.0], "split": "train", "subset_size": 40, "subset_seed": 0, "batch_size": 16,
                 "top_k": 3, "lanczos_steps": 8, "trace_samples": 4, "residual_tol": 1e-3, "seed": 0,
                 "timing_repeats": 2},
+    "hessian_density": {"points": ["init", "epoch_1", "solution"], "split": "train", "subset_size": 40,
+                        "subset_seed": 0, "batch_size": 16, "starts": 2, "lanczos_steps": 8, "grid_points": 50,
+                        "broadening": 0.02, "candidates": 4, "residual_tol": 1e-3, "seed": 0},
 }
 N_TRAIN, N_TEST = 60, 30
 
@@ -342,6 +431,7 @@ def fake_inputs(tmp_path: Path) -> Inputs:
     trained, init = states(784, 8, 10, 10, 11)
     torch.save(trained, baseline / "mnist.pt")
     torch.save(init, baseline / "init.pt")
+    torch.save({"epoch_1": states(784, 8, 10, 12)[0]}, baseline / "checkpoints.pt")
     return Inputs(device="cpu", folders={"mnist": tmp_path / "mnist", "baseline": baseline},
                   workdir=tmp_path / "work")
 
@@ -448,6 +538,9 @@ BAD = [
     ("hessian", {"alphas": []}, "hessian.alphas: must not be empty"),
     ("hessian", {"trace_samples": 1}, "hessian.trace_samples: must be > 1"),
     ("hessian", {"top_k": "ten"}, "hessian.top_k"),
+    ("hessian_density", {"points": ["init", "epoch_0"]}, "hessian_density.points: each must be init, solution or"),
+    ("hessian_density", {"candidates": 9}, "hessian_density.candidates: must be <= lanczos_steps"),
+    ("hessian_density", {"broadening": 0}, "hessian_density.broadening: must be > 0"),
 ]
 
 
@@ -467,7 +560,7 @@ def test_a_bad_param_is_refused_before_the_study_runs(base_params: dict[str, Any
 
 
 def test_hessian_subset_larger_than_the_split_is_refused(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
-    with pytest.raises(ConfigError, match=r"^hessian\.subset_size: the train split has 60"):
+    with pytest.raises(ConfigError, match=r"^hessian\.subset_size: must be <= the 60 examples"):
         run_study(base_params, "hessian", fake_inputs, subset_size=N_TRAIN + 1)
 
 

@@ -54,10 +54,12 @@ from beyond_gd.studies import momentum_speedup, optimizer_grid, optimizer_toys, 
 from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
 from conftest import REPO, composed, write_params
+from test_claims import hessian_density as hessian_density_picture
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
-             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation")
+             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
+             "hessian_density")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -175,6 +177,23 @@ def write_hessian(folder: Path) -> None:
                                                                        "converged")} for r in path}}
     (folder / "summary.json").write_text(json.dumps(metrics))
     record(folder, "hessian")
+
+
+def write_hessian_density(folder: Path) -> None:
+    """hessian_density's density.csv, top.csv and summary.json (test_claims' picture): a bulk near zero and,
+    from the first epoch on, 9 outliers up to 9."""
+    folder.mkdir(parents=True)
+    summary = hessian_density_picture()[("hessian_density", "summary.json")]
+    grid = np.linspace(-1.0, 10.0, 300)
+    dens, top = [], []
+    for point, m in summary["points"].items():
+        bulk = np.exp(-0.5 * (grid / 0.1) ** 2) / (0.1 * np.sqrt(2 * np.pi))
+        dens.append(pd.DataFrame({"point": point, "eigenvalue": grid, "density": bulk + 1e-6}))
+        top += [{"point": point, "start": 0, "rank": r + 1, "value": v} for r, v in enumerate(m["top"])]
+    pd.concat(dens).to_csv(folder / "density.csv", index=False)
+    pd.DataFrame(top).to_csv(folder / "top.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    record(folder, "hessian_density")
 
 
 def write_momentum_speedup(folder: Path) -> None:
@@ -409,6 +428,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_interpolate(root / "data" / "interpolate")
     write_identifiability(root / "data" / "identifiability")
     write_hessian(root / "data" / "hessian")
+    write_hessian_density(root / "data" / "hessian_density")
     write_momentum_speedup(root / "data" / "momentum_speedup")
     write_optimizer_grid(root / "data" / "optimizer_grid")
     write_lbfgs(root / "data" / "lbfgs")

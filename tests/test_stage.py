@@ -36,6 +36,7 @@ BAD_KEY = {
     "interpolate": ("alpha_step", 0, "interpolate.alpha_step: must be > 0"),
     "identifiability": ("trials", 0, "identifiability.trials: must be > 0"),
     "hessian": ("split", "valid", "hessian.split: 'valid' is not allowed"),
+    "hessian_density": ("starts", 0, "hessian_density.starts: must be > 0"),
     "update_rules": ("steps", 0, "update_rules.steps: must be > 0"),
     "optimizer_toys": ("plateau", {}, "optimizer_toys.plateau.surface: missing"),
     "momentum_speedup": ("target_loss", -0.1, "momentum_speedup.target_loss: must be > 0"),

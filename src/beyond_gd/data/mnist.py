@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from beyond_gd.errors import DataError
+from beyond_gd.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -247,3 +247,15 @@ def load_tensors(root: str | os.PathLike[str], train: bool, device: torch.device
         raise DataError(f"{Path(root) / 'MNIST' / 'raw'}: {exc} (run the mnist stage)") from None
     x = ds.data.reshape(len(ds.data), -1).to(device=device, dtype=torch.float32).div_(255)
     return x, ds.targets.to(device)
+
+
+def fixed_subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int,
+                 key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """`size` examples drawn without replacement by `seed` (the same ones on any device), or a one-line
+    error naming the config `key` if the split is smaller."""
+    import torch
+
+    if size > len(x):
+        raise ConfigError(f"{key}: must be <= the {len(x)} examples of its split, got {size}")
+    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:size].to(x.device)
+    return x[pick], y[pick]

@@ -1,7 +1,8 @@
 """Stage `baseline`: the book's MLP on MNIST, trained by `baseline.optimizer` (the book's SGD).
 
 Outputs in data/baseline: `mnist.pt` (the trained state_dict), `init.pt` (its
-random initialisation), `steps.csv` (loss per mini-batch step), `epochs.csv`
+random initialisation), `checkpoints.pt` (the states at the ends of
+`baseline.checkpoint_epochs`), `steps.csv` (loss per mini-batch step), `epochs.csv`
 (train and test loss and accuracy per epoch), `summary.json` and `metrics.json`
 (the final numbers).
 """
@@ -10,7 +11,7 @@ from beyond_gd.stage import Stage, main
 from beyond_gd.studies import baseline
 
 STAGE = Stage("baseline", baseline.Config, baseline.run, __doc__, inputs=("mnist",),
-              outputs=("mnist.pt", "init.pt", "steps.csv", "epochs.csv", "summary.json", "metrics.json"))
+              outputs=("mnist.pt", "init.pt", "checkpoints.pt", "steps.csv", "epochs.csv", "summary.json", "metrics.json"))
 
 if __name__ == "__main__":
     main(STAGE)

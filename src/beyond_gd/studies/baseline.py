@@ -2,7 +2,9 @@
 
 `mnist.pt` is the trained state_dict (the book's checkpoint), `init.pt` the
 state_dict of its own random initialisation (the theta_rand of Goodfellow et
-al. 2014, Fig 6-3). Training goes through `training.train`, the loop every
+al. 2014, Fig 6-3), `checkpoints.pt` the states at the ends of the epochs in
+`checkpoint_epochs` (`{"epoch_<n>": state_dict}`), where the Hessian's
+density is measured during training. Training goes through `training.train`, the loop every
 study that trains shares.
 """
 
@@ -37,6 +39,8 @@ class BaselineConfig:
     eval_batch_size: int = required(gt=0)
     # A loss above this (or NaN/inf) marks the run diverged and stops it.
     divergence_loss: float = required(gt=0)
+    # Save the state at the end of these epochs (checkpoints.pt).
+    checkpoint_epochs: list[int] = required(distinct=True, each_ge=1)
 
 
 @dataclass
@@ -61,6 +65,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     steps_per_epoch = math.ceil(len(x_train) / c.batch_size)
     budget = c.epochs * steps_per_epoch if c.max_steps is None else min(c.max_steps, c.epochs * steps_per_epoch)
     rows: list[dict[str, float]] = []
+    saved: dict[str, dict] = {}
 
     def evaluated(epoch: int, step: int) -> dict[str, float]:
         tr = evaluate(model, x_train, y_train, c.eval_batch_size)
@@ -69,6 +74,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
 
     def at_epoch_end(end: EpochEnd) -> bool:
         rows.append(evaluated(end.epoch, end.step))
+        if end.epoch in c.checkpoint_epochs:
+            saved[f"epoch_{end.epoch}"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return False
 
     res = train(model, optimizer, x_train, y_train, batch_size=c.batch_size, seed=c.seed, max_steps=budget,
@@ -86,7 +93,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         tables={"steps.csv": pd.DataFrame({"step": steps, "epoch": (steps - 1) // steps_per_epoch + 1,
                                            "loss": res.step_loss}),
                 "epochs.csv": epochs},
-        checkpoints={"init.pt": init_state, "mnist.pt": model.state_dict()},
+        checkpoints={"init.pt": init_state, "mnist.pt": model.state_dict(), "checkpoints.pt": saved},
         series=[Series(steps, {"train_loss_step": res.step_loss}),
                 Series(epochs["epoch"], {k: epochs[k] for k in EVALUATED})],
         logged={"train_seconds": res.seconds, "samples_per_second": res.steps * c.batch_size / res.seconds},

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
-from beyond_gd.data.mnist import load_tensors
+from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape.interpolation import mix
@@ -79,12 +79,9 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     model = build_model(cfg.model).to(device)
     theta_opt = load_state(inputs.folder("baseline") / "mnist.pt", model, device)
     theta_init = load_state(inputs.folder("baseline") / "init.pt", model, device)
-    x, y = load_tensors(inputs.folder("mnist"), train=c.split == "train", device=device)
-    if c.subset_size > len(x):
-        raise ConfigError(f"hessian.subset_size: the {c.split} split has {len(x)} examples, got {c.subset_size}")
     # The same subset at every alpha, so the curves differ only by theta.
-    subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(c.subset_seed))[: c.subset_size]
-    x, y = x[subset.to(device)], y[subset.to(device)]
+    x, y = fixed_subset(*load_tensors(inputs.folder("mnist"), train=c.split == "train", device=device),
+                        c.subset_size, c.subset_seed, "hessian.subset_size")
     alphas = sorted(set(c.alphas) | {0.0})
     dim = hs.FlatLayout.of(theta_opt).dim
     gen = torch.Generator().manual_seed(c.seed)

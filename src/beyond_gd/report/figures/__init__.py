@@ -91,6 +91,7 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     fig6_06_gradient_angle,
     fig6_07_gradient_turns,
     extra_hessian_spectrum,
+    extra_hessian_density,
     fig6_08_random_walk,
     fig6_09_momentum,
     fig6_10_conjugate_gradient,

@@ -1,0 +1,89 @@
+"""The loss Hessian's eigenvalue density at the init, during training and at the SGD solution."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.claims import Measured, claim, graded
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.style import Style, size
+
+HD = "hessian_density"
+# The density's floor on the log axis: an outlier's weight is about 1/n (n ~ 2.7e5 parameters).
+FLOOR = 1e-9
+
+
+@figure("extra-hessian-density", title="The loss Hessian's eigenvalue density, from the init to the SGD solution",
+        needs=(Need(HD, "density.csv"), Need(HD, "top.csv"), Need(HD, "summary.json")),
+        shows="Stochastic Lanczos quadrature on a fixed training subset, from Hessian-vector products only: per "
+              "point of the baseline's training (its init, its checkpoints, its solution), the Ritz values of "
+              "several random starts broadened by a Gaussian and averaged (log density, so that the bulk near zero "
+              "and the outliers, each about 1/n of the mass, both show). Ticks: the converged top eigenvalues; "
+              "dashed: where the widest gap among them puts the bulk's edge.",
+        book="The chapter asks whether the landscape's critical points and ill-conditioning trouble descent; it "
+             "gives no spectrum. The literature since: a bulk near zero and about C − 1 outliers for C classes "
+             "(Sagun et al. 2017; Papyan 2019), a negative part that shrinks in training (Ghorbani et al. 2019).")
+def hessian_density(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    dens, top, m = i.csv(HD, "density.csv"), i.csv(HD, "top.csv"), i.json(HD)
+    order = m["order"]
+    cols = min(2, len(order))
+    rows = -(-len(order) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=size(s, rows=rows), squeeze=False)
+    colors = sns.color_palette(n_colors=len(order))
+    for ax, point, color in zip(axes.flat, order, colors, strict=False):
+        d, pt = dens[dens["point"] == point], m["points"][point]
+        ax.semilogy(d["eigenvalue"], np.maximum(d["density"], FLOOR), color=color, lw=1.2)
+        values = top.loc[top["point"] == point, "value"].unique()
+        ax.plot(values, np.full(len(values), FLOOR * 3), "|", color="0.2", ms=10)
+        if pt["outliers"]:
+            ax.axvline(pt["bulk_edge"], color="0.4", ls="--", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.6)
+        ax.set_ylim(FLOOR, None)
+        ax.set(xlabel="eigenvalue of H", ylabel="density", title=f"{point}: {pt['outliers']} outliers, negative "
+                                                                 f"mass {pt['negative_mass']:.3f}")
+    for ax in axes.flat[len(order):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    measured = (f"{m['starts']} starts × {m['lanczos_steps']} Lanczos steps per point on {m['subset_size']:,} "
+                f"training images ({m['parameters']:,} parameters, {m['classes']} classes). "
+                + "; ".join(f"{p_}: λ_max {pt['lambda_max']:.3g}, {pt['outliers']} outliers above {pt['bulk_edge']:.3g}"
+                            f" (gap ×{pt['gap']:.2f}), negative mass {pt['negative_mass']:.3f}, trace {pt['trace']:.3g}"
+                            for p_, pt in m["points"].items()) + ".")
+    return Drawn(fig, measured)
+
+
+@claim("hessian_outliers_near_class_count", figure="Hessian density",
+       book="At a trained network's solution the Hessian's spectrum is a bulk near zero plus about C − 1 outliers "
+            "for C classes (Sagun, Bottou & LeCun 2017; Papyan 2019).",
+       needs=(Need(HD, "summary.json"),),
+       tolerance="outliers: the converged top eigenvalues above the widest ratio gap among them, at the last point "
+                 "(the solution). agrees: between C − 1 − {tol:g} and C + {tol:g}; partly: between C / 2 and 2C; "
+                 "differs: otherwise, or no gap measured")
+def outliers_near_classes(i: Inputs, tol: float) -> Measured:
+    m = i.json(HD)
+    last = m["order"][-1]
+    pt, c = m["points"][last], m["classes"]
+    n = pt["outliers"]
+    return Measured(f"{n} outliers at {last} (C = {c}): top {', '.join(f'{v:.3g}' for v in pt['top'])}; gap "
+                    f"×{pt['gap']:.2f} to the bulk's edge {pt['bulk_edge']:.3g}",
+                    graded(c - 1 - tol <= n <= c + tol, n > 0 and c / 2 <= n <= 2 * c))
+
+
+@claim("negative_mass_shrinks_in_training", figure="Hessian density",
+       book="The Hessian's negative eigenvalues, a visible share of the spectrum at the init, lose their mass as "
+            "training goes on (Ghorbani, Krishnan & Xiao 2019; Sagun et al. 2017).",
+       needs=(Need(HD, "summary.json"),),
+       tolerance="negative mass: the quadrature's weight on negative Ritz values, averaged over starts. agrees: at "
+                 "the last point at most {tol:g} × at the first; partly: smaller, not by that much; differs: not "
+                 "smaller")
+def negative_mass_shrinks(i: Inputs, tol: float) -> Measured:
+    m = i.json(HD)
+    first, last = m["order"][0], m["order"][-1]
+    a, b = m["points"][first]["negative_mass"], m["points"][last]["negative_mass"]
+    ratio = b / a if a > 0 else float("inf")
+    return Measured(f"negative mass {a:.4f} at {first}, {b:.4f} at {last} (×{ratio:.2f}); along the way "
+                    + ", ".join(f"{p_} {pt['negative_mass']:.4f}" for p_, pt in m["points"].items()),
+                    graded(ratio <= tol, ratio < 1))
