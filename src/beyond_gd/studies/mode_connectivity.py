@@ -12,7 +12,7 @@ Garipov et al. 2018), each with its barrier (Frankle et al. 2020). And Fig 6-3
 "over and over": from each solution the line to its own init (and to fresh
 inits, if asked), on interpolate's alpha grid.
 
-Tables: `solutions.csv` (per seed: steps, seconds, divergence, losses and
+Tables: `solutions.csv` (per seed: steps, epochs, divergence, losses and
 accuracies), `paths.csv` (pair, path, split, t: loss and accuracy),
 `barriers.csv` (per pair, path and split: barrier height and where, the
 endpoints' losses, the largest accuracy drop below the chord), `matching.csv`
