@@ -150,7 +150,8 @@ def test_training_a_curve_moves_only_its_control_point() -> None:
         assert res.steps == 8 and not res.diverged
         draws.append(curve.draws)
         assert all(torch.equal(curve.endpoint("a")[k], a[k]) and torch.equal(curve.endpoint("b")[k], b[k]) for k in a)
-        assert not torch.equal(curve.control()[f"{PREFIX}1.weight"], (a[f"{PREFIX}1.weight"] + b[f"{PREFIX}1.weight"]) / 2)
+        w = f"{PREFIX}1.weight"
+        assert not torch.equal(curve.control()[w], (a[w] + b[w]) / 2)
     assert draws[0] == draws[1] and len(draws[0]) == 8 and all(0 <= t < 1 for t in draws[0])
 
 

@@ -1,4 +1,4 @@
-"""Stage `mode_connectivity` (beyond the book): SGD solutions of several seeds, the paths between them, Fig 6-3 from each.
+"""Stage `mode_connectivity` (beyond the book): SGD solutions of several seeds, the paths between them, Fig 6-3 again.
 
 Outputs in data/mode_connectivity: `solutions.csv` (per seed: training and
 the solution's losses), `paths.csv` (per pair, path, split and t: loss and

@@ -143,7 +143,7 @@ def every_line(i: Inputs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """path.csv and summary.csv of every Fig 6-3 line: the interpolate stage's (from the baseline's solution,
     `theta_opt` baseline) and mode_connectivity's (from each seed's solution), each line's `theta_rand` made
     `<theta_opt>/<theta_rand>` so that one key names it."""
-    parts = [(i.csv(IP, "path.csv").assign(theta_opt="baseline"), i.csv(IP, "summary.csv").assign(theta_opt="baseline")),
+    parts = [tuple(i.csv(IP, f).assign(theta_opt="baseline") for f in ("path.csv", "summary.csv")),
              (i.csv(MC, "interpolation_path.csv"), i.csv(MC, "interpolation_summary.csv"))]
     path, summary = (pd.concat([part[k] for part in parts], ignore_index=True) for k in (0, 1))
     return tuple(t.assign(theta_rand=t["theta_opt"] + "/" + t["theta_rand"].astype(str)) for t in (path, summary))
@@ -166,8 +166,9 @@ def over_and_over(i: Inputs, tol: float, depth: float, flat: float) -> Measured:
     ratio = slope_ratios(summary).reindex(minima.index)
     holds, weakly = ~minima & (ratio <= flat), ~minima & (ratio < 1)
     n = len(holds)
-    return Measured(f"the picture on {int(holds.sum())} of {n} lines ({int(holds.index.str.startswith('baseline/').sum())}"
-                    " from the baseline's solution, the others from mode_connectivity's)"
+    from_baseline = int(holds.index.str.startswith("baseline/").sum())
+    return Measured(f"the picture on {int(holds.sum())} of {n} lines ({from_baseline} from the baseline's solution, "
+                    "the others from mode_connectivity's)"
                     + (f" (fewer than {tol:g})" if n < tol else "")
                     + "".join(f"; {k}: {'a local minimum' if minima[k] else f'slope ratio {ratio[k]:.2f}'}"
                               for k in holds.index[~holds]),
