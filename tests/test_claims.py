@@ -337,13 +337,40 @@ def hessian_density(**points: tuple[int, float]) -> Data:
         "points": {p: {"outliers": n, "gap": 1.6 if n else float("nan"), "bulk_edge": 1.4 if n else float("nan"),
                        "top": [9.0 - 0.8 * k for k in range(n + 1)], "negative_mass": neg, "lambda_max": 9.0,
                        "lambda_min": -0.1, "trace": 90.0} for p, (n, neg) in table.items()}}}
+SOLUTIONS = ("seed_0", "seed_1", "seed_2")
+PAIRS = (("seed_0", "seed_1"), ("seed_0", "seed_2"), ("seed_1", "seed_2"))
+
+
+def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Sequence[float] = (0.08, 0.10, 0.09),
+                      curve: Sequence[float] = (0.03, 0.04, 0.035),
+                      dip: dict[tuple[str, str], float] | None = None) -> Data:
+    """mode_connectivity's barriers.csv for 3 pairs (training-subset barrier per path and pair; the test set's
+    5% higher), and its Fig 6-3 lines from 3 solutions to their own inits (the book's shape; `dip` per
+    (solution, split)) in the interpolate stage's columns plus theta_opt."""
+    rows = []
+    for k, (a, b) in enumerate(PAIRS):
+        for path, heights in (("linear", linear), ("aligned", aligned), ("curve", curve)):
+            for split, scale in (("train", 1.0), ("test", 1.05)):
+                rows.append({"pair": f"{a}~{b}", "a": a, "b": b, "path": path, "split": split,
+                             "barrier": heights[k] * scale, "barrier_t": 0.5, "loss_at_0": 0.21, "loss_at_1": 0.22,
+                             "loss_max": 0.215 + heights[k] * scale, "accuracy_min": 0.9, "accuracy_drop": 0.02,
+                             "diverged": False, "curve_steps": 938 if path == "curve" else 0})
+    dip = dip or {}
+    frames = [pd.DataFrame({"alpha": ALPHAS, "split": split, "theta_rand": "init",
+                            "loss": line_loss(at_0, 2.304 + 0.001 * k, 0.18, dip.get((sol, split), 0.0)),
+                            "accuracy": 0.1 + 0.85 * np.exp(-(ALPHAS**2) / 0.18), "theta_opt": sol})
+              for k, sol in enumerate(SOLUTIONS) for split, at_0 in (("train", 0.21), ("test", 0.22))]
+    summaries = [path_summary(f).assign(theta_opt=f["theta_opt"].iloc[0]) for f in frames]
+    return {("mode_connectivity", "barriers.csv"): pd.DataFrame(rows),
+            ("mode_connectivity", "interpolation_path.csv"): pd.concat(frames, ignore_index=True),
+            ("mode_connectivity", "interpolation_summary.csv"): pd.concat(summaries, ignore_index=True)}
 
 
 def book() -> Data:
     """Every artifact the claims read, with the book's picture."""
     return {**surfaces(), **identifiability(), **interpolate(), **random_walk(), **momentum_speedup(BOOK_STEPS),
             **optimizer_grid(GRID), **update_rules(), **optimizer_toys(), **lr_adaptation(),
-            **hessian_density()}
+            **hessian_density(), **mode_connectivity()}
 
 
 # --------------------------------------------------------------------------
@@ -448,10 +475,12 @@ CASES: list[tuple[str, str, Edit]] = [
     # Every random point on the wall of a wide bowl: steeper near α = 1 than before.
     ("flat_region_near_alpha_1", DIFFERS, replace(interpolate(width=dict.fromkeys(RANDS, 5.0)))),
     ("interpolation_holds_over_and_over", AGREES, same),
-    # Only two random points: not yet "over and over".
-    ("interpolation_holds_over_and_over", PARTLY, replace(interpolate(rands=("init", "seed_1")))),
+    # One of mode_connectivity's solutions dips by 0.1 nats on the way to its init; every other line holds.
+    ("interpolation_holds_over_and_over", PARTLY, replace(mode_connectivity(dip={("seed_1", "train"): 0.1}))),
+    # A dip on every test line, the baseline's and the seeds' solutions' alike.
     ("interpolation_holds_over_and_over", DIFFERS,
-     replace(interpolate(dip={(rand, "test"): 0.1 for rand in RANDS}))),
+     lambda d: d.update({**interpolate(dip={(rand, "test"): 0.1 for rand in RANDS}),
+                         **mode_connectivity(dip={(sol, "test"): 0.1 for sol in SOLUTIONS})})),
     # Each direction independently a minimum, maximum or flat with probability 1/3: the book's heuristic.
     ("minima_share_k_over_3_to_the_d", AGREES, replace({(SURF, "fig6_4_minima_share.csv"):
                                                         minima_share(3.0 ** -np.arange(1, 11))})),
@@ -570,6 +599,16 @@ CASES: list[tuple[str, str, Edit]] = [
     # As the default run measured it: smaller, by a quarter.
     ("negative_mass_shrinks_in_training", PARTLY, replace(hessian_density(solution=(9, 0.024)))),
     ("negative_mass_shrinks_in_training", DIFFERS, replace(hessian_density(solution=(9, 0.035)))),
+    ("weight_matching_lowers_barrier", AGREES, same),
+    # A narrower net, or solutions trained longer apart: the alignment halves the barrier, no more.
+    ("weight_matching_lowers_barrier", PARTLY, replace(mode_connectivity(aligned=(0.26, 0.31, 0.29)))),
+    # A matching that returns the identity (its cost built on the wrong axis): the aligned line is the line.
+    ("weight_matching_lowers_barrier", DIFFERS, replace(mode_connectivity(aligned=(0.52, 0.61, 0.57)))),
+    ("curve_connects_minima", AGREES, same),
+    # A control point trained for a few hundred steps only: the curve is lower than the line, not flat.
+    ("curve_connects_minima", PARTLY, replace(mode_connectivity(curve=(0.21, 0.25, 0.23)))),
+    # The control point never trained: at the midpoint of A and B the curve is the straight line.
+    ("curve_connects_minima", DIFFERS, replace(mode_connectivity(curve=(0.52, 0.61, 0.57)))),
 ]
 
 BOOK = book()

@@ -48,8 +48,9 @@ def test_smoke_profile_shrinks_the_work_not_the_model_or_data() -> None:
     book, smoke = composed(), composed("profile=smoke")
     assert smoke["baseline"]["max_steps"] and smoke["baseline"]["max_steps"] < 1000
     differing = {k for k in book if book[k] != smoke[k]}
-    assert differing == {"baseline", "interpolate", "hessian", "hessian_density", "identifiability", "optimizer_toys",
-                         "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation"}
+    assert differing == {"baseline", "interpolate", "hessian", "identifiability", "optimizer_toys",
+                          "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "hessian_density",
+                          "mode_connectivity"}
     assert smoke["baseline"]["batch_size"] == book["baseline"]["batch_size"]
     assert smoke["model"] == book["model"] and smoke["mnist"] == book["mnist"]
 

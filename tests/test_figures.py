@@ -31,9 +31,9 @@ MODULES = [name for name, value in vars(figures).items()
            if isinstance(value, ModuleType) and value.__name__ == f"{figures.__name__}.{name}"]
 CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 # The upstream stages' output folders, by the report's argument names.
-ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
-             "optimizer_toys",
-             "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "hessian_density"}
+ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian",
+             "update_rules", "optimizer_toys", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
+             "hessian_density", "mode_connectivity"}
 
 
 def module_of(obj: object) -> str:

@@ -41,6 +41,7 @@ from beyond_gd.cells import EPOCH_COLUMNS
 from beyond_gd.config import load
 from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.landscape import identifiability as ident
+from beyond_gd.landscape.connectivity import barrier
 from beyond_gd.landscape.interpolation import alpha_grid, summarize_path
 from beyond_gd.report import build as report_build
 from beyond_gd.report import claims
@@ -59,7 +60,7 @@ from test_claims import hessian_density as hessian_density_picture
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
              "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "hessian_density")
+             "hessian_density", "mode_connectivity")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -409,6 +410,56 @@ def write_lr_adaptation(folder: Path) -> None:
     record(folder, "lr_adaptation", cells=len(outputs))
 
 
+def write_mode_connectivity(folder: Path) -> None:
+    """mode_connectivity's outputs for 3 solutions (3 pairs) on 11 points of t: a bump of 0.8 nats on the
+    straight line, 0.06 after weight matching, 0.03 on the trained curve (barriers by the study's own
+    `barrier`), and Fig 6-3 from each solution to its init in the interpolate stage's shape (summarize_path)."""
+    folder.mkdir(parents=True)
+    labels = ("seed_0", "seed_1", "seed_2")
+    pd.DataFrame([{"solution": lab, "seed": k, "steps": 4690, "epochs": 5, "diverged": False, "final_step_loss": 0.23,
+                   "train_loss": 0.30 + 0.002 * k, "train_accuracy": 0.915, "test_loss": 0.29, "test_accuracy": 0.916}
+                  for k, lab in enumerate(labels)]).to_csv(folder / "solutions.csv", index=False)
+    t = np.linspace(0, 1, 11)
+    rows, bars, matching = [], [], []
+    for k, (a, b) in enumerate([("seed_0", "seed_1"), ("seed_0", "seed_2"), ("seed_1", "seed_2")]):
+        pair = f"{a}~{b}"
+        for path, height in (("linear", 0.8 + 0.05 * k), ("aligned", 0.06), ("curve", 0.03)):
+            for split, at_0 in (("train", 0.30), ("test", 0.29)):
+                loss = at_0 + 0.002 * t + 4 * height * t * (1 - t)
+                acc = 0.915 - 0.2 * height * 4 * t * (1 - t)
+                rows.append(pd.DataFrame({"pair": pair, "a": a, "b": b, "path": path, "split": split, "t": t,
+                                          "loss": loss, "accuracy": acc}))
+                bar = barrier(t, loss)
+                bars.append({"pair": pair, "a": a, "b": b, "path": path, "split": split, "barrier": bar.height,
+                             "barrier_t": bar.t, "loss_at_0": bar.loss_at_0, "loss_at_1": bar.loss_at_1,
+                             "loss_max": float(loss.max()), "accuracy_min": float(acc.min()),
+                             "accuracy_drop": barrier(t, -acc).height, "diverged": False,
+                             "curve_steps": 938 if path == "curve" else 0})
+        matching += [{"pair": pair, "a": a, "b": b, "layer": layer, "units": 256, "units_moved": 254, "sweeps": 12,
+                      "converged": True, "similarity_identity": 2.5, "similarity_matched": 51.0} for layer in (1, 2)]
+    pd.concat(rows, ignore_index=True).to_csv(folder / "paths.csv", index=False)
+    pd.DataFrame(bars).to_csv(folder / "barriers.csv", index=False)
+    pd.DataFrame(matching).to_csv(folder / "matching.csv", index=False)
+    pd.DataFrame({"pair": "seed_0~seed_1", "step": np.arange(1, 11), "t": np.linspace(0.05, 0.95, 10),
+                  "loss": np.linspace(0.6, 0.35, 10)}).to_csv(folder / "curve_steps.csv", index=False)
+    alphas = alpha_grid(-2.0, 2.0, 0.05)
+    bowl = np.exp(-alphas**2 / 0.18)
+    lines, summaries = [], []
+    for k, label in enumerate(labels):
+        for split, at_0 in (("train", 0.30), ("test", 0.29)):
+            loss = 2.304 + 0.001 * k - (2.304 - at_0) * bowl + 0.3 * np.clip(alphas - 1, 0, None) ** 2
+            lines.append(pd.DataFrame({"alpha": alphas, "split": split, "theta_rand": "init", "loss": loss,
+                                       "accuracy": 0.1 + 0.8 * bowl, "theta_opt": label}))
+            summary = dataclasses.asdict(summarize_path(alphas, loss, flat_window=0.1, min_depth=1e-6))
+            summaries.append({"theta_rand": "init", "split": split, **summary,
+                              "minima_alphas": ";".join(f"{v:g}" for v in summary["minima_alphas"]),
+                              "theta_opt": label})
+    pd.concat(lines, ignore_index=True).to_csv(folder / "interpolation_path.csv", index=False)
+    pd.DataFrame(summaries).to_csv(folder / "interpolation_summary.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({"solutions": 3, "pairs": 3}))
+    record(folder, "mode_connectivity")
+
+
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Upstream artifacts under data/<artifact> of a temp folder, and the params that made them: the cheap
@@ -433,6 +484,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_optimizer_grid(root / "data" / "optimizer_grid")
     write_lbfgs(root / "data" / "lbfgs")
     write_lr_adaptation(root / "data" / "lr_adaptation")
+    write_mode_connectivity(root / "data" / "mode_connectivity")
     yield root, params
 
 

@@ -44,6 +44,7 @@ BAD_KEY = {
     "lbfgs": ("train_images", 0, "lbfgs.train_images: must be > 0"),
     "lr_adaptation": ("corrected", "nadam", "lr_adaptation.corrected: 'nadam' is not in optimizers"),
     "report": ("claims", {}, "report.claims."),
+    "mode_connectivity": ("seeds", [3], "mode_connectivity.seeds: at least two solutions make a pair"),
 }
 
 

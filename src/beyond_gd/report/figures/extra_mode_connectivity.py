@@ -1,0 +1,143 @@
+"""Mode connectivity: the straight line, the line after weight matching, and a trained curve between solutions."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.claims import Measured, claim, graded
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.style import Style, size
+
+MC = "mode_connectivity"
+PATHS = {"linear": "straight line A → B", "aligned": "line A → B aligned (weight matching)",
+         "curve": "trained Bézier curve A → B"}
+SPLIT_NAMES = {"train": "training subset", "test": "test set"}
+
+
+@figure("extra-mode-connectivity",
+        title="Mode connectivity: from one SGD solution to another, straight, aligned, and along a trained curve",
+        needs=(Need(MC, "paths.csv"), Need(MC, "barriers.csv"), Need(MC, "solutions.csv"),
+               Need(MC, "matching.csv")),
+        shows="Between every pair (A, B) of SGD solutions trained from different seeds with one recipe: the loss on "
+              "a fixed training subset (left) and the test accuracy (middle) against t on three paths, the straight "
+              "line (1 − t) A + t B, the same line after B's hidden units are permuted to line up with A's (weight "
+              "matching, Ainsworth et al. 2023), and a quadratic Bézier curve between A and B whose control point "
+              "was trained (Garipov et al. 2018); each the mean over pairs with the min–max band. Right: each pair's "
+              "barrier, the largest rise of the loss above the chord between the endpoints (Frankle et al. 2020). "
+              "Fig 6-2's permutation symmetry says each solution is one of (256!)² equivalent networks: the "
+              "straight line between two of them mixes hidden units that do different jobs, the aligned line does "
+              "not.",
+        book="Most local minima of a deep network are about as good as the global one (the chapter's answer to "
+             "\"are local minima a problem?\"); many are equivalent copies of each other under the permutation "
+             "symmetry of Fig 6-2. Beyond the book: minima from different seeds are then joined by paths of "
+             "low loss, straight ones once the symmetry is undone (Entezari et al. 2022; Ainsworth et al. 2023), "
+             "curved ones without it (Garipov et al. 2018; Draxler et al. 2018).")
+def mode_connectivity(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    paths, barriers = i.csv(MC, "paths.csv"), i.csv(MC, "barriers.csv")
+    solutions, matching = i.csv(MC, "solutions.csv"), i.csv(MC, "matching.csv")
+    colors = dict(zip(PATHS, sns.color_palette(n_colors=3), strict=True))
+    n_pairs = barriers["pair"].nunique()
+    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.1, 1.1, 1]})
+    for ax, split, what, k, ylabel in ((axes[0], "train", "loss", 1, "loss (cross-entropy, nats)"),
+                                       (axes[1], "test", "accuracy", 100, "test accuracy (%)")):
+        rows = paths[paths["split"] == split]
+        for name, label in PATHS.items():
+            stats = rows[rows["path"] == name].groupby("t")[what].agg(["mean", "min", "max"])
+            ax.fill_between(stats.index, k * stats["min"], k * stats["max"], color=colors[name], alpha=0.2, lw=0)
+            ax.plot(stats.index, k * stats["mean"], color=colors[name], lw=1.6, marker="o", ms=2.5, label=label)
+        ax.set(xlabel="t (0: solution A, 1: solution B)", ylabel=ylabel)
+        ax.set_xlim(0, 1)
+    axes[0].set_title(f"loss on the {SPLIT_NAMES['train']}")
+    axes[1].set_title(f"accuracy on the {SPLIT_NAMES['test']}")
+    low, high = axes[0].get_ylim()
+    axes[0].set_ylim(top=high + 0.45 * (high - low))  # room for the legend above the straight line's peak
+    axes[0].legend(fontsize="x-small", loc="upper center", title=f"mean of {n_pairs} pairs, band min–max",
+                   title_fontsize="x-small")
+
+    ax = axes[2]
+    train = barriers[barriers["split"] == "train"]
+    pairs = list(dict.fromkeys(train["pair"]))
+    width = 0.8 / len(PATHS)
+    for j, name in enumerate(PATHS):
+        heights = train[train["path"] == name].set_index("pair")["barrier"].reindex(pairs)
+        xs = np.arange(len(pairs)) + (j - 1) * width
+        ax.bar(xs, heights.to_numpy(), width=width, color=colors[name], label=name)
+        for x, h in zip(xs, heights.to_numpy(), strict=True):
+            ax.annotate("NaN" if np.isnan(h) else f"{h:.2f}", (x, 0 if np.isnan(h) else h), ha="center",
+                        va="bottom", fontsize="xx-small")
+    ax.set_xticks(np.arange(len(pairs)), [pr.replace("seed_", "").replace("~", "–") for pr in pairs],
+                  fontsize="small")
+    ax.set(xlabel="pair of solutions (seeds)", ylabel="barrier on the training subset (nats)",
+           title="barrier per pair")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # headroom for the legend above the bars
+    ax.legend(fontsize="x-small", loc="upper center", ncol=len(PATHS))
+    fig.tight_layout()
+
+    def mean_range(split: str, name: str) -> str:
+        h = barriers[(barriers["split"] == split) & (barriers["path"] == name)]["barrier"]
+        return f"{name} {h.mean():.3f} ({h.min():.3f}–{h.max():.3f})"
+
+    moved = matching[matching["units"] > 0]
+    measured = (f"{len(solutions)} solutions ({int(solutions['steps'].max()):,} SGD steps each, "
+                f"{int(solutions['diverged'].sum())} diverged; test accuracy "
+                f"{100 * solutions['test_accuracy'].min():.2f}–{100 * solutions['test_accuracy'].max():.2f}%, "
+                f"training-subset loss {solutions['train_loss'].min():.3f}–{solutions['train_loss'].max():.3f}), "
+                f"{n_pairs} pairs. Barrier on the training subset, mean (min–max) over pairs: "
+                + ", ".join(mean_range("train", n) for n in PATHS) + "; on the test set: "
+                + ", ".join(mean_range("test", n) for n in PATHS)
+                + (f". Weight matching moved {moved['units_moved'].mean():.0f} of {int(moved['units'].iloc[0])} "
+                   "units a hidden layer on average." if len(moved) else "."))
+    return Drawn(fig, measured, _table(barriers))
+
+
+def _table(barriers: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: each path's barrier on both splits."""
+    wide = barriers.pivot_table(index="pair", columns=["path", "split"], values="barrier", sort=False)
+    wide.columns = [f"{path} ({split})" for path, split in wide.columns]
+    return wide[[f"{p} ({sp})" for p in PATHS for sp in SPLIT_NAMES if f"{p} ({sp})" in wide]].round(4).reset_index()
+
+
+def barrier_pairs(i: Inputs) -> pd.DataFrame:
+    """Per pair of solutions, the training-subset barrier of each path (columns linear, aligned, curve)."""
+    rows = i.csv(MC, "barriers.csv")
+    rows = rows[rows["split"] == "train"]
+    return rows.pivot_table(index="pair", columns="path", values="barrier", sort=False, dropna=False)
+
+
+@claim("weight_matching_lowers_barrier", figure="Mode connectivity",
+       book="After aligning one solution's hidden units to another's by weight matching, the loss barrier on the "
+            "straight line between them drops, for wide enough networks to near zero (Ainsworth, Hayase & "
+            "Srinivasa 2023; Entezari et al. 2022 conjecture that with the symmetry undone SGD solutions are "
+            "linearly connected).",
+       needs=(Need(MC, "barriers.csv"),),
+       tolerance="barriers on the training subset. agrees: the aligned barrier below the raw one on every pair, and "
+                 "at most {tol:g} × it; partly: lower on some pairs only, or lower but by less than that; "
+                 "differs: lower on no pair")
+def weight_matching_lowers(i: Inputs, tol: float) -> Measured:
+    b = barrier_pairs(i)
+    lower, far = b["aligned"] < b["linear"], b["aligned"] <= tol * b["linear"]
+    return Measured(f"aligned / raw barrier per pair: " + ", ".join(
+        f"{pair} {a:.3f} / {r:.3f}" for pair, a, r in zip(b.index, b["aligned"], b["linear"], strict=True))
+        + f"; lower on {int(lower.sum())} of {len(b)}, at most {tol:g} × raw on {int((lower & far).sum())}",
+        graded(bool((lower & far).all()) and len(b) > 0, bool(lower.any())))
+
+
+@claim("curve_connects_minima", figure="Mode connectivity",
+       book="Two solutions trained from different seeds are joined by a simple curve (a quadratic Bézier curve "
+            "with one trained control point) along which the training loss stays near that of the endpoints: a "
+            "barrier near zero (Garipov, Izmailov, Podoprikhin, Vetrov & Wilson 2018).",
+       needs=(Need(MC, "barriers.csv"),),
+       tolerance="barriers on the training subset. agrees: the curve's barrier at most {tol:g} nats on every pair; "
+                 "partly: above that somewhere, but below the straight line's barrier on some pairs; differs: "
+                 "below it on no pair")
+def curve_connects(i: Inputs, tol: float) -> Measured:
+    b = barrier_pairs(i)
+    near, below = b["curve"] <= tol, b["curve"] < b["linear"]
+    return Measured("curve / straight-line barrier per pair (nats): " + ", ".join(
+        f"{pair} {c:.3f} / {r:.3f}" for pair, c, r in zip(b.index, b["curve"], b["linear"], strict=True))
+        + f"; at most {tol:g} on {int(near.sum())} of {len(b)}, below the line on {int(below.sum())}",
+        graded(bool(near.all()) and len(b) > 0, bool(below.any())))

@@ -1,0 +1,302 @@
+"""Beyond the book: are the SGD solutions of different seeds connected, and does Fig 6-3 hold from each?
+
+N solutions of the book's MLP, one per seed, each trained the same way (the
+`optimizers` entry `mode_connectivity.optimizer`, the book's SGD, through
+`training.train`) from the init the baseline would draw with that seed. For
+every pair (A, B), on a fixed subset of the training set and on the test set,
+loss and accuracy on a t grid along three paths from A to B: the straight line
+(`linear`), the line to B with its hidden units aligned to A's by weight
+matching (`aligned`; Ainsworth et al. 2023), and a quadratic Bézier curve
+between A and B as trained whose control point is trained by SGD (`curve`;
+Garipov et al. 2018), each with its barrier (Frankle et al. 2020). And Fig 6-3
+"over and over": from each solution the line to its own init (and to fresh
+inits, if asked), on interpolate's alpha grid.
+
+Tables: `solutions.csv` (per seed: steps, epochs, divergence, losses and
+accuracies), `paths.csv` (pair, path, split, t: loss and accuracy),
+`barriers.csv` (per pair, path and split: barrier height and where, the
+endpoints' losses, the largest accuracy drop below the chord), `matching.csv`
+(per pair and hidden layer: units moved, sweeps, the similarity gained),
+`curve_steps.csv` (the control points' training: per step its t and loss),
+`interpolation_path.csv` and `interpolation_summary.csv` (interpolate's
+path.csv and summary.csv columns, plus `theta_opt`, the solution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.data.mnist import load_tensors
+from beyond_gd.errors import ConfigError
+from beyond_gd.landscape import connectivity as mc
+from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, summarize_path
+from beyond_gd.model import build_model, fresh_init
+from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.studies.interpolate import InterpolateConfig
+from beyond_gd.study import Inputs, Result, Series
+from beyond_gd.training import evaluate, train
+
+PATHS = ("linear", "aligned", "curve")
+SPLITS = ("train", "test")
+THETA_RAND = ("init", "fresh")
+PREFIX = "classifier."
+
+
+@dataclass
+class CurveConfig:
+    # An entry of the `optimizers` section: what trains the control point.
+    optimizer: str = required(nonempty=True)
+    # The control point's lr is that entry's lr times this: phi(t) moves by 2t(1 - t) x theta's step.
+    lr_factor: float = required(gt=0)
+    epochs: int = required(gt=0)
+    # Stop after this many steps (smoke runs); null: all epochs.
+    max_steps: int | None = required(gt=0, optional=True)
+    # The t draws of every step (one generator per pair, seeded seed + pair index) and the batch order.
+    seed: int = required(ge=0)
+
+
+@dataclass
+class OverAndOverConfig:
+    # From each solution, the line to `init` (its own initialisation) and/or to `fresh` inits.
+    theta_rand: list[str] = required(each_in=THETA_RAND, nonempty=True)
+    fresh_seeds: list[int] = required(distinct=True, each_ge=0)
+    # `train`: the fixed training subset; `test`: the whole test set.
+    splits: list[str] = required(each_in=SPLITS, nonempty=True)
+
+    def check(self) -> None:
+        if "fresh" in self.theta_rand and not self.fresh_seeds:
+            raise ConfigError("fresh_seeds: must not be empty when theta_rand holds fresh")
+
+
+@dataclass
+class ModeConnectivityConfig:
+    # One solution per seed (its init and its batch order); every pair is compared.
+    seeds: list[int] = required(distinct=True, each_ge=0, nonempty=True)
+    # An entry of the `optimizers` section: every solution's recipe.
+    optimizer: str = required(nonempty=True)
+    epochs: int = required(gt=0)
+    max_steps: int | None = required(gt=0, optional=True)
+    batch_size: int = required(gt=0)
+    # A mini-batch loss above this (or NaN/inf) marks a run diverged; it is kept, flagged.
+    divergence_loss: float = required(gt=0)
+    # The fixed training subset every path is evaluated on (the test set is used whole).
+    train_subset: int = required(gt=0)
+    subset_seed: int = required(ge=0)
+    eval_batch_size: int = required(gt=0)
+    # The t grid: linspace(0, 1, t_points); t_chunk parameter sets per vmapped forward.
+    t_points: int = required(gt=2)
+    t_chunk: int = required(gt=0)
+    # Weight matching: coordinate-descent sweeps at most, and the generator of the layer order.
+    matching_max_sweeps: int = required(gt=0)
+    matching_seed: int = required(ge=0)
+    curve: CurveConfig = required()
+    over_and_over: OverAndOverConfig = required()
+
+    def check(self) -> None:
+        if len(self.seeds) < 2:
+            raise ConfigError(f"seeds: at least two solutions make a pair, got {self.seeds}")
+
+
+@dataclass
+class Config:
+    mode_connectivity: ModeConnectivityConfig
+    # The Fig 6-3 grid and path summary: one source, the interpolate stage's.
+    interpolate: InterpolateConfig
+    optimizers: dict[str, OptimizerSpec]
+    model: ModelConfig
+    runtime: RuntimeConfig
+
+    def check(self) -> None:
+        c = self.mode_connectivity
+        check_named([c.optimizer], self.optimizers, "mode_connectivity.optimizer")
+        check_named([c.curve.optimizer], self.optimizers, "mode_connectivity.curve.optimizer")
+
+
+def run(cfg: Config, inputs: Inputs) -> Result:
+    c, device = cfg.mode_connectivity, inputs.torch_device
+    x_train, y_train = load_tensors(inputs.folder("mnist"), train=True, device=device)
+    x_test, y_test = load_tensors(inputs.folder("mnist"), train=False, device=device)
+    if c.train_subset > len(x_train):
+        raise ConfigError(f"mode_connectivity.train_subset: the train split has {len(x_train)} examples, "
+                          f"got {c.train_subset}")
+    subset = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(c.subset_seed))[: c.train_subset]
+    data = {"train": (x_train[subset.to(device)], y_train[subset.to(device)]), "test": (x_test, y_test)}
+    steps_per_epoch = math.ceil(len(x_train) / c.batch_size)
+
+    # 1. The solutions: one recipe, one seed each.
+    # Seconds are machine facts: MLflow and the printed lines only, so the same seed writes the same bytes.
+    inits, solutions, solution_rows, seconds = {}, {}, [], {}
+    for seed in c.seeds:
+        label = f"seed_{seed}"
+        inits[label] = fresh_init(cfg.model, seed, device)
+        model = build_model(cfg.model).to(device)
+        model.load_state_dict(inits[label])
+        optimizer = cfg.optimizers[c.optimizer].build(model.parameters(), key=f"optimizers.{c.optimizer}")
+        res = train(model, optimizer, x_train, y_train, batch_size=c.batch_size, seed=seed,
+                    max_steps=_budget(c.epochs, c.max_steps, steps_per_epoch), divergence_loss=c.divergence_loss,
+                    progress=inputs.progress, desc=f"mode_connectivity {label}")
+        solutions[label] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        seconds[label] = res.seconds
+        row = {"solution": label, "seed": seed, "steps": res.steps, "epochs": res.epochs, "diverged": res.diverged,
+               "final_step_loss": float(res.step_loss[-1]) if res.steps else math.nan}
+        for split, (x, y) in data.items():
+            row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(model, x, y, c.eval_batch_size)
+        solution_rows.append(row)
+    solutions_table = pd.DataFrame(solution_rows)
+
+    # 2. Every pair: the line, the aligned line, the trained curve.
+    net = build_model(cfg.model).to(device)
+    ts = torch.linspace(0, 1, c.t_points, dtype=torch.float64)
+    t_np = ts.numpy()
+    labels = list(solutions)
+    pairs = list(itertools.combinations(labels, 2))
+    path_frames, barrier_rows, matching_rows, curve_frames = [], [], [], []
+    gen = torch.Generator().manual_seed(c.matching_seed)
+    for k, (la, lb) in enumerate(tqdm(pairs, desc="mode_connectivity pairs", unit="pair",
+                                      disable=not inputs.progress)):
+        a, b = solutions[la], solutions[lb]
+        pair = f"{la}~{lb}"
+        finite = _finite(a) and _finite(b)
+        if finite:
+            matching = mc.weight_matching(a, b, max_sweeps=c.matching_max_sweeps, generator=gen)
+            b_aligned = mc.permute_state(b, matching.perms)
+            for layer, perm in enumerate(matching.perms):
+                matching_rows.append({"pair": pair, "a": la, "b": lb, "layer": layer + 1, "units": len(perm),
+                                      "units_moved": int((perm != torch.arange(len(perm))).sum()),
+                                      "sweeps": matching.sweeps, "converged": matching.converged,
+                                      "similarity_identity": _similarity(a, b),
+                                      "similarity_matched": matching.similarity[-1]})
+        else:  # a diverged solution: no assignment on NaN weights; its paths stay NaN, flagged
+            b_aligned = b
+            matching_rows.append({"pair": pair, "a": la, "b": lb, "layer": 0, "units": 0, "units_moved": 0,
+                                  "sweeps": 0, "converged": False, "similarity_identity": math.nan,
+                                  "similarity_matched": math.nan})
+
+        curve = mc.BezierCurve(build_model(cfg.model).to(device), a, b,
+                               {n: (a[n] + b[n]) / 2 for n in a}, seed=c.curve.seed + k)
+        spec = cfg.optimizers[c.curve.optimizer]
+        opt = spec.with_lr(spec.lr * c.curve.lr_factor).build(curve.theta.parameters(),
+                                                              key=f"optimizers.{c.curve.optimizer}")
+        res = train(curve, opt, x_train, y_train, batch_size=c.batch_size, seed=c.curve.seed + k,
+                    max_steps=_budget(c.curve.epochs, c.curve.max_steps, steps_per_epoch),
+                    divergence_loss=c.divergence_loss, progress=inputs.progress, desc=f"curve {pair}")
+        seconds[f"curve {pair}"] = res.seconds
+        theta = {n: v.detach().clone() for n, v in curve.control().items()}
+        curve_frames.append(pd.DataFrame({"pair": pair, "step": np.arange(1, res.steps + 1),
+                                          "t": np.asarray(curve.draws[: res.steps]), "loss": res.step_loss}))
+
+        ends = {"linear": (a, b), "aligned": (a, b_aligned)}
+        for split, (x, y) in data.items():
+            curves = {name: path_loss(net.classifier, sub_state(s0, PREFIX), sub_state(s1, PREFIX), ts, x, y,
+                                      batch_size=c.eval_batch_size, alpha_chunk=c.t_chunk)
+                      for name, (s0, s1) in ends.items()}
+            curves["curve"] = mc.curve_loss(net.classifier, sub_state(a, PREFIX), sub_state(theta, PREFIX),
+                                            sub_state(b, PREFIX), ts, x, y, batch_size=c.eval_batch_size,
+                                            t_chunk=c.t_chunk)
+            for name in PATHS:
+                loss, acc = curves[name]
+                path_frames.append(pd.DataFrame({"pair": pair, "a": la, "b": lb, "path": name, "split": split,
+                                                 "t": t_np, "loss": loss, "accuracy": acc}))
+                bar = mc.barrier(t_np, loss)
+                acc_drop = mc.barrier(t_np, -acc)  # the accuracy's largest fall below its chord
+                barrier_rows.append({
+                    "pair": pair, "a": la, "b": lb, "path": name, "split": split, "barrier": bar.height,
+                    "barrier_t": bar.t, "loss_at_0": bar.loss_at_0, "loss_at_1": bar.loss_at_1,
+                    "loss_max": float(np.max(loss)), "accuracy_min": float(np.min(acc)),
+                    "accuracy_drop": acc_drop.height,
+                    "diverged": (not finite) or (name == "curve" and res.diverged) or not np.isfinite(bar.height),
+                    "curve_steps": res.steps if name == "curve" else 0})
+    paths = pd.concat(path_frames, ignore_index=True)
+    barriers = pd.DataFrame(barrier_rows)
+
+    # 3. Fig 6-3 from each solution, on interpolate's grid and summary.
+    ip = cfg.interpolate
+    alphas = alpha_grid(ip.alpha_start, ip.alpha_stop, ip.alpha_step)
+    oo = c.over_and_over
+    rands = ({"init": None} if "init" in oo.theta_rand else {}) | (
+        {f"seed_{s}": fresh_init(cfg.model, s, device) for s in oo.fresh_seeds} if "fresh" in oo.theta_rand else {})
+    ip_frames, ip_rows = [], []
+    lines = [(label, rand, split) for label in labels for rand in rands for split in oo.splits]
+    for label, rand, split in tqdm(lines, desc="mode_connectivity fig 6-3", unit="path", disable=not inputs.progress):
+        x, y = data[split]
+        target = inits[label] if rand == "init" else rands[rand]
+        loss, acc = path_loss(net.classifier, sub_state(solutions[label], PREFIX), sub_state(target, PREFIX),
+                              torch.from_numpy(alphas), x, y, batch_size=ip.batch_size, alpha_chunk=ip.alpha_chunk)
+        ip_frames.append(pd.DataFrame({"alpha": alphas, "split": split, "theta_rand": rand, "loss": loss,
+                                       "accuracy": acc, "theta_opt": label}))
+        summary = summarize_path(alphas, loss, flat_window=ip.flat_window, min_depth=ip.min_depth)
+        ip_rows.append({"theta_rand": rand, "split": split, **dataclasses.asdict(summary), "theta_opt": label})
+    ip_path = pd.concat(ip_frames, ignore_index=True)
+    ip_summary = pd.DataFrame(ip_rows)
+    ip_summary["minima_alphas"] = ip_summary["minima_alphas"].map(lambda a: ";".join(f"{v:g}" for v in a))
+
+    return _result(c, solutions_table, paths, barriers, pd.DataFrame(matching_rows),
+                   pd.concat(curve_frames, ignore_index=True), ip_path, ip_summary, len(pairs), seconds)
+
+
+def _result(c: ModeConnectivityConfig, solutions: pd.DataFrame, paths: pd.DataFrame, barriers: pd.DataFrame,
+            matching: pd.DataFrame, curve_steps: pd.DataFrame, ip_path: pd.DataFrame, ip_summary: pd.DataFrame,
+            n_pairs: int, seconds: dict[str, float]) -> Result:
+    by = barriers.groupby(["split", "path"])["barrier"]
+    stats = {split: {path: {"mean": float(by.get_group((split, path)).mean()),
+                            "min": float(by.get_group((split, path)).min()),
+                            "max": float(by.get_group((split, path)).max())} for path in PATHS}
+             for split in SPLITS}
+    tr = ip_summary[ip_summary["split"] == ip_summary["split"].iloc[0]]
+    summary = {
+        "solutions": len(solutions), "pairs": n_pairs, "train_subset": c.train_subset, "t_points": c.t_points,
+        "epochs": c.epochs, "curve_epochs": c.curve.epochs, "diverged_solutions": int(solutions["diverged"].sum()),
+        "barrier": stats,
+        "units_moved_mean": float(matching["units_moved"].mean()),
+        "matching_converged_all": bool(matching["converged"].all()),
+        "solution_test_accuracy_mean": float(solutions["test_accuracy"].mean()),
+        "solution_train_loss_mean": float(solutions["train_loss"].mean()),
+        "solution_train_loss_std": float(solutions["train_loss"].std(ddof=1)) if len(solutions) > 1 else 0.0,
+        "over_and_over": {"paths": len(ip_summary), "local_minima_max": int(ip_summary["local_minima"].max()),
+                          "slope_ratio_max": float(tr["slope_ratio"].max())},
+    }
+    train_stats = stats["train"]
+    return Result(
+        metrics={f"train_{p}_barrier_mean": train_stats[p]["mean"] for p in PATHS}
+        | {"solution_test_accuracy_mean": summary["solution_test_accuracy_mean"]},
+        summary=summary,
+        tables={"solutions.csv": solutions, "paths.csv": paths, "barriers.csv": barriers, "matching.csv": matching,
+                "curve_steps.csv": curve_steps, "interpolation_path.csv": ip_path,
+                "interpolation_summary.csv": ip_summary},
+        series=[Series(range(len(curve_steps)), {"curve_step_loss": curve_steps["loss"].to_numpy()})],
+        logged={f"seconds/{k.replace(' ', '_').replace('~', '-')}": v for k, v in seconds.items()},
+        lines=[f"{len(solutions)} solutions ({c.epochs} epochs each, {summary['diverged_solutions']} diverged): "
+               f"test accuracy {solutions['test_accuracy'].min():.4f}-{solutions['test_accuracy'].max():.4f}, "
+               f"training loss {solutions['train_loss'].min():.4f}-{solutions['train_loss'].max():.4f}; training took "
+               + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()),
+               *(f"{split} barrier over {n_pairs} pairs (mean, max): " + ", ".join(
+                   f"{p} {stats[split][p]['mean']:.4f} {stats[split][p]['max']:.4f}" for p in PATHS)
+                 for split in SPLITS),
+               f"weight matching moved {summary['units_moved_mean']:.0f} units a layer on average",
+               f"Fig 6-3 from each solution: {len(ip_summary)} paths, at most "
+               f"{summary['over_and_over']['local_minima_max']} local minima in (0, 1), slope ratio at most "
+               f"{summary['over_and_over']['slope_ratio_max']:.3g}"],
+    )
+
+
+def _budget(epochs: int, max_steps: int | None, steps_per_epoch: int) -> int:
+    return epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+
+
+def _finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values())
+
+
+def _similarity(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """sum over layers of <W_A, W_B> and <b_A, b_B> (unpermuted): weight matching's objective at the identity."""
+    return float(sum((a[w].double() * b[w].double()).sum() + (a[bias].double() * b[bias].double()).sum()
+                     for w, bias in mc.linear_layers(a)))
