@@ -198,3 +198,42 @@ def test_bad_config_is_one_line_naming_the_key(edits: dict, optimizers: Any, mes
 def test_a_subset_larger_than_the_split_is_refused(fake_inputs: Inputs) -> None:
     with pytest.raises(ConfigError, match=r"^edge_of_stability\.subset_size: the train split has 60"):
         eos.run(tiny(subset_size=61), fake_inputs)
+
+
+# --------------------------------------------------------------------------
+# Synthetic artifacts in the stage's format (tests/test_claims.py and tests/test_report.py)
+# --------------------------------------------------------------------------
+SYNTHETIC_STEPS = np.arange(0, 201, 10)
+# lr -> (level, hovers): the ratio λ_max / (2 / lr) rises to `level` by step 50 and then oscillates +-3% about it
+# (hovers; its median `level`), or rises to `level` only at the last step (still sharpening when the budget ends).
+Runs = dict[float, tuple[float, bool]]
+GD_AT_EDGE: Runs = {0.2: (1.04, True), 0.4: (1.07, True)}
+SGD_BELOW: Runs = {0.01: (0.004, False), 0.1: (0.3, False)}
+
+
+def synthetic_curves(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> tuple[pd.DataFrame, list[eos.RunSpec]]:
+    """curves.csv of GD and SGD runs shaped by `gd` and `sgd` (see Runs), and the runs' specs."""
+    frames, specs = [], []
+    steps = SYNTHETIC_STEPS
+    for kind, batch, lrs in ((eos.GD, 5000, gd), (eos.SGD, 64, sgd)):
+        for lr, (level, hovers) in lrs.items():
+            start = 0.47 * lr / 2  # every run from one init, its λ_max 0.47 (measured on the MLP)
+            if hovers:
+                ratio = np.where(steps < 50, start + (level - start) * steps / 50,
+                                 level * (1 + 0.03 * np.round(np.cos(np.pi * steps / 20))))
+            else:
+                ratio = start + (level - start) * steps / steps[-1]
+            spec = eos.RunSpec(kind, lr, batch)
+            specs.append(spec)
+            frames.append(pd.DataFrame({
+                "run": spec.name, "kind": kind, "lr": lr, "two_over_lr": 2 / lr, "batch_size": batch, "step": steps,
+                "loss": 2.3 * np.exp(-steps / 60) + 0.1 + 0.05 * hovers * (steps // 10 % 2),
+                "accuracy": 0.95 - 0.85 * np.exp(-steps / 60), "lambda_max": ratio * 2 / lr, "edge_ratio": ratio,
+                "residual": 1e-3 * ratio * 2 / lr, "products": 3, "converged": True, "diverged": False}))
+    return pd.concat(frames, ignore_index=True)[eos.CURVE_COLUMNS], specs
+
+
+def synthetic_runs(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> pd.DataFrame:
+    """runs.csv of `synthetic_curves`, through the study's own summary (reach 0.9)."""
+    curves, specs = synthetic_curves(gd, sgd)
+    return eos.summarize(curves, specs, reach=0.9)

@@ -43,6 +43,7 @@ BAD_KEY = {
     "lbfgs": ("train_images", 0, "lbfgs.train_images: must be > 0"),
     "lr_adaptation": ("corrected", "nadam", "lr_adaptation.corrected: 'nadam' is not in optimizers"),
     "report": ("claims", {}, "report.claims."),
+    "edge_of_stability": ("eval_every", 0, "edge_of_stability.eval_every: must be > 0"),
 }
 
 

@@ -18,6 +18,9 @@ GD, SGD = "gd", "sgd"
 LINE = {GD: "-", SGD: ":"}
 MARKER = {GD: None, SGD: "o"}
 KIND_NAMES = {GD: "GD (full batch)", SGD: "SGD"}
+# Indices into the (colorblind) palette of 10: warm and blue hues for GD, the others for SGD, so no GD run
+# shares a near colour with an SGD run.
+GD_COLORS, SGD_COLORS = (0, 1, 5, 8, 9), (2, 4, 7, 6, 3)
 
 
 @figure("extra-edge-of-stability", title="Full-batch gradient descent at the edge of stability",
@@ -33,7 +36,7 @@ KIND_NAMES = {GD: "GD (full batch)", SGD: "SGD"}
              "falling, non-monotonically; SGD's sharpness stays below 2 / lr.")
 def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     curves, runs, m = i.csv(EOS, "curves.csv"), i.csv(EOS, "runs.csv"), i.json(EOS)
-    colors = dict(zip(runs["run"], sns.color_palette(n_colors=len(runs)), strict=True))
+    colors = run_colors(runs)
     fig, axes = plt.subplots(2, 1, figsize=size(s, rows=2.2), sharex=True, gridspec_kw={"height_ratios": [1.4, 1]})
     top, bottom = axes
     for r in runs.itertuples():
@@ -42,8 +45,9 @@ def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         top.plot(rows["step"], rows["lambda_max"], color=color, ls=LINE[r.kind], marker=MARKER[r.kind], ms=3,
                  lw=1.6, label=label + (" (diverged)" if r.diverged else ""))
         top.axhline(r.two_over_lr, color=color, ls="--", lw=1.0, alpha=0.8)
-        top.annotate(f"2/lr = {r.two_over_lr:g}", (rows["step"].max(), r.two_over_lr), color=color,
-                     fontsize="x-small", ha="right", va="bottom")
+        # At the left, where every run is still far below its edge.
+        top.annotate(f"2/lr = {r.two_over_lr:g}", (rows["step"].min(), r.two_over_lr), color=color,
+                     fontsize="x-small", ha="left", va="bottom")
         if pd.notna(r.reached_step):
             top.axvline(r.reached_step, color=color, ls=(0, (1, 3)), lw=0.8)
         bottom.plot(rows["step"], rows["loss"], color=color, ls=LINE[r.kind], marker=MARKER[r.kind], ms=3, lw=1.4,
@@ -52,7 +56,7 @@ def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     plain_log(top.yaxis)
     top.set(ylabel="λ_max of the subset loss", title=f"sharpness, and 2 / lr dashed (dotted vertical: λ_max first "
                                                       f"≥ {m['reach']:g} × 2 / lr)")
-    top.legend(fontsize="x-small", loc="upper left", ncol=2)
+    top.legend(fontsize="x-small", loc="upper right", ncol=2)
     bottom.set_yscale("log")
     plain_log(bottom.yaxis)
     bottom.set(xlabel="step", ylabel="training loss (nats)",
@@ -74,6 +78,16 @@ def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                 f"{m['products']:,} Hessian-vector products, {m['unconverged_evaluations']} estimates short of the "
                 "power iteration's tolerance.")
     return Drawn(fig, measured)
+
+
+def run_colors(runs: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """One colour per run, GD and SGD from separate parts of the palette (cycling past its ten)."""
+    palette = sns.color_palette(n_colors=10)
+    out = {}
+    for kind, picks in ((GD, GD_COLORS), (SGD, SGD_COLORS)):
+        for k, name in enumerate(runs.loc[runs["kind"] == kind, "run"]):
+            out[name] = palette[picks[k % len(picks)]]
+    return out
 
 
 def gd_runs(runs: pd.DataFrame) -> pd.DataFrame:
