@@ -108,9 +108,12 @@ def fake_inputs(tmp_path: Path) -> Inputs:
     return Inputs(device="cpu", folders={"mnist": tmp_path / "mnist"}, workdir=tmp_path / "work")
 
 
-def tiny(**edits: Any) -> eos.Config:
+def tiny(sgd_entry: dict[str, Any] | None = None, **edits: Any) -> eos.Config:
+    """The study's Config with the tiny section (`edits` to it, and `sgd_entry` as optimizers.sgd)."""
     params = composed("runtime.device=cpu", "runtime.threads=1", *(f"model.{k}={v}" for k, v in TINY_MODEL.items()))
     params["edge_of_stability"] = copy.deepcopy(TINY) | edits
+    if sgd_entry is not None:
+        params["optimizers"]["sgd"] = sgd_entry
     return load(params, eos.Config)
 
 
@@ -188,10 +191,12 @@ def test_runs_table_summarises_the_hovering_phase() -> None:
     ({"optimizer": "sgd_momentum"}, None, "edge_of_stability.optimizer: optimizers.sgd_momentum must be "
                                           "torch.optim.SGD without momentum"),
     ({"optimizer": "adam"}, None, "edge_of_stability.optimizer: optimizers.adam must be torch.optim.SGD"),
+    ({}, {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01, "weight_decay": 1e-4},
+     "edge_of_stability.optimizer: optimizers.sgd must be torch.optim.SGD without momentum or weight decay"),
 ])
 def test_bad_config_is_one_line_naming_the_key(edits: dict, optimizers: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        tiny(**edits)
+        tiny(optimizers, **edits)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 

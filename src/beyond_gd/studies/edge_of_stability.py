@@ -94,10 +94,12 @@ class Config:
         c = self.edge_of_stability
         check_named([c.optimizer], self.optimizers, "edge_of_stability.optimizer")
         spec = self.optimizers[c.optimizer]
-        if spec.target != "torch.optim.SGD" or spec.default("momentum") not in (0, 0.0, None):
+        # Gradient descent on the loss whose Hessian is tracked: no momentum, no weight decay.
+        if spec.target != "torch.optim.SGD" or any(spec.default(k) not in (0, 0.0, None)
+                                                   for k in ("momentum", "weight_decay")):
             raise ConfigError(f"edge_of_stability.optimizer: optimizers.{c.optimizer} must be torch.optim.SGD "
-                              f"without momentum (gradient descent), got {spec.class_name} with momentum "
-                              f"{spec.default('momentum')}")
+                              f"without momentum or weight decay (gradient descent), got {spec.class_name} with "
+                              f"momentum {spec.default('momentum')}, weight_decay {spec.default('weight_decay')}")
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
             parts.append(f"{KIND_NAMES[r.kind]} at lr {r.lr:g} reached {m['reach']:g} × 2/lr = "
                          f"{m['reach'] * r.two_over_lr:.3g} at step {int(r.reached_step)}, then λ_max / (2/lr) had "
                          f"median {r.ratio_median:.2f} (quartiles {r.ratio_q25:.2f}–{r.ratio_q75:.2f}, "
-                         f"{int(r.hover_evaluations)} evaluations)")
+                         f"{int(r.hover_evaluations)} evaluation{'' if r.hover_evaluations == 1 else 's'})")
         else:
             parts.append(f"{KIND_NAMES[r.kind]} at lr {r.lr:g} stayed at most {r.max_ratio:.2g} × 2/lr")
         if r.diverged:
