@@ -158,12 +158,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         "unconverged_evaluations": int((~curves["converged"].astype(bool) & curves["lambda_max"].notna()).sum()),
         "runs": {r.run: {k: _plain(getattr(r, k)) for k in runs.columns if k != "run"} for r in runs.itertuples()},
     }
-    lines = [f"{r.run}: " + (f"reached {c.reach:g} x 2/lr = {c.reach * r.two_over_lr:.3g} at step "
-                             f"{int(r.reached_step)}, then lambda_max / (2/lr) median {r.ratio_median:.3f} "
-                             f"(quartiles {r.ratio_q25:.3f}-{r.ratio_q75:.3f})"
-                             if pd.notna(r.reached_step) else f"never reached 2/lr = {r.two_over_lr:.3g} "
-                             f"(largest lambda_max / (2/lr) {r.max_ratio:.3f})")
-             + f"; last loss {r.final_loss:.4g}" + (" (diverged)" if r.diverged else "") for r in runs.itertuples()]
+    lines = [f"{r.run}: " + _reached_text(r, c.reach) + f"; last loss {r.final_loss:.4g}"
+             + (" (diverged)" if r.diverged else "") for r in runs.itertuples()]
     lines.append(f"{summary['products']} Hessian-vector products, {summary['unconverged_evaluations']} estimates "
                  f"not converged; {wall:.1f} s in all (" + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
                  + ")")
@@ -236,6 +232,17 @@ def summarize(curves: pd.DataFrame, specs: list[RunSpec], reach: float) -> pd.Da
     table = pd.DataFrame(out)
     table["reached_step"] = table["reached_step"].astype("Int64")
     return table
+
+
+def _reached_text(r: object, reach: float) -> str:
+    """Where a run (a row of runs.csv) reached the edge and how it hovered after, or that it never did."""
+    if pd.isna(r.reached_step):
+        return f"never reached 2/lr = {r.two_over_lr:.3g} (largest lambda_max / (2/lr) {r.max_ratio:.3f})"
+    text = f"reached {reach:g} x 2/lr = {reach * r.two_over_lr:.3g} at step {int(r.reached_step)}"
+    if not r.hover_evaluations:
+        return text + " (its last evaluation)"
+    return (text + f", then lambda_max / (2/lr) median {r.ratio_median:.3f} (quartiles {r.ratio_q25:.3f}-"
+            f"{r.ratio_q75:.3f}, {r.hover_evaluations} evaluations)")
 
 
 def _key(lr: float) -> str:
