@@ -28,6 +28,7 @@ from beyond_gd.report import figures  # noqa: F401  (registers every figure and 
 from beyond_gd.report.artifacts import Artifacts, Need
 from beyond_gd.report.claims import (AGREES, CLAIMS, DIFFERS, PARTLY, VERDICTS, all_beyond, all_within, at_least,
                                      at_most, evaluate, graded, in_every)
+from test_edge_of_stability import GD_AT_EDGE, SGD_BELOW, Runs, synthetic_runs
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCES: dict[str, float] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())["claims"]
@@ -448,6 +449,12 @@ def swapped(m: np.ndarray) -> np.ndarray:
     return measures.ewma_stationary_std(1 - m, 1.0)
 
 
+def edge_of_stability(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Edit:
+    """edge_of_stability's runs.csv, through the study's own summary, for GD and SGD runs shaped by `gd` and
+    `sgd` (lr -> the ratio λ_max / (2 / lr) it hovers at, or the one it has reached when the budget ends)."""
+    return replace({("edge_of_stability", "runs.csv"): synthetic_runs(gd, sgd)})
+
+
 SURF, ID, IP = "surfaces", "identifiability", "interpolate"
 CASES: list[tuple[str, str, Edit]] = [
     ("noise_escapes_shallow_minima", AGREES, same),
@@ -609,6 +616,17 @@ CASES: list[tuple[str, str, Edit]] = [
     ("curve_connects_minima", PARTLY, replace(mode_connectivity(curve=(0.21, 0.25, 0.23)))),
     # The control point never trained: at the midpoint of A and B the curve is the straight line.
     ("curve_connects_minima", DIFFERS, replace(mode_connectivity(curve=(0.52, 0.61, 0.57)))),
+    # Edge of stability: GD at lr 0.2 and 0.4 hovering at 1.04 and 1.07 x 2/lr, SGD at most 0.3 x 2/lr.
+    ("gd_hovers_at_edge_of_stability", AGREES, edge_of_stability()),
+    # lr 0.4 catapults and its sharpness settles 35% above 2/lr.
+    ("gd_hovers_at_edge_of_stability", PARTLY, edge_of_stability(gd={0.2: (1.04, True), 0.4: (1.35, True)})),
+    # lrs too small for the budget (2/lr = 40 and 20): still sharpening, at 0.5 and 0.8 x 2/lr, when it ends.
+    ("gd_hovers_at_edge_of_stability", DIFFERS, edge_of_stability(gd={0.05: (0.5, False), 0.1: (0.8, False)})),
+    ("sgd_stays_below_edge", AGREES, edge_of_stability()),
+    # SGD at GD's lr 0.2 beside lr 0.01: the larger one reaches 2/lr and hovers like GD.
+    ("sgd_stays_below_edge", PARTLY, edge_of_stability(sgd={0.01: (0.004, False), 0.2: (1.02, True)})),
+    # Batches of half the subset: SGD at GD's lrs behaves as GD does.
+    ("sgd_stays_below_edge", DIFFERS, edge_of_stability(sgd={0.2: (1.03, True), 0.4: (1.06, True)})),
 ]
 
 BOOK = book()

@@ -49,6 +49,7 @@ from beyond_gd.report.artifacts import Artifacts
 from beyond_gd.report.figures import FIGURES
 from beyond_gd.stage import execute, write
 from beyond_gd.stages.report import STAGE
+from beyond_gd.studies import edge_of_stability as edge_of_stability_study
 from beyond_gd.studies import lbfgs as lbfgs_study
 from beyond_gd.studies import lr_adaptation as lr_adaptation_study
 from beyond_gd.studies import momentum_speedup, optimizer_grid, optimizer_toys, random_walk, surfaces, update_rules
@@ -56,11 +57,12 @@ from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
 from conftest import REPO, composed, write_params
 from test_claims import hessian_density as hessian_density_picture
+from test_edge_of_stability import synthetic_curves
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
              "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "hessian_density", "mode_connectivity")
+             "hessian_density", "edge_of_stability", "mode_connectivity")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -458,6 +460,21 @@ def write_mode_connectivity(folder: Path) -> None:
     pd.DataFrame(summaries).to_csv(folder / "interpolation_summary.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({"solutions": 3, "pairs": 3}))
     record(folder, "mode_connectivity")
+def write_edge_of_stability(folder: Path) -> None:
+    """edge_of_stability's curves.csv, runs.csv and summary.json: GD at lr 0.2 and 0.4 sharpening to 2/lr and
+    hovering just above it, SGD at lr 0.01 and 0.1 far below its 2/lr (the study's own run summary)."""
+    folder.mkdir(parents=True)
+    curves, specs = synthetic_curves()
+    curves.to_csv(folder / "curves.csv", index=False)
+    runs = edge_of_stability_study.summarize(curves, specs, reach=0.9)
+    runs.to_csv(folder / "runs.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({
+        "subset_size": 5000, "parameters": 269_322, "steps": 200, "eval_every": 10, "reach": 0.9, "init_seed": 0,
+        "optimizer": "sgd", "init_lambda_max_lanczos": 0.47, "lanczos_steps": 20,
+        "products": int(curves["products"].sum()), "unconverged_evaluations": 0,
+        "runs": {r["run"]: {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "run"}
+                 for r in runs.astype(object).to_dict("records")}}, default=float))
+    record(folder, "edge_of_stability")
 
 
 @pytest.fixture(scope="module")
@@ -485,6 +502,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_lbfgs(root / "data" / "lbfgs")
     write_lr_adaptation(root / "data" / "lr_adaptation")
     write_mode_connectivity(root / "data" / "mode_connectivity")
+    write_edge_of_stability(root / "data" / "edge_of_stability")
     yield root, params
 
 

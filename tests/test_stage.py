@@ -45,6 +45,7 @@ BAD_KEY = {
     "lr_adaptation": ("corrected", "nadam", "lr_adaptation.corrected: 'nadam' is not in optimizers"),
     "report": ("claims", {}, "report.claims."),
     "mode_connectivity": ("seeds", [3], "mode_connectivity.seeds: at least two solutions make a pair"),
+    "edge_of_stability": ("eval_every", 0, "edge_of_stability.eval_every: must be > 0"),
 }
 
 

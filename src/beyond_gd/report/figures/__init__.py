@@ -108,4 +108,5 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     extra_lr_adaptation,
     extra_baseline_training,
     extra_mode_connectivity,
+    extra_edge_of_stability,
 )

@@ -1,0 +1,127 @@
+"""Beyond the book: full-batch gradient descent at the edge of stability (Cohen et al. 2021)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.axes import plain_log
+from beyond_gd.report.claims import Measured, claim, graded, in_every
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.style import Style, size
+
+EOS = "edge_of_stability"
+GD, SGD = "gd", "sgd"
+LINE = {GD: "-", SGD: ":"}
+MARKER = {GD: None, SGD: "o"}
+KIND_NAMES = {GD: "GD (full batch)", SGD: "SGD"}
+# Indices into the (colorblind) palette of 10: warm and blue hues for GD, the others for SGD, so no GD run
+# shares a near colour with an SGD run.
+GD_COLORS, SGD_COLORS = (0, 1, 5, 8, 9), (2, 4, 7, 6, 3)
+
+
+@figure("extra-edge-of-stability", title="Full-batch gradient descent at the edge of stability",
+        needs=(Need(EOS, "curves.csv"), Need(EOS, "runs.csv"), Need(EOS, "summary.json")),
+        shows="The sharpness λ_max (the largest eigenvalue of the Hessian of the training subset's loss, by a "
+              "warm-started power iteration on Hessian-vector products) against the step, for full-batch "
+              "gradient descent (solid) and mini-batch SGD (dotted, markers) from the same initialisation, each "
+              "with its stability limit 2 / lr as a dashed line of its colour (top, log); the subset's training "
+              "loss of the same runs (bottom, log).",
+        book="Not in the book, which treats a learning rate as fixed against a fixed curvature. Cohen et al. "
+             "(2021): under full-batch GD the sharpness rises (progressive sharpening) until it reaches 2 / lr, "
+             "the limit of stability on a quadratic, and then hovers just above it while the loss goes on "
+             "falling, non-monotonically; SGD's sharpness stays below 2 / lr.")
+def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    curves, runs, m = i.csv(EOS, "curves.csv"), i.csv(EOS, "runs.csv"), i.json(EOS)
+    colors = run_colors(runs)
+    fig, axes = plt.subplots(2, 1, figsize=size(s, rows=2.2), sharex=True, gridspec_kw={"height_ratios": [1.4, 1]})
+    top, bottom = axes
+    for r in runs.itertuples():
+        rows = curves[curves["run"] == r.run].sort_values("step")
+        color, label = colors[r.run], f"{KIND_NAMES[r.kind]}, lr {r.lr:g}"
+        top.plot(rows["step"], rows["lambda_max"], color=color, ls=LINE[r.kind], marker=MARKER[r.kind], ms=3,
+                 lw=1.6, label=label + (" (diverged)" if r.diverged else ""))
+        top.axhline(r.two_over_lr, color=color, ls="--", lw=1.0, alpha=0.8)
+        # At the left, where every run is still far below its edge.
+        top.annotate(f"2/lr = {r.two_over_lr:g}", (rows["step"].min(), r.two_over_lr), color=color,
+                     fontsize="x-small", ha="left", va="bottom")
+        if pd.notna(r.reached_step):
+            top.axvline(r.reached_step, color=color, ls=(0, (1, 3)), lw=0.8)
+        bottom.plot(rows["step"], rows["loss"], color=color, ls=LINE[r.kind], marker=MARKER[r.kind], ms=3, lw=1.4,
+                    label=label)
+    top.set_yscale("log")
+    plain_log(top.yaxis)
+    top.set(ylabel="λ_max of the subset loss", title=f"sharpness, and 2 / lr dashed (dotted vertical: λ_max first "
+                                                      f"≥ {m['reach']:g} × 2 / lr)")
+    top.legend(fontsize="x-small", loc="upper right", ncol=2)
+    bottom.set_yscale("log")
+    plain_log(bottom.yaxis)
+    bottom.set(xlabel="step", ylabel="training loss (nats)",
+               title=f"loss on the {m['subset_size']:,}-image training subset")
+    fig.tight_layout()
+    parts = []
+    for r in runs.itertuples():
+        if pd.notna(r.reached_step):
+            parts.append(f"{KIND_NAMES[r.kind]} at lr {r.lr:g} reached {m['reach']:g} × 2/lr = "
+                         f"{m['reach'] * r.two_over_lr:.3g} at step {int(r.reached_step)}, then λ_max / (2/lr) had "
+                         f"median {r.ratio_median:.2f} (quartiles {r.ratio_q25:.2f}–{r.ratio_q75:.2f}, "
+                         f"{int(r.hover_evaluations)} evaluation{'' if r.hover_evaluations == 1 else 's'})")
+        else:
+            parts.append(f"{KIND_NAMES[r.kind]} at lr {r.lr:g} stayed at most {r.max_ratio:.2g} × 2/lr")
+        if r.diverged:
+            parts[-1] += " and diverged"
+    measured = (f"From λ_max = {m['init_lambda_max_lanczos']:.3g} at the initialisation, over {m['steps']} steps "
+                f"({m['parameters']:,} parameters, {m['subset_size']:,} images): " + "; ".join(parts) + ". "
+                f"{m['products']:,} Hessian-vector products, {m['unconverged_evaluations']} estimates short of the "
+                "power iteration's tolerance.")
+    return Drawn(fig, measured)
+
+
+def run_colors(runs: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """One colour per run, GD and SGD from separate parts of the palette (cycling past its ten)."""
+    palette = sns.color_palette(n_colors=10)
+    out = {}
+    for kind, picks in ((GD, GD_COLORS), (SGD, SGD_COLORS)):
+        for k, name in enumerate(runs.loc[runs["kind"] == kind, "run"]):
+            out[name] = palette[picks[k % len(picks)]]
+    return out
+
+
+def gd_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["kind"] == GD]
+
+
+@claim("gd_hovers_at_edge_of_stability", figure="Edge of stability",
+       book="(Cohen et al. 2021, beyond the book) Under full-batch gradient descent the sharpness λ_max rises "
+            "until it reaches 2 / lr and then hovers just about 2 / lr.",
+       needs=(Need(EOS, "runs.csv"),),
+       tolerance="per GD lr, the median of λ_max / (2 / lr) after λ_max first reached the stage's reach × 2 / "
+                 "lr. agrees: every GD lr's median within {tol:g} of 1; partly: some lrs within, or every lr "
+                 "reached 2 / lr but hovers outside the band; differs: no lr reaches 2 / lr")
+def gd_hovers(i: Inputs, tol: float) -> Measured:
+    gd = gd_runs(i.csv(EOS, "runs.csv"))
+    reached = gd["reached_step"].notna()
+    within = reached & ((gd["ratio_median"] - 1).abs() <= tol)
+    text = "; ".join(f"lr {r.lr:g}: median {r.ratio_median:.3f} after step {int(r.reached_step)}"
+                     if pd.notna(r.reached_step) else f"lr {r.lr:g}: never reached (at most {r.max_ratio:.3f})"
+                     for r in gd.itertuples())
+    return Measured(f"λ_max / (2 / lr) {text}; within the band at {int(within.sum())} of {len(gd)} lrs",
+                    graded(bool(len(gd)) and bool(within.all()), bool(within.any() or (len(gd) and reached.all()))))
+
+
+@claim("sgd_stays_below_edge", figure="Edge of stability",
+       book="(Cohen et al. 2021, sec. 3; Jastrzebski et al. 2020, beyond the book) With mini-batch SGD the "
+            "sharpness stays below 2 / lr.",
+       needs=(Need(EOS, "runs.csv"),),
+       tolerance="per SGD lr, the largest λ_max / (2 / lr) over the run. agrees: below {tol:g} at every SGD lr; "
+                 "partly: at some; differs: at none")
+def sgd_below(i: Inputs, tol: float) -> Measured:
+    runs = i.csv(EOS, "runs.csv")
+    sgd = runs[runs["kind"] == SGD]
+    below = sgd["max_ratio"].to_numpy(dtype=float) < tol  # a NaN (no estimate) is never below
+    return Measured("largest λ_max / (2 / lr): " + ", ".join(f"lr {r.lr:g} {r.max_ratio:.3f}"
+                                                             for r in sgd.itertuples())
+                    + f"; below {tol:g} at {int(np.sum(below))} of {len(sgd)} lrs", in_every(below))
