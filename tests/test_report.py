@@ -57,7 +57,8 @@ from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
-             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation")
+             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
+             "landscape_2d")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -390,6 +391,20 @@ def write_lr_adaptation(folder: Path) -> None:
     record(folder, "lr_adaptation", cells=len(outputs))
 
 
+def write_landscape_2d(folder: Path) -> None:
+    """landscape_2d's random plane, path planes, paths and summary.json: test_claims' picture, a bowl around
+    the SGD solution and two bent paths (the claim's three verdicts come from the same writer there)."""
+    from test_claims import landscape_2d
+
+    folder.mkdir(parents=True)
+    for (_, name), value in landscape_2d().items():
+        if name.endswith(".csv"):
+            value.to_csv(folder / name, index=False)
+        else:
+            (folder / name).write_text(json.dumps(value))
+    record(folder, "landscape_2d")
+
+
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Upstream artifacts under data/<artifact> of a temp folder, and the params that made them: the cheap
@@ -413,6 +428,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_optimizer_grid(root / "data" / "optimizer_grid")
     write_lbfgs(root / "data" / "lbfgs")
     write_lr_adaptation(root / "data" / "lr_adaptation")
+    write_landscape_2d(root / "data" / "landscape_2d")
     yield root, params
 
 

@@ -106,4 +106,5 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     extra_plateau,
     extra_lr_adaptation,
     extra_baseline_training,
+    extra_landscape_2d,
 )
