@@ -443,6 +443,7 @@ def landscape_2d(minimum: tuple[float, float] = (0.0, 0.0), dip: float = 0.0) ->
             "plane": {"centre_loss": 0.25, "min_loss": float(grid_loss.min()), "min_at": [0.0, 0.0],
                       "max_loss": float(grid_loss.max()), "nonfinite_points": 0, "explained_variance": [ev1, ev2],
                       "explained_variance_total": ev1 + ev2, "max_off_plane": 0.05, "path_length": length,
+                      "start_distance": length,
                       "x_range": [xs[0], xs[-1]], "y_range": [ys[0], ys[-1]], "resolution": 17,
                       "start_loss": 2.3, "final_loss": 0.25}}
     return {("landscape_2d", "random_plane.csv"): rand, ("landscape_2d", "pca_planes.csv"): pd.concat(planes),

@@ -312,3 +312,47 @@ def test_a_subset_larger_than_the_split_is_refused(base_params: dict[str, Any], 
 def test_every_profile_validates(profile: str) -> None:
     cfg = config(landscape_2d.Config, f"profile={profile}")
     assert cfg.landscape_2d.random_plane.resolution % 2 == 1
+
+
+# --------------------------------------------------------------------------
+# The figure, from synthetic artifacts
+# --------------------------------------------------------------------------
+def draw_landscape_2d(tmp_path: Path, edit: Any = None) -> Any:
+    import yaml
+
+    from beyond_gd.report.figures import FIGURES, FigureParams
+    from beyond_gd.report.style import Style, apply
+    from conftest import REPO
+    from test_claims import landscape_2d as artifacts
+    from test_claims import write as write_artifacts
+
+    spec = next(f for f in FIGURES if f.name == "extra-landscape-2d")
+    data = artifacts()
+    if edit:
+        edit(data)
+    conf = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
+    style = Style(**conf["style"])
+    apply(style)
+    view = write_artifacts(data, spec.needs, tmp_path).view(spec.needs)
+    return spec.draw(view, FigureParams(**conf["figures"]), style)
+
+
+def test_the_figure_draws_both_planes_and_states_its_numbers(tmp_path: Path) -> None:
+    drawn = draw_landscape_2d(tmp_path)
+    assert len(drawn.figure.axes) >= 3
+    labels = [ax.get_xlabel() for ax in drawn.figure.axes]
+    assert "PC1 (93.5% of the variance)" in labels and "PC1 (81.0% of the variance)" in labels
+    assert "loss 0.06 at the SGD solution" in drawn.measured and "at the centre" in drawn.measured
+    assert "explained variance 0.935 + 0.050" in drawn.measured
+
+
+def test_the_figure_says_when_a_diverged_path_has_no_plane(tmp_path: Path) -> None:
+    def diverge(d: dict) -> None:
+        entry = d[("landscape_2d", "summary.json")]["optimizers"]["sgd_momentum"]
+        entry.update(diverged=True, finite_iterates=2, plane=None)
+        for file in ("paths.csv", "pca_planes.csv"):
+            table = d[("landscape_2d", file)]
+            d[("landscape_2d", file)] = table[table.optimizer != "sgd_momentum"]
+
+    drawn = draw_landscape_2d(tmp_path, diverge)
+    assert "sgd_momentum: no plane (2 finite iterates, diverged)" in drawn.measured

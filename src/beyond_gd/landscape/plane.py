@@ -146,7 +146,7 @@ class PathPlane:
     directions: torch.Tensor  # [2, dim] orthonormal rows, float64
     explained: np.ndarray  # [2] share of sum_i ||theta_i - theta_final||^2 along each direction
     coords: np.ndarray  # [n, 2] each point of the path projected on the directions (the last at (0, 0))
-    off_plane: np.ndarray  # [n] ||theta_i - theta_final - projection|| / ||theta_i - theta_final|| (0 at the last)
+    off_plane: np.ndarray  # [n] ||theta_i - theta_final - projection||: each point's distance from the plane
 
 
 def path_plane(path: torch.Tensor) -> PathPlane:
@@ -166,9 +166,7 @@ def path_plane(path: torch.Tensor) -> PathPlane:
             directions[k], coords[:, k] = -directions[k], -coords[:, k]
     energy = float((s**2).sum())
     explained = (s[:2] ** 2 / energy).cpu().numpy() if energy > 0 else np.zeros(2)
-    norms = rel.norm(dim=1)
-    residual = (rel - coords @ directions).norm(dim=1)
-    off = torch.where(norms > 0, residual / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(norms))
+    off = (rel - coords @ directions).norm(dim=1)
     return PathPlane(directions, explained, coords.cpu().numpy(), off.cpu().numpy())
 
 

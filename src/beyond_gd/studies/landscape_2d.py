@@ -8,8 +8,8 @@
    final iterate spanned by the top two principal directions of [theta_i - theta_final], the explained
    variance of each, the path projected on them, and the loss on a grid over that plane holding the path.
 Tables: `random_plane.csv` (a, b, loss, accuracy), `pca_planes.csv` (optimizer, x, y, loss, accuracy),
-`paths.csv` (optimizer, step, x, y, off_plane, loss, accuracy: each saved iterate, its projection, the share of
-its offset from the final point outside the plane, and its own subset loss). summary.json holds, per plane, the
+`paths.csv` (optimizer, step, x, y, off_plane, loss, accuracy: each saved iterate, its projection, its distance
+from the plane, in the same units as x and y, and its own subset loss). summary.json holds, per plane, the
 loss at the centre, the grid's minimum and where it is, and per optimizer the explained variances, the steps
 trained and whether the run diverged (a diverged run keeps its finite iterates; with fewer than three there is
 no plane, and its entry says so).
@@ -17,6 +17,7 @@ no plane, and its entry says so).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +108,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     seed_everything(c.trajectory.seed)
     model = build_model(cfg.model).to(device)
     theta_opt = load_state(inputs.folder("baseline") / "mnist.pt", model, device)
-    theta_init = load_state(inputs.folder("baseline") / "init.pt", model, device)
+    load_state(inputs.folder("baseline") / "init.pt", model, device)  # checked before any work is done
     x_train, y_train = load_tensors(inputs.folder("mnist"), train=True, device=device)
     if c.subset_size > len(x_train):
         raise ConfigError(f"landscape_2d.subset_size: the train split has {len(x_train)} examples, "
@@ -118,6 +119,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     def loss_at(bases: list[dict[str, torch.Tensor]], coeffs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return pl.combination_loss(model.classifier, bases, coeffs, x, y, batch_size=c.batch_size, chunk=c.chunk)
 
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     # 1. The random plane around the SGD solution.
     centre = sub_state(theta_opt, PREFIX)
     gen = torch.Generator().manual_seed(c.random_plane.seed)
@@ -134,6 +137,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                       "direction_norms": [float(flat1.norm()), float(flat2.norm())],
                       "solution_norm": float(FlatLayout.of(centre).flatten(centre).double().norm())}
 
+    seconds["random_plane_seconds"] = time.perf_counter() - clock
     # 2. Each optimizer's path from the init, and its principal plane.
     planes, paths, per_optimizer = [], [], {}
     names = c.trajectory.optimizers
@@ -141,6 +145,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         load_state(inputs.folder("baseline") / "init.pt", model, device)
         steps, iterates, trained = _trajectory(model, cfg.optimizers[name], name, x_train, y_train, c.trajectory,
                                                inputs.progress)
+        seconds[f"{name}_train_seconds"] = trained.seconds
+        clock = time.perf_counter()
         entry: dict[str, object] = {"steps": trained.steps, "diverged": trained.diverged,
                                     "iterates": len(iterates), "final_batch_loss": _last(trained.step_loss)}
         finite = [i for i, it in enumerate(iterates) if all(torch.isfinite(v).all() for v in it.values())]
@@ -172,8 +178,10 @@ def run(cfg: Config, inputs: Inputs) -> Result:
             "explained_variance": [float(v) for v in fit.explained],
             "explained_variance_total": float(fit.explained.sum()),
             "max_off_plane": float(fit.off_plane.max()), "path_length": float(_length(fit.coords)),
+            "start_distance": float(np.hypot(*fit.coords[0]) ** 2 + fit.off_plane[0] ** 2) ** 0.5,
             "x_range": [x_lo, x_hi], "y_range": [y_lo, y_hi], "resolution": c.pca_plane.resolution,
             "start_loss": float(own_loss[0]), "final_loss": float(own_loss[-1])}}
+        seconds[f"{name}_plane_seconds"] = time.perf_counter() - clock
 
     pca_planes = pd.concat(planes, ignore_index=True) if planes else pd.DataFrame(
         columns=["optimizer", "x", "y", "loss", "accuracy"])
@@ -199,7 +207,9 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         tables={"random_plane.csv": random_plane, "pca_planes.csv": pca_planes, "paths.csv": path_table},
         series=[Series(range(len(axis)), {"random_plane_loss_along_a": random_plane.loc[
             random_plane["b"] == 0.0, "loss"].to_numpy()})],
-        lines=lines,
+        # The seconds go to MLflow only: machine facts, not results to diff between experiments.
+        logged=seconds,
+        lines=[*lines, "seconds: " + ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}" for k, v in seconds.items())],
     )
 
 

@@ -50,6 +50,7 @@ def landscape_2d(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         ax.plot(*r["min_at"], marker="x", ms=9, color="red", zorder=4, label="grid minimum")
     ax.set(xlabel="a (along d1, filter-normalised)", ylabel="b (along d2)", aspect="equal",
            title=f"random plane around θ* ({r['resolution']}² points)")
+    ax.title.set_fontsize("medium")
     ax.legend(fontsize="x-small", loc="upper right")
     texts = []
     for ax, name, color in zip(axes[1:], names, colors[1:], strict=True):
@@ -71,11 +72,12 @@ def landscape_2d(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         ax.plot(0, 0, marker="*", ms=14, color="white", mec="black", zorder=4, label="end (final iterate)")
         ev = plane["explained_variance"]
         ax.set(xlabel=f"PC1 ({ev[0]:.1%} of the variance)", ylabel=f"PC2 ({ev[1]:.1%})",
-               title=f"{name}: its path's plane ({entry['steps']} steps"
-                     + (", diverged" if entry["diverged"] else "") + ")")
+               title=f"{name}: path plane, {entry['steps']} steps" + (" (diverged)" if entry["diverged"] else ""))
+        ax.title.set_fontsize("medium")
         ax.legend(fontsize="x-small", loc="best")
         texts.append(f"{name}: explained variance {ev[0]:.3f} + {ev[1]:.3f} = {plane['explained_variance_total']:.3f}"
-                     f" (the iterates at most {plane['max_off_plane']:.1%} off the plane), loss "
+                     f" (every iterate within {plane['max_off_plane']:.2g} of the plane, the init "
+                     f"{plane['start_distance']:.3g} from the end), loss "
                      f"{plane['start_loss']:.3g} at the init, {plane['centre_loss']:.3g} at the final iterate, "
                      f"lowest on its plane {plane['min_loss']:.3g}")
     fig.tight_layout()
