@@ -35,7 +35,7 @@ from beyond_gd.model import build_model, load_state
 from beyond_gd.optim.registry import OptimizerSpec, check_named
 from beyond_gd.runtime import seed_everything
 from beyond_gd.study import Inputs, Result, Series
-from beyond_gd.training import train
+from beyond_gd.training import TrainResult, train
 
 PREFIX = "classifier."
 
@@ -214,7 +214,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
 
 
 def _trajectory(model: torch.nn.Module, spec: OptimizerSpec, name: str, x: torch.Tensor, y: torch.Tensor,
-                c: TrajectoryConfig, progress: bool) -> tuple[list[int], list[dict[str, torch.Tensor]], object]:
+                c: TrajectoryConfig, progress: bool) -> tuple[list[int], list[dict[str, torch.Tensor]], TrainResult]:
     """Train `model` from where it stands; its state at step 0, every `save_every` steps and the last step."""
     optimizer = spec.build(model.parameters(), key=f"optimizers.{name}")
     steps = [0]
