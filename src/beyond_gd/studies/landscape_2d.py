@@ -192,15 +192,15 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         **{f"{n}_explained_variance": (per_optimizer[n]["plane"] or {}).get("explained_variance_total")
            for n in names}}
     lines = [f"random plane ({c.random_plane.resolution}^2 on {c.subset_size:,} images): loss "
-             f"{random_summary['centre_loss']:.4g} at the SGD solution, minimum {random_summary['min_loss']:.4g} "
-             f"at (a, b) = ({random_summary['min_at'][0]:g}, {random_summary['min_at'][1]:g})"]
+             f"{_fmt(random_summary['centre_loss'])} at the SGD solution, minimum {_fmt(random_summary['min_loss'])} "
+             f"at (a, b) = ({_fmt(random_summary['min_at'][0])}, {_fmt(random_summary['min_at'][1])})"]
     for n in names:
         e, p = per_optimizer[n], per_optimizer[n]["plane"]
         state = "diverged, " if e["diverged"] else ""
         lines.append(f"{n}: {state}{e['steps']} steps, " + (
             "fewer than 3 finite iterates: no plane" if p is None else
             f"explained variance {p['explained_variance'][0]:.3f} + {p['explained_variance'][1]:.3f}; final loss "
-            f"{p['centre_loss']:.4g}, plane minimum {p['min_loss']:.4g}"))
+            f"{_fmt(p['centre_loss'])}, plane minimum {_fmt(p['min_loss'])}"))
     return Result(
         metrics=metrics,
         summary={"subset_size": c.subset_size, "random_plane": random_summary, "optimizers": per_optimizer},
@@ -261,3 +261,8 @@ def _length(coords: np.ndarray) -> float:
 
 def _last(values: np.ndarray) -> float | None:
     return float(values[-1]) if len(values) else None
+
+
+def _fmt(value: float | None) -> str:
+    """A number for the printed lines; a grid with no finite loss has None (null in summary.json)."""
+    return "none" if value is None else f"{value:.4g}"

@@ -78,14 +78,18 @@ def landscape_2d(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         texts.append(f"{name}: explained variance {ev[0]:.3f} + {ev[1]:.3f} = {plane['explained_variance_total']:.3f}"
                      f" (every iterate within {plane['max_off_plane']:.2g} of the plane, the init "
                      f"{plane['start_distance']:.3g} from the end), loss "
-                     f"{plane['start_loss']:.3g} at the init, {plane['centre_loss']:.3g} at the final iterate, "
-                     f"lowest on its plane {plane['min_loss']:.3g}")
+                     f"{_g(plane['start_loss'])} at the init, {_g(plane['centre_loss'])} at the final iterate, "
+                     f"lowest on its plane {_g(plane['min_loss'])}")
     fig.tight_layout()
-    where = ("at the centre" if tuple(r["min_at"]) == (0.0, 0.0)
-             else f"at (a, b) = ({r['min_at'][0]:g}, {r['min_at'][1]:g})")
-    measured = (f"On {m['subset_size']:,} training images: loss {r['centre_loss']:.4g} at the SGD solution; the "
-                f"random plane's minimum is {r['min_loss']:.4g}, {where}, its maximum {r['max_loss']:.3g} "
-                f"(the directions' cosine {r['direction_cosine']:.2g}). " + "; ".join(texts) + ".")
+    if r["min_loss"] is None:
+        lowest = "no finite loss on the random plane"
+    else:
+        where = ("at the centre" if tuple(r["min_at"]) == (0.0, 0.0)
+                 else f"at (a, b) = ({r['min_at'][0]:g}, {r['min_at'][1]:g})")
+        lowest = (f"the random plane's minimum is {r['min_loss']:.4g}, {where}, its maximum {r['max_loss']:.3g} "
+                  f"(the directions' cosine {r['direction_cosine']:.2g})")
+    measured = (f"On {m['subset_size']:,} training images: loss {_g(r['centre_loss'], '.4g')} at the SGD solution; "
+                f"{lowest}. " + "; ".join(texts) + ".")
     return Drawn(fig, measured)
 
 
@@ -105,6 +109,11 @@ def _contours(ax: plt.Axes, grid: pd.DataFrame, xcol: str, ycol: str, cmap: str)
                 extend="both")
     lines = ax.contour(x, y, masked, levels=levels, colors="0.15", linewidths=0.6)
     ax.clabel(lines, lines.levels[::2], fontsize="xx-small", fmt=lambda v: f"{v:.2g}")
+
+
+def _g(value: float | None, spec: str = ".3g") -> str:
+    """A loss for the text; a non-finite one is null in summary.json (a diverged or overflowing point)."""
+    return "not finite" if value is None or not np.isfinite(value) else format(value, spec)
 
 
 def _stride(path: pd.DataFrame) -> int:
