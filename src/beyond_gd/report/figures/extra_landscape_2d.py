@@ -30,7 +30,7 @@ RAYS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
               "the baseline's init for a short budget, the plane through its final iterate spanned by the top "
               "two principal directions of its saved iterates minus the final one, with the path projected on "
               "it (every saved iterate a dot; start: circle, end: star) and each direction's explained variance "
-              "in its axis label.",
+              "in its axis label (these two axes are not to the same scale).",
         book="Beyond the book: Fig 6-3's line is one cut; Li et al. (2018) show that the filter-normalised 2-D "
              "slice around a well-trained minimum is convex-looking with the minimum at the centre, and that an "
              "optimizer's path lies almost entirely in a 2-D subspace (its top two PCA directions explain most "
@@ -72,7 +72,7 @@ def landscape_2d(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         ax.plot(0, 0, marker="*", ms=14, color="white", mec="black", zorder=4, label="end (final iterate)")
         ev = plane["explained_variance"]
         ax.set(xlabel=f"PC1 ({ev[0]:.1%} of the variance)", ylabel=f"PC2 ({ev[1]:.1%})",
-               title=f"{name}: path plane, {entry['steps']} steps" + (" (diverged)" if entry["diverged"] else ""))
+               title=f"{name}, {entry['steps']} steps" + (" (diverged)" if entry["diverged"] else ""))
         ax.title.set_fontsize("medium")
         ax.legend(fontsize="x-small", loc="best")
         texts.append(f"{name}: explained variance {ev[0]:.3f} + {ev[1]:.3f} = {plane['explained_variance_total']:.3f}"
