@@ -456,6 +456,51 @@ def edge_of_stability(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Edit:
 
 
 SURF, ID, IP = "surfaces", "identifiability", "interpolate"
+# landscape_2d: the loss on a random plane around the SGD solution and on each path's plane.
+L2_AXIS = np.round(np.linspace(-1.0, 1.0, 21), 10)
+L2_OPTIMIZERS = {"sgd": (2.5, 0.935, 0.05), "sgd_momentum": (9.0, 0.81, 0.12)}
+
+
+def landscape_2d(minimum: tuple[float, float] = (0.0, 0.0), dip: float = 0.0) -> Data:
+    """landscape_2d's artifacts: a bowl of 0.06 nats at (0, 0) rising to about 1.3 at the corners (as measured
+    around the baseline: 0.064 at the centre, 1.3 at the edge), its bottom moved to `minimum`, and a dip of
+    `dip` nats on the ray a > 0 at a = 0.7; per optimizer (path length, explained variances) a bent path from
+    the init to its final point at (0, 0) and a bowl around its end."""
+    a, b = np.meshgrid(L2_AXIS, L2_AXIS, indexing="ij")
+    loss = 0.06 + 1.2 * ((a - minimum[0]) ** 2 + 0.6 * (b - minimum[1]) ** 2) - dip * np.exp(
+        -((a - 0.7) ** 2 + b**2) / 0.01)
+    rand = pd.DataFrame({"a": a.ravel(), "b": b.ravel(), "loss": loss.ravel(), "accuracy": 0.985 - 0.3 * loss.ravel()})
+    low = rand.loc[rand["loss"].idxmin()]
+    summary: dict[str, Any] = {"subset_size": 2500, "random_plane": {
+        "centre_loss": float(rand.loc[(rand.a == 0) & (rand.b == 0), "loss"].iloc[0]), "min_loss": float(low["loss"]),
+        "min_at": [float(low["a"]), float(low["b"])], "max_loss": float(rand["loss"].max()), "nonfinite_points": 0,
+        "resolution": 21, "extent": 1.0, "direction_cosine": -0.004, "direction_norms": [17.84, 17.84],
+        "solution_norm": 17.87}, "optimizers": {}}
+    planes, paths = [], []
+    for name, (length, ev1, ev2) in L2_OPTIMIZERS.items():
+        t = np.linspace(0.0, 1.0, 20)
+        px, py = length * (1 - t) ** 2, 0.15 * length * np.sin(np.pi * t) * (1 - t)
+        step = np.r_[np.arange(0, 938, 50), 938]
+        own = 0.25 + 2.05 * (1 - t) ** 3
+        paths.append(pd.DataFrame({"optimizer": name, "step": step, "x": px, "y": py, "off_plane": 0.2 * t * (1 - t),
+                                   "loss": own, "accuracy": 0.93 - 0.3 * own}))
+        xs, ys = np.linspace(-0.2 * length, 1.2 * length, 17), np.linspace(-0.2 * length, 0.3 * length, 17)
+        gx, gy = np.meshgrid(xs, ys, indexing="ij")
+        grid_loss = 0.24 + 2.0 * (gx / length) ** 2 + 6.0 * (gy / length) ** 2
+        planes.append(pd.DataFrame({"optimizer": name, "x": gx.ravel(), "y": gy.ravel(), "loss": grid_loss.ravel(),
+                                    "accuracy": 0.93 - 0.3 * grid_loss.ravel()}))
+        summary["optimizers"][name] = {
+            "steps": 938, "diverged": False, "iterates": 20, "final_batch_loss": 0.3, "finite_iterates": 20,
+            "plane": {"centre_loss": 0.25, "min_loss": float(grid_loss.min()), "min_at": [0.0, 0.0],
+                      "max_loss": float(grid_loss.max()), "nonfinite_points": 0, "explained_variance": [ev1, ev2],
+                      "explained_variance_total": ev1 + ev2, "max_off_plane": 0.05, "path_length": length,
+                      "start_distance": length,
+                      "x_range": [xs[0], xs[-1]], "y_range": [ys[0], ys[-1]], "resolution": 17,
+                      "start_loss": 2.3, "final_loss": 0.25}}
+    return {("landscape_2d", "random_plane.csv"): rand, ("landscape_2d", "pca_planes.csv"): pd.concat(planes),
+            ("landscape_2d", "paths.csv"): pd.concat(paths), ("landscape_2d", "summary.json"): summary}
+
+
 CASES: list[tuple[str, str, Edit]] = [
     ("noise_escapes_shallow_minima", AGREES, same),
     # Noise std 6 instead of 8: a quarter of the runs leave the shallow minimum, none the deep one.
@@ -627,6 +672,12 @@ CASES: list[tuple[str, str, Edit]] = [
     ("sgd_stays_below_edge", PARTLY, edge_of_stability(sgd={0.01: (0.004, False), 0.2: (1.02, True)})),
     # Batches of half the subset: SGD at GD's lrs behaves as GD does.
     ("sgd_stays_below_edge", DIFFERS, edge_of_stability(sgd={0.2: (1.03, True), 0.4: (1.06, True)})),
+    ("solution_is_a_minimum_in_2d", AGREES, replace(landscape_2d())),
+    # A second valley on one side of the slice (Li et al.'s deep nets without skip connections): the centre is
+    # still the lowest point, but the loss falls again along the ray a > 0.
+    ("solution_is_a_minimum_in_2d", PARTLY, replace(landscape_2d(dip=0.3))),
+    # A solution stopped early, still on the valley's wall: the bottom lies 0.2 along d1, 44% lower.
+    ("solution_is_a_minimum_in_2d", DIFFERS, replace(landscape_2d(minimum=(0.2, 0.0)))),
 ]
 
 BOOK = book()

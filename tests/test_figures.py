@@ -33,11 +33,12 @@ CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 # The upstream stages' output folders, by the report's argument names.
 ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian",
              "update_rules", "optimizer_toys", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "hessian_density", "edge_of_stability", "mode_connectivity"}
+             "hessian_density", "edge_of_stability", "mode_connectivity", "landscape_2d"}
 ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
              "optimizer_toys",
              "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
              "edge_of_stability"}
+             "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "landscape_2d"}
 
 
 def module_of(obj: object) -> str:

@@ -62,7 +62,7 @@ from test_edge_of_stability import synthetic_curves
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
              "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "hessian_density", "edge_of_stability", "mode_connectivity")
+             "hessian_density", "edge_of_stability", "mode_connectivity", "landscape_2d")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -475,6 +475,18 @@ def write_edge_of_stability(folder: Path) -> None:
         "runs": {r["run"]: {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "run"}
                  for r in runs.astype(object).to_dict("records")}}, default=float))
     record(folder, "edge_of_stability")
+def write_landscape_2d(folder: Path) -> None:
+    """landscape_2d's random plane, path planes, paths and summary.json: test_claims' picture, a bowl around
+    the SGD solution and two bent paths (the claim's three verdicts come from the same writer there)."""
+    from test_claims import landscape_2d
+
+    folder.mkdir(parents=True)
+    for (_, name), value in landscape_2d().items():
+        if name.endswith(".csv"):
+            value.to_csv(folder / name, index=False)
+        else:
+            (folder / name).write_text(json.dumps(value))
+    record(folder, "landscape_2d")
 
 
 @pytest.fixture(scope="module")
@@ -503,6 +515,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_lr_adaptation(root / "data" / "lr_adaptation")
     write_mode_connectivity(root / "data" / "mode_connectivity")
     write_edge_of_stability(root / "data" / "edge_of_stability")
+    write_landscape_2d(root / "data" / "landscape_2d")
     yield root, params
 
 

@@ -109,4 +109,5 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     extra_baseline_training,
     extra_mode_connectivity,
     extra_edge_of_stability,
+    extra_landscape_2d,
 )
