@@ -365,7 +365,7 @@ def test_hessian_density_study_gives_every_output(base_params: dict[str, Any], f
     assert list(summary["points"]) == ["init", "epoch_1", "solution"] == summary["order"]
     for m in summary["points"].values():
         assert m["density_integral"] == pytest.approx(1.0, abs=1e-3)
-        assert m["lambda_min"] <= m["lambda_max"] and 0 <= m["negative_mass"] <= 1
+        assert m["lambda_min"] <= m["lambda_max"] and 0 <= m["negative_mass"] <= m["negative_mass"] + m["zero_mass"] <= 1
         assert m["outliers"] == 0 or m["lambda_min"] <= m["bulk_edge"] <= m["lambda_max"]
     ritz = result.tables["ritz.csv"]
     assert set(ritz.start) == {0, 1}
@@ -398,7 +398,8 @@ TINY = {
                 "timing_repeats": 2},
     "hessian_density": {"points": ["init", "epoch_1", "solution"], "split": "train", "subset_size": 40,
                         "subset_seed": 0, "batch_size": 16, "starts": 2, "lanczos_steps": 8, "grid_points": 50,
-                        "broadening": 0.02, "candidates": 4, "residual_tol": 1e-3, "seed": 0},
+                        "broadening": 0.02, "candidates": 4, "residual_tol": 1e-3, "zero_band": 1e-3,
+                        "seed": 0},
 }
 N_TRAIN, N_TEST = 60, 30
 

@@ -12,7 +12,8 @@ Tables: `ritz.csv` (point, start, node: value, weight, Lanczos bound),
 `density.csv` (point, eigenvalue grid, density), `top.csv` (per point and
 start, the converged top eigenvalues). summary.json per point: lambda_max
 and lambda_min, the outliers (count above the widest gap, the gap, the bulk's
-edge), the negative mass, the SLQ trace.
+edge), the mass within `zero_band` x lambda_max of zero and the negative mass
+below it, the SLQ trace.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class HessianDensityConfig:
     candidates: int = required(gt=1)
     # A Ritz value is converged (an eigenvalue) when its Lanczos bound <= residual_tol x lambda_max.
     residual_tol: float = required(gt=0)
+    # Ritz values within zero_band x lambda_max of 0 are the bulk's zero: neither negative nor positive.
+    zero_band: float = required(gt=0)
     seed: int = required(ge=0)
 
     def check(self) -> None:
@@ -100,12 +103,16 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                           for i, (v, w, b) in enumerate(zip(q.nodes, q.weights, q.bounds, strict=True))]
             top_rows += [{"point": point, "start": s, "rank": r + 1, "value": v} for r, v in enumerate(tops[s])]
         density_rows.append(pd.DataFrame({"point": point, "eigenvalue": grid, "density": dens}))
+        lam_max = float(np.mean([q.nodes[-1] for q in quads]))
+        band = c.zero_band * abs(lam_max)
+        negative = sd.mass_below(quads, -band)
         points[point] = {
-            "lambda_max": float(np.mean([q.nodes[-1] for q in quads])),
+            "lambda_max": lam_max,
             "lambda_min": float(np.mean([q.nodes[0] for q in quads])),
             "outliers": out.count, "gap": out.gap, "bulk_edge": out.edge,
             "top": [float(v) for v in best[: out.count + 1]], "converged_top": len(best),
-            "negative_mass": sd.mass_below(quads, 0.0), "trace": sd.trace_estimate(quads, dim),
+            "negative_mass": negative, "zero_mass": sd.mass_below(quads, band) - negative,
+            "trace": sd.trace_estimate(quads, dim),
             "sigma": float(sigma), "density_integral": float(np.trapezoid(dens, grid)),
         }
     last = points[c.points[-1]]

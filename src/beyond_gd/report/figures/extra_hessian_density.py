@@ -50,7 +50,8 @@ def hessian_density(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     measured = (f"{m['starts']} starts × {m['lanczos_steps']} Lanczos steps per point on {m['subset_size']:,} "
                 f"training images ({m['parameters']:,} parameters, {m['classes']} classes). "
                 + "; ".join(f"{p_}: λ_max {pt['lambda_max']:.3g}, {pt['outliers']} outliers above {pt['bulk_edge']:.3g}"
-                            f" (gap ×{pt['gap']:.2f}), negative mass {pt['negative_mass']:.3f}, trace {pt['trace']:.3g}"
+                            f" (gap ×{pt['gap']:.2f}), mass at zero {pt['zero_mass']:.3f}, negative mass "
+                            f"{pt['negative_mass']:.4f}, trace {pt['trace']:.3g}"
                             for p_, pt in m["points"].items()) + ".")
     return Drawn(fig, measured)
 
@@ -76,7 +77,8 @@ def outliers_near_classes(i: Inputs, tol: float) -> Measured:
        book="The Hessian's negative eigenvalues, a visible share of the spectrum at the init, lose their mass as "
             "training goes on (Ghorbani, Krishnan & Xiao 2019; Sagun et al. 2017).",
        needs=(Need(HD, "summary.json"),),
-       tolerance="negative mass: the quadrature's weight on negative Ritz values, averaged over starts. agrees: at "
+       tolerance="negative mass: the quadrature's weight on Ritz values below −zero_band × λ_max, averaged over "
+                 "starts. agrees: at "
                  "the last point at most {tol:g} × at the first; partly: smaller, not by that much; differs: not "
                  "smaller")
 def negative_mass_shrinks(i: Inputs, tol: float) -> Measured:
