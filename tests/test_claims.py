@@ -404,6 +404,17 @@ def swapped(m: np.ndarray) -> np.ndarray:
     return measures.ewma_stationary_std(1 - m, 1.0)
 
 
+def notebook(width: float = 0.18, at_0: float = 2.10, at_1: float = 2.303,
+             rands: tuple[str, ...] = ("seed_1",)) -> Data:
+    """interpolate_notebook's path.csv and summary.csv on the training set: the notebook's barely trained
+    network (training loss 2.10 at α = 0, chance at α = 1), flat near α = 1 unless `width` is wide."""
+    path = pd.concat([pd.DataFrame({"alpha": ALPHAS, "split": "train", "theta_rand": rand,
+                                    "loss": line_loss(at_0, at_1 + 0.001 * k, width),
+                                    "accuracy": 0.1 + 0.2 * np.exp(-(ALPHAS**2) / width)})
+                      for k, rand in enumerate(rands)], ignore_index=True)
+    return {("interpolate_notebook", "path.csv"): path, ("interpolate_notebook", "summary.csv"): path_summary(path)}
+
+
 SURF, ID, IP = "surfaces", "identifiability", "interpolate"
 CASES: list[tuple[str, str, Edit]] = [
     ("noise_escapes_shallow_minima", AGREES, same),
@@ -544,6 +555,11 @@ CASES: list[tuple[str, str, Edit]] = [
     # With a small beta2 the corrections are near 1 after a few steps: the sizes barely differ.
     ("bias_correction_fixes_first_steps", DIFFERS,
      replace(lr_adaptation(adam_uncorrected=(0.00316, 0.36, 0.36, 0.6, 0.11, 0.36)))),
+    ("notebook_solution_shows_flat_region", AGREES, replace(notebook())),
+    # The descent is there, but the line still climbs near α = 1 (a wider bowl: slope ratio 0.6, not flat).
+    ("notebook_solution_shows_flat_region", PARTLY, replace(notebook(width=0.45))),
+    # Trained so little that α = 0 sits level with α = 1, the line a wide bowl still as steep near 1.
+    ("notebook_solution_shows_flat_region", DIFFERS, replace(notebook(width=5.0, at_0=2.30))),
 ]
 
 BOOK = book()

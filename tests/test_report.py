@@ -57,7 +57,8 @@ from conftest import REPO, composed, write_params
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
-             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation")
+             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
+             "interpolate_notebook")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -390,6 +391,27 @@ def write_lr_adaptation(folder: Path) -> None:
     record(folder, "lr_adaptation", cells=len(outputs))
 
 
+def write_interpolate_notebook(folder: Path) -> None:
+    """interpolate_notebook's path.csv, summary.csv and summary.json on its default grid (step 0.01) for one
+    fresh network on the training set: the notebook's barely trained net (2.10 at alpha = 0, chance at 1)."""
+    folder.mkdir(parents=True)
+    alphas = alpha_grid(-2.0, 2.0, 0.01)
+    bowl = np.exp(-alphas**2 / 0.18)
+    loss = 2.303 - 0.203 * bowl + 0.3 * np.clip(alphas - 1, 0, None) ** 2
+    pd.DataFrame({"alpha": alphas, "split": "train", "theta_rand": "seed_1", "loss": loss,
+                  "accuracy": 0.1 + 0.2 * bowl}).to_csv(folder / "path.csv", index=False)
+    summary = summarize_path(alphas, loss, flat_window=0.1, min_depth=1e-6)
+    pd.DataFrame([{"theta_rand": "seed_1", "split": "train", **dataclasses.asdict(summary),
+                   "minima_alphas": ";".join(f"{v:g}" for v in summary.minima_alphas)}]) \
+        .to_csv(folder / "summary.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({
+        "training": {"train_loss": 2.1, "train_accuracy": 0.3, "test_loss": 2.1, "test_accuracy": 0.3,
+                     "steps": 37520, "diverged": False, "optimizer": "sgd", "lr": 1e-4,
+                     "final_relu": True},
+        "alphas": len(alphas), "alpha_step": 0.01, "flat_window": 0.1, "theta_rands": 1}))
+    record(folder, "interpolate_notebook")
+
+
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Upstream artifacts under data/<artifact> of a temp folder, and the params that made them: the cheap
@@ -413,6 +435,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_optimizer_grid(root / "data" / "optimizer_grid")
     write_lbfgs(root / "data" / "lbfgs")
     write_lr_adaptation(root / "data" / "lr_adaptation")
+    write_interpolate_notebook(root / "data" / "interpolate_notebook")
     yield root, params
 
 

@@ -43,6 +43,7 @@ BAD_KEY = {
     "lbfgs": ("train_images", 0, "lbfgs.train_images: must be > 0"),
     "lr_adaptation": ("corrected", "nadam", "lr_adaptation.corrected: 'nadam' is not in optimizers"),
     "report": ("claims", {}, "report.claims."),
+    "interpolate_notebook": ("lr", 0, "interpolate_notebook.lr: must be > 0, got 0"),
 }
 
 

@@ -68,8 +68,9 @@ def run(cfg: Config, inputs: Inputs) -> Result:
             for split in c.path.splits}
     path, table, splits = interpolate.trace(c.path, t.model, theta_opt, thetas, data, progress=inputs.progress)
     alphas = path["alpha"].drop_duplicates().to_numpy()
+    # Seconds are a machine fact, not a result: MLflow only (logged), so the same seed gives the same bytes.
     training = {**{k: t.final[k] for k in baseline.EVALUATED}, "steps": res.steps, "diverged": res.diverged,
-                "train_seconds": res.seconds, "optimizer": name, "lr": c.lr, "final_relu": c.final_relu}
+                "optimizer": name, "lr": c.lr, "final_relu": c.final_relu}
     first = c.path.splits[0]
     epochs = t.epochs
     status = "DIVERGED" if res.diverged else "done"
@@ -77,7 +78,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         metrics={"train_loss": t.final["train_loss"], "test_accuracy": t.final["test_accuracy"],
                  "diverged": res.diverged, f"{first}_local_minima_max": splits[first]["local_minima_max"],
                  f"{first}_slope_ratio_max": splits[first]["slope_ratio_max"]},
-        summary={"training": training, "alphas": len(alphas), "theta_rands": len(thetas), **splits},
+        summary={"training": training, "alphas": len(alphas), "alpha_step": c.path.alpha_step,
+                 "flat_window": c.path.flat_window, "theta_rands": len(thetas), **splits},
         tables={"epochs.csv": epochs, "path.csv": path, "summary.csv": table},
         checkpoints={"init.pt": t.init_state, "mnist.pt": theta_opt},
         series=[Series(epochs["epoch"], {k: epochs[k] for k in baseline.EVALUATED}),

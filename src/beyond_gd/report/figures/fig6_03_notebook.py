@@ -1,0 +1,131 @@
+"""Fig 6-3 as the book prints it: the companion notebook's network and line, beside the book's text's (ours)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from beyond_gd import measures
+from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.axes import mark_endpoints
+from beyond_gd.report.claims import Measured, claim, graded
+from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.figures.fig6_03_interpolation import IP, slope_ratios, training_split
+from beyond_gd.report.style import Style, size
+
+NB = "interpolate_notebook"
+BL = "baseline"
+
+
+def grid_step(path: pd.DataFrame) -> float:
+    """The grid's step: the most common gap between successive alphas (0 and 1 may add a shorter one)."""
+    gaps = np.round(np.diff(np.sort(path["alpha"].unique())), 9)
+    values, counts = np.unique(gaps, return_counts=True)
+    return float(values[np.argmax(counts)])
+
+
+def line_of(path: pd.DataFrame, prefer: str) -> tuple[str, pd.DataFrame]:
+    """The training split's line from θ_rand `prefer` (else the first there is), sorted by α."""
+    rows = path[path["split"] == training_split(path["split"])]
+    label = prefer if prefer in set(rows["theta_rand"]) else rows["theta_rand"].iloc[0]
+    return label, rows[rows["theta_rand"] == label].sort_values("alpha")
+
+
+def summary_row(summary: pd.DataFrame, label: str) -> pd.Series:
+    rows = summary[summary["split"] == training_split(summary["split"])]
+    return rows[rows["theta_rand"] == label].iloc[0]
+
+
+@figure("fig6-03-notebook", title="Fig 6-3 as printed: the companion notebook's network, beside the book's text's",
+        needs=(Need(NB, "path.csv"), Need(NB, "summary.csv"), Need(NB, "summary.json"), Need(IP, "path.csv"),
+               Need(IP, "summary.csv"), Need(BL, "summary.json")),
+        shows="The line θ(α) = (1 − α) θ_opt + α θ_rand on the training set, as the companion notebook that drew "
+              "the printed figure sets it up (solid): its network ends in a ReLU on the logits, SGD runs at lr "
+              "1e-4 for 40 epochs, α steps by 0.01 and θ_rand is a fresh network; beside it (dashed) the book's "
+              "text as the interpolate stage runs it: no final ReLU, SGD at lr 0.01, α steps by 0.05, θ_rand the "
+              "run's own initialisation. Loss (left, log scale), accuracy (middle), and the slope |dL/dα| between "
+              "the endpoints (right, log scale; shaded: the window around α = 1 where the flat-region claim "
+              "reads it). The table lists each difference and what it changes, measured.",
+        book="The figure shows the loss descending from a flat region around the random point (α = 1) to the SGD "
+             "solution (α = 0), with no local minimum in between (drawn from the companion notebook's run).")
+def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+    nb_path, nb_sum, nb = i.csv(NB, "path.csv"), i.csv(NB, "summary.csv"), i.json(NB)
+    ip_path, ip_sum, base = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv"), i.json(BL)
+    nb_label, nb_line = line_of(nb_path, "seed_1")
+    ip_label, ip_line = line_of(ip_path, "init")
+    nb_row, ip_row = summary_row(nb_sum, nb_label), summary_row(ip_sum, ip_label)
+    nb_ratio, ip_ratio = slope_ratios(nb_sum)[nb_label], slope_ratios(ip_sum)[ip_label]
+    nb_step, ip_step = grid_step(nb_path), grid_step(ip_path)
+    train = nb["training"]
+    colors = sns.color_palette(n_colors=2)
+    styles = {"notebook": (nb_line, colors[0], "-", f"notebook: final ReLU, lr {train['lr']:g}, θ_rand {nb_label}"),
+              "ours": (ip_line, colors[1], "--", f"book's text (interpolate): θ_rand {ip_label}")}
+
+    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    for line, color, ls, label in styles.values():
+        axes[0].plot(line["alpha"], line["loss"], color=color, ls=ls, lw=1.6, label=label)
+        axes[1].plot(line["alpha"], 100 * line["accuracy"], color=color, ls=ls, lw=1.6, label=label)
+        alphas, loss = line["alpha"].to_numpy(), line["loss"].to_numpy()
+        inside = (alphas >= -0.25) & (alphas <= 1.25)
+        axes[2].plot(alphas[inside], measures.abs_slope(alphas, loss)[inside], color=color, ls=ls, lw=1.2,
+                     marker="o", ms=1.5)
+    axes[0].set_yscale("log")
+    axes[0].set(xlabel="α", ylabel="training loss (cross-entropy, nats)", title="loss along the line")
+    axes[1].set(xlabel="α", ylabel="training accuracy (%)", title="accuracy along the line")
+    axes[2].set_yscale("log")
+    axes[2].set(xlabel="α", ylabel="|dL/dα| of the training loss (nats)", title="slope between the endpoints")
+    axes[2].axvspan(1 - nb["flat_window"], 1 + nb["flat_window"], color="0.85", lw=0)
+    for ax in axes:
+        mark_endpoints(ax)
+    axes[0].legend(fontsize="x-small", loc="upper center")
+    fig.tight_layout()
+
+    nb_end, ip_end = train["train_loss"], base["train_loss"]
+    table = pd.DataFrame({
+        "difference": ["final ReLU on the logits", "SGD learning rate", "training loss at the end (nats)",
+                       "α grid step", "θ_rand", "loss at α = 0 (nats)", "loss at α = 1 (nats)",
+                       "slope near α = 1 / before", "local minima in (0, 1)", "barrier on [0, 1] (nats)"],
+        "notebook (interpolate_notebook)": [
+            "yes" if train["final_relu"] else "no", f"{train['lr']:g}", f"{nb_end:.4f}", f"{nb_step:g}", nb_label,
+            f"{nb_row['loss_at_0']:.4f}", f"{nb_row['loss_at_1']:.4f}", f"{nb_ratio:.3f}",
+            str(int(nb_row["local_minima"])), f"{nb_row['barrier']:.4f}"],
+        "book's text (baseline, interpolate)": [
+            "no (the book's text)", "0.01 (the book's text)", f"{ip_end:.4f}", f"{ip_step:g}", ip_label,
+            f"{ip_row['loss_at_0']:.4f}", f"{ip_row['loss_at_1']:.4f}", f"{ip_ratio:.3f}",
+            str(int(ip_row["local_minima"])), f"{ip_row['barrier']:.4f}"],
+    })
+    descent_nb, descent_ip = nb_row["loss_at_1"] - nb_row["loss_at_0"], ip_row["loss_at_1"] - ip_row["loss_at_0"]
+    measured = (
+        f"The notebook's final ReLU and lr {train['lr']:g} leave its network at training loss {nb_end:.3f} after "
+        f"{train['steps']} steps (ours: {ip_end:.3f}), so α = 0 lies only {descent_nb:.3f} nats below α = 1 "
+        f"({nb_row['loss_at_0']:.3f} → {nb_row['loss_at_1']:.3f}; ours {descent_ip:.3f} nats, "
+        f"{ip_row['loss_at_0']:.3f} → {ip_row['loss_at_1']:.3f}). "
+        f"Near α = 1 the slope is {nb_ratio:.3f} × its mean before the window (ours {ip_ratio:.3f}), on a grid "
+        f"of step {nb_step:g} (ours {ip_step:g}) from θ_rand {nb_label} (ours {ip_label}); "
+        f"{int(nb_row['local_minima'])} local minima in (0, 1) (ours {int(ip_row['local_minima'])}); barrier "
+        f"{nb_row['barrier']:.4f} nats (ours {ip_row['barrier']:.4f})."
+        + (" The notebook's training DIVERGED." if train["diverged"] else ""))
+    return Drawn(fig, measured, table)
+
+
+@claim("notebook_solution_shows_flat_region", figure="Fig 6-3",
+       book="The printed Fig 6-3 (the companion notebook's barely trained network) shows a flat region around "
+            "α = 1 and a descent from it to the solution at α = 0.",
+       needs=(Need(NB, "summary.csv"),), uses=("flat_region_near_alpha_1",),
+       tolerance="on the notebook's training-set lines: flat as flat_region_near_alpha_1 reads it (mean |dL/dα| "
+                 "near α = 1 at most {flat_region_near_alpha_1:g} × its mean on [0, window)), and a descent: the "
+                 "loss at α = 0 at least {tol:g} nats below the loss at α = 1. agrees: both on every θ_rand; "
+                 "partly: flat on some θ_rand, or a descent on every one with the slope only lower (ratio < 1) "
+                 "near α = 1; differs: otherwise")
+def notebook_flat_region(i: Inputs, tol: float, flat: float) -> Measured:
+    summary = i.csv(NB, "summary.csv")
+    ratio = slope_ratios(summary)
+    rows = summary[summary["split"] == training_split(summary["split"])].set_index("theta_rand")
+    descent = (rows["loss_at_1"] - rows["loss_at_0"]).reindex(ratio.index)
+    is_flat, descends = ratio <= flat, descent >= tol
+    return Measured("; ".join(f"{k}: slope ratio {ratio[k]:.3f}, descent {descent[k]:.3f} nats" for k in ratio.index)
+                    + f"; flat on {int(is_flat.sum())} and descending on {int(descends.sum())} of {len(ratio)} θ_rand",
+                    graded(bool((is_flat & descends).all()),
+                           bool(is_flat.any() or (descends.all() and (ratio < 1).all()))))
