@@ -26,10 +26,13 @@ def grid_step(path: pd.DataFrame) -> float:
     return float(values[np.argmax(counts)])
 
 
-def line_of(path: pd.DataFrame, prefer: str) -> tuple[str, pd.DataFrame]:
-    """The training split's line from θ_rand `prefer` (else the first there is), sorted by α."""
+def line_of(path: pd.DataFrame, fresh: bool) -> tuple[str, pd.DataFrame]:
+    """The training split's line, sorted by α, from the first fresh θ_rand (`seed_<s>`: the notebook's kind) or
+    from the run's own `init` (the interpolate stage's first), else from the first θ_rand there is."""
     rows = path[path["split"] == training_split(path["split"])]
-    label = prefer if prefer in set(rows["theta_rand"]) else rows["theta_rand"].iloc[0]
+    labels = list(dict.fromkeys(rows["theta_rand"]))
+    wanted = [k for k in labels if (k != "init") == fresh]
+    label = (wanted or labels)[0]
     return label, rows[rows["theta_rand"] == label].sort_values("alpha")
 
 
@@ -45,16 +48,16 @@ def summary_row(summary: pd.DataFrame, label: str) -> pd.Series:
               "the printed figure sets it up (solid): its network ends in a ReLU on the logits, SGD runs at lr "
               "1e-4 for 40 epochs, α steps by 0.01 and θ_rand is a fresh network; beside it (dashed) the book's "
               "text as the interpolate stage runs it: no final ReLU, SGD at lr 0.01, α steps by 0.05, θ_rand the "
-              "run's own initialisation. Loss (left, log scale), accuracy (middle), and the slope |dL/dα| between "
-              "the endpoints (right, log scale; shaded: the window around α = 1 where the flat-region claim "
-              "reads it). The table lists each difference and what it changes, measured.",
+              "run's own initialisation. Top: the loss, both lines on one scale (left) and the notebook's on its "
+              "own (right); bottom: the accuracy (left) and the slope |dL/dα| between the endpoints (right, "
+              "log scale; shaded: the window around α = 1 where the flat-region claims read it). The table lists each difference and what it changes, measured.",
         book="The figure shows the loss descending from a flat region around the random point (α = 1) to the SGD "
              "solution (α = 0), with no local minimum in between (drawn from the companion notebook's run).")
 def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     nb_path, nb_sum, nb = i.csv(NB, "path.csv"), i.csv(NB, "summary.csv"), i.json(NB)
     ip_path, ip_sum, base = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv"), i.json(BL)
-    nb_label, nb_line = line_of(nb_path, "seed_1")
-    ip_label, ip_line = line_of(ip_path, "init")
+    nb_label, nb_line = line_of(nb_path, fresh=True)
+    ip_label, ip_line = line_of(ip_path, fresh=False)
     nb_row, ip_row = summary_row(nb_sum, nb_label), summary_row(ip_sum, ip_label)
     nb_ratio, ip_ratio = slope_ratios(nb_sum)[nb_label], slope_ratios(ip_sum)[ip_label]
     nb_step, ip_step = grid_step(nb_path), grid_step(ip_path)
@@ -63,24 +66,35 @@ def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     styles = {"notebook": (nb_line, colors[0], "-", f"notebook: final ReLU, lr {train['lr']:g}, θ_rand {nb_label}"),
               "ours": (ip_line, colors[1], "--", f"book's text (interpolate): θ_rand {ip_label}")}
 
-    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    fig, axes = plt.subplots(2, 2, figsize=size(s, rows=2.1))
+    both, zoom, acc, slope = axes.flat
     for line, color, ls, label in styles.values():
-        axes[0].plot(line["alpha"], line["loss"], color=color, ls=ls, lw=1.6, label=label)
-        axes[1].plot(line["alpha"], 100 * line["accuracy"], color=color, ls=ls, lw=1.6, label=label)
         alphas, loss = line["alpha"].to_numpy(), line["loss"].to_numpy()
+        both.plot(alphas, loss, color=color, ls=ls, lw=1.6, label=label)
+        acc.plot(alphas, 100 * line["accuracy"], color=color, ls=ls, lw=1.6)
         inside = (alphas >= -0.25) & (alphas <= 1.25)
-        axes[2].plot(alphas[inside], measures.abs_slope(alphas, loss)[inside], color=color, ls=ls, lw=1.2,
-                     marker="o", ms=1.5)
-    axes[0].set_yscale("log")
-    axes[0].set(xlabel="α", ylabel="training loss (cross-entropy, nats)", title="loss along the line")
-    axes[1].set(xlabel="α", ylabel="training accuracy (%)", title="accuracy along the line")
-    axes[2].set_yscale("log")
-    axes[2].set(xlabel="α", ylabel="|dL/dα| of the training loss (nats)", title="slope between the endpoints")
-    axes[2].axvspan(1 - nb["flat_window"], 1 + nb["flat_window"], color="0.85", lw=0)
-    for ax in axes:
+        slope.plot(alphas[inside], measures.abs_slope(alphas, loss)[inside], color=color, ls=ls, lw=1.2,
+                   marker="o", ms=1.5)
+    # The notebook's loss spans a few tenths of a nat: on its own axis, ours (clipped) for the shape.
+    nb_loss = nb_line["loss"].to_numpy()
+    finite = nb_loss[np.isfinite(nb_loss)]
+    zoom.plot(nb_line["alpha"], nb_loss, color=colors[0], lw=1.6)
+    zoom.plot(ip_line["alpha"], ip_line["loss"], color=colors[1], ls="--", lw=1.0, alpha=0.6)
+    if len(finite):
+        pad = max(0.05 * float(np.ptp(finite)), 1e-3)
+        zoom.set_ylim(float(finite.min()) - pad, float(finite.max()) + pad)
+    both.set(xlabel="α", ylabel="training loss (cross-entropy, nats)", title="loss along the line")
+    zoom.set(xlabel="α", ylabel="training loss (nats)", title="the notebook's loss on its own scale")
+    acc.set(xlabel="α", ylabel="training accuracy (%)", title="accuracy along the line")
+    slope.set_yscale("log")
+    slope.set(xlabel="α", ylabel="|dL/dα| of the training loss (nats)", title="slope between the endpoints")
+    slope.axvspan(1 - nb["flat_window"], 1 + nb["flat_window"], color="0.85", lw=0,
+                  label=f"flat-region window, α = 1 ± {nb['flat_window']:g}")
+    for ax in axes.flat:
         mark_endpoints(ax)
-    axes[0].legend(fontsize="x-small", loc="upper center")
-    fig.tight_layout()
+    slope.legend(fontsize="x-small", loc="lower left")
+    fig.legend(*both.get_legend_handles_labels(), loc="upper center", ncol=2, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
 
     nb_end, ip_end = train["train_loss"], base["train_loss"]
     table = pd.DataFrame({
