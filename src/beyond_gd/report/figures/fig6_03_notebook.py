@@ -36,6 +36,15 @@ def line_of(path: pd.DataFrame, fresh: bool) -> tuple[str, pd.DataFrame]:
     return label, rows[rows["theta_rand"] == label].sort_values("alpha")
 
 
+def lowest(line: pd.DataFrame) -> tuple[float, float]:
+    """Where on the grid a line's loss is lowest, and that loss (NaN, NaN for a line with no finite loss)."""
+    finite = line[np.isfinite(line["loss"])]
+    if finite.empty:
+        return float("nan"), float("nan")
+    row = finite.loc[finite["loss"].idxmin()]
+    return float(row["alpha"]), float(row["loss"])
+
+
 def summary_row(summary: pd.DataFrame, label: str) -> pd.Series:
     rows = summary[summary["split"] == training_split(summary["split"])]
     return rows[rows["theta_rand"] == label].iloc[0]
@@ -97,18 +106,20 @@ def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     fig.tight_layout(rect=(0, 0, 1, 0.95))
 
     nb_end, ip_end = train["train_loss"], base["train_loss"]
+    (nb_low_at, nb_low), (ip_low_at, ip_low) = lowest(nb_line), lowest(ip_line)
     table = pd.DataFrame({
         "difference": ["final ReLU on the logits", "SGD learning rate", "training loss at the end (nats)",
                        "α grid step", "θ_rand", "loss at α = 0 (nats)", "loss at α = 1 (nats)",
-                       "slope near α = 1 / before", "local minima in (0, 1)", "barrier on [0, 1] (nats)"],
+                       "slope near α = 1 / before", "local minima in (0, 1)", "barrier on [0, 1] (nats)",
+                       "lowest loss on the line (nats, at α)"],
         "notebook (interpolate_notebook)": [
             "yes" if train["final_relu"] else "no", f"{train['lr']:g}", f"{nb_end:.4f}", f"{nb_step:g}", nb_label,
             f"{nb_row['loss_at_0']:.4f}", f"{nb_row['loss_at_1']:.4f}", f"{nb_ratio:.3f}",
-            str(int(nb_row["local_minima"])), f"{nb_row['barrier']:.4f}"],
+            str(int(nb_row["local_minima"])), f"{nb_row['barrier']:.4f}", f"{nb_low:.4f} at {nb_low_at:g}"],
         "book's text (baseline, interpolate)": [
             "no (the book's text)", "0.01 (the book's text)", f"{ip_end:.4f}", f"{ip_step:g}", ip_label,
             f"{ip_row['loss_at_0']:.4f}", f"{ip_row['loss_at_1']:.4f}", f"{ip_ratio:.3f}",
-            str(int(ip_row["local_minima"])), f"{ip_row['barrier']:.4f}"],
+            str(int(ip_row["local_minima"])), f"{ip_row['barrier']:.4f}", f"{ip_low:.4f} at {ip_low_at:g}"],
     })
     descent_nb, descent_ip = nb_row["loss_at_1"] - nb_row["loss_at_0"], ip_row["loss_at_1"] - ip_row["loss_at_0"]
     measured = (
@@ -119,7 +130,10 @@ def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
         f"Near α = 1 the slope is {nb_ratio:.3f} × its mean before the window (ours {ip_ratio:.3f}), on a grid "
         f"of step {nb_step:g} (ours {ip_step:g}) from θ_rand {nb_label} (ours {ip_label}); "
         f"{int(nb_row['local_minima'])} local minima in (0, 1) (ours {int(ip_row['local_minima'])}); barrier "
-        f"{nb_row['barrier']:.4f} nats (ours {ip_row['barrier']:.4f})."
+        f"{nb_row['barrier']:.4f} nats (ours {ip_row['barrier']:.4f}). The line's lowest loss lies at α = "
+        f"{nb_low_at:g} ({nb_low:.3f} nats; ours at α = {ip_low_at:g}, {ip_low:.3f})"
+        + (f": the notebook's network is no minimum of its own line, whose loss goes on descending "
+           f"{nb_row['loss_at_0'] - nb_low:.3f} nats past it." if nb_low_at < 0 else ".")
         + (" The notebook's training DIVERGED." if train["diverged"] else ""))
     return Drawn(fig, measured, table)
 
