@@ -59,7 +59,8 @@ def summary_row(summary: pd.DataFrame, label: str) -> pd.Series:
               "text as the interpolate stage runs it: no final ReLU, SGD at lr 0.01, α steps by 0.05, θ_rand the "
               "run's own initialisation. Top: the loss, both lines on one scale (left) and the notebook's on its "
               "own (right); bottom: the accuracy (left) and the slope |dL/dα| between the endpoints (right, "
-              "log scale; shaded: the window around α = 1 where the flat-region claims read it). The table lists each difference and what it changes, measured.",
+              "log scale; shaded: the window around α = 1 where the flat-region claims read it). The table "
+              "lists each difference and what it changes, measured.",
         book="The figure shows the loss descending from a flat region around the random point (α = 1) to the SGD "
              "solution (α = 0), with no local minimum in between (drawn from the companion notebook's run).")
 def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
@@ -72,7 +73,8 @@ def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     nb_step, ip_step = grid_step(nb_path), grid_step(ip_path)
     train = nb["training"]
     colors = sns.color_palette(n_colors=2)
-    styles = {"notebook": (nb_line, colors[0], "-", f"notebook: final ReLU, lr {train['lr']:g}, θ_rand {nb_label}"),
+    relu = "final ReLU" if train["final_relu"] else "no final ReLU"
+    styles = {"notebook": (nb_line, colors[0], "-", f"notebook: {relu}, lr {train['lr']:g}, θ_rand {nb_label}"),
               "ours": (ip_line, colors[1], "--", f"book's text (interpolate): θ_rand {ip_label}")}
 
     fig, axes = plt.subplots(2, 2, figsize=size(s, rows=2.1))
