@@ -454,6 +454,15 @@ def edge_of_stability(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Edit:
     """edge_of_stability's runs.csv, through the study's own summary, for GD and SGD runs shaped by `gd` and
     `sgd` (lr -> the ratio λ_max / (2 / lr) it hovers at, or the one it has reached when the budget ends)."""
     return replace({("edge_of_stability", "runs.csv"): synthetic_runs(gd, sgd)})
+def notebook(width: float = 0.18, at_0: float = 2.10, at_1: float = 2.303,
+             rands: tuple[str, ...] = ("seed_1",)) -> Data:
+    """interpolate_notebook's path.csv and summary.csv on the training set: the notebook's barely trained
+    network (training loss 2.10 at α = 0, chance at α = 1), flat near α = 1 unless `width` is wide."""
+    path = pd.concat([pd.DataFrame({"alpha": ALPHAS, "split": "train", "theta_rand": rand,
+                                    "loss": line_loss(at_0, at_1 + 0.001 * k, width),
+                                    "accuracy": 0.1 + 0.2 * np.exp(-(ALPHAS**2) / width)})
+                      for k, rand in enumerate(rands)], ignore_index=True)
+    return {("interpolate_notebook", "path.csv"): path, ("interpolate_notebook", "summary.csv"): path_summary(path)}
 
 
 SURF, ID, IP = "surfaces", "identifiability", "interpolate"
@@ -679,6 +688,11 @@ CASES: list[tuple[str, str, Edit]] = [
     ("solution_is_a_minimum_in_2d", PARTLY, replace(landscape_2d(dip=0.3))),
     # A solution stopped early, still on the valley's wall: the bottom lies 0.2 along d1, 44% lower.
     ("solution_is_a_minimum_in_2d", DIFFERS, replace(landscape_2d(minimum=(0.2, 0.0)))),
+    ("notebook_solution_shows_flat_region", AGREES, replace(notebook())),
+    # The descent is there, but the line still climbs near α = 1 (a wider bowl: slope ratio 0.6, not flat).
+    ("notebook_solution_shows_flat_region", PARTLY, replace(notebook(width=0.45))),
+    # Trained so little that α = 0 sits level with α = 1, the line a wide bowl still as steep near 1.
+    ("notebook_solution_shows_flat_region", DIFFERS, replace(notebook(width=5.0, at_0=2.30))),
 ]
 
 BOOK = book()

@@ -49,10 +49,9 @@ def test_smoke_profile_shrinks_the_work_not_the_model_or_data() -> None:
     assert smoke["baseline"]["max_steps"] and smoke["baseline"]["max_steps"] < 1000
     differing = {k for k in book if book[k] != smoke[k]}
     assert differing == {"baseline", "interpolate", "hessian", "identifiability", "optimizer_toys",
-                          "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "hessian_density",
-                          "edge_of_stability", "mode_connectivity", "landscape_2d"}
-                         "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "edge_of_stability"}
-                         "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "landscape_2d"}
+                          "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
+                          "interpolate_notebook", "hessian_density", "edge_of_stability", "mode_connectivity",
+                          "landscape_2d"}
     assert smoke["baseline"]["batch_size"] == book["baseline"]["batch_size"]
     assert smoke["model"] == book["model"] and smoke["mnist"] == book["mnist"]
 

@@ -23,7 +23,7 @@ from beyond_gd.report.claims import CLAIMS
 from beyond_gd.report import figures
 from beyond_gd.report.figures import FIGURES, FigureParams
 from beyond_gd.report.style import Style, apply
-from test_claims import BOOK, interpolate, write
+from test_claims import BOOK, interpolate, notebook, write
 
 REPO = Path(__file__).resolve().parents[1]
 # The figure modules in the order the package imports them (the page order).
@@ -33,12 +33,14 @@ CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 # The upstream stages' output folders, by the report's argument names.
 ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian",
              "update_rules", "optimizer_toys", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "hessian_density", "edge_of_stability", "mode_connectivity", "landscape_2d"}
+             "interpolate_notebook", "hessian_density", "edge_of_stability", "mode_connectivity",
+             "landscape_2d"}
 ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
              "optimizer_toys",
              "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
              "edge_of_stability"}
              "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "landscape_2d"}
+             "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "interpolate_notebook"}
 
 
 def module_of(obj: object) -> str:
@@ -117,3 +119,23 @@ def test_a_figure_whose_data_did_not_run_is_listed_not_drawn(tmp_path: Path, mon
         assert absent.title in text and "Not drawn:" in text and "long_budget.enabled is false" in text
         assert f"figures/{absent.name}." not in text and f"figures/{shown.name}.png" in text
     assert f'id="{absent.name}"' in page and f"{absent.title}</a> (not drawn)" in page
+
+
+def test_fig6_3_notebook_draws_beside_ours_from_synthetic_artifacts(tmp_path: Path) -> None:
+    """The notebook's line beside the interpolate stage's: both curves, and each difference in the table."""
+    shown = spec("fig6-03-notebook")
+    data = {**interpolate(), **notebook(),
+            ("interpolate_notebook", "summary.json"): {"training": {"train_loss": 2.10, "steps": 37520, "lr": 1e-4,
+                                                                    "final_relu": True, "diverged": False},
+                                                       "alpha_step": 0.05, "flat_window": 0.1},
+            ("baseline", "summary.json"): {"train_loss": 0.06}}
+    artifacts = write(data, shown.needs, tmp_path)
+    style = Style(**CONF["style"])
+    apply(style)
+    drawn = shown.draw(artifacts.view(shown.needs), FigureParams(**CONF["figures"]), style)
+    assert len(drawn.figure.axes) >= 3 and all(len(ax.lines) >= 2 for ax in drawn.figure.axes[:3])
+    assert "training loss 2.100" in drawn.measured and "(ours: 0.060)" in drawn.measured, drawn.measured
+    assert "θ_rand seed_1 (ours init)" in drawn.measured, drawn.measured
+    table = drawn.table.set_index("difference")
+    assert table.loc["final ReLU on the logits"].tolist() == ["yes", "no (the book's text)"]
+    assert table.loc["loss at α = 0 (nats)"].tolist() == ["2.1000", "0.0600"]

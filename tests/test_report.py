@@ -62,7 +62,8 @@ from test_edge_of_stability import synthetic_curves
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
 ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
              "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "hessian_density", "edge_of_stability", "mode_connectivity", "landscape_2d")
+             "interpolate_notebook", "hessian_density", "edge_of_stability", "mode_connectivity",
+             "landscape_2d")
 
 
 def upstream_params() -> dict[str, Any]:
@@ -487,6 +488,25 @@ def write_landscape_2d(folder: Path) -> None:
         else:
             (folder / name).write_text(json.dumps(value))
     record(folder, "landscape_2d")
+def write_interpolate_notebook(folder: Path) -> None:
+    """interpolate_notebook's path.csv, summary.csv and summary.json on its default grid (step 0.01) for one
+    fresh network on the training set: the notebook's barely trained net (2.10 at alpha = 0, chance at 1)."""
+    folder.mkdir(parents=True)
+    alphas = alpha_grid(-2.0, 2.0, 0.01)
+    bowl = np.exp(-alphas**2 / 0.18)
+    loss = 2.303 - 0.203 * bowl + 0.3 * np.clip(alphas - 1, 0, None) ** 2
+    pd.DataFrame({"alpha": alphas, "split": "train", "theta_rand": "seed_1", "loss": loss,
+                  "accuracy": 0.1 + 0.2 * bowl}).to_csv(folder / "path.csv", index=False)
+    summary = summarize_path(alphas, loss, flat_window=0.1, min_depth=1e-6)
+    pd.DataFrame([{"theta_rand": "seed_1", "split": "train", **dataclasses.asdict(summary),
+                   "minima_alphas": ";".join(f"{v:g}" for v in summary.minima_alphas)}]) \
+        .to_csv(folder / "summary.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({
+        "training": {"train_loss": 2.1, "train_accuracy": 0.3, "test_loss": 2.1, "test_accuracy": 0.3,
+                     "steps": 37520, "diverged": False, "optimizer": "sgd", "lr": 1e-4,
+                     "final_relu": True},
+        "alphas": len(alphas), "alpha_step": 0.01, "flat_window": 0.1, "theta_rands": 1}))
+    record(folder, "interpolate_notebook")
 
 
 @pytest.fixture(scope="module")
@@ -516,6 +536,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     write_mode_connectivity(root / "data" / "mode_connectivity")
     write_edge_of_stability(root / "data" / "edge_of_stability")
     write_landscape_2d(root / "data" / "landscape_2d")
+    write_interpolate_notebook(root / "data" / "interpolate_notebook")
     yield root, params
 
 

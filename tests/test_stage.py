@@ -47,6 +47,7 @@ BAD_KEY = {
     "mode_connectivity": ("seeds", [3], "mode_connectivity.seeds: at least two solutions make a pair"),
     "edge_of_stability": ("eval_every", 0, "edge_of_stability.eval_every: must be > 0"),
     "landscape_2d": ("subset_size", 0, "landscape_2d.subset_size: must be > 0, got 0"),
+    "interpolate_notebook": ("lr", 0, "interpolate_notebook.lr: must be > 0, got 0"),
 }
 
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
-from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, summarize_path
+from beyond_gd.landscape.interpolation import State, alpha_grid, path_loss, sub_state, summarize_path
 from beyond_gd.model import build_model, fresh_init, load_state
 from beyond_gd.study import Inputs, Result, Series
 
@@ -69,14 +71,42 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     model = build_model(cfg.model).to(device)
     baseline = inputs.folder("baseline")
     theta_opt = load_state(baseline / "mnist.pt", model, device)
-    thetas = {"init": load_state(baseline / "init.pt", model, device)} if "init" in c.theta_rand else {}
-    if "fresh" in c.theta_rand:
-        thetas.update({f"seed_{s}": fresh_init(cfg.model, s, device) for s in c.fresh_seeds})
+    init = load_state(baseline / "init.pt", model, device) if "init" in c.theta_rand else None
+    thetas = random_points(c, cfg.model, init, device)
     alphas = alpha_grid(c.alpha_start, c.alpha_stop, c.alpha_step)
     data = {split: load_tensors(inputs.folder("mnist"), train=split == "train", device=device) for split in c.splits}
+    path, table, splits = trace(c, model, theta_opt, thetas, data, progress=inputs.progress)
+    first = c.splits[0]
+    return Result(
+        metrics={f"{first}_local_minima_max": splits[first]["local_minima_max"],
+                 f"{first}_slope_ratio_max": splits[first]["slope_ratio_max"]},
+        summary={"alphas": len(alphas), "theta_rands": len(thetas), **splits},
+        tables={"path.csv": path, "curves.csv": _curves(path), "summary.csv": table},
+        series=series(path, alphas),
+        lines=lines(splits, len(thetas)),
+    )
+
+
+def random_points(c: InterpolateConfig, model: ModelConfig, init: State | None,
+                  device: torch.device) -> dict[str, State]:
+    """The theta_rands by label: `init` (the training run's own, given) and `seed_<s>` per fresh seed."""
+    thetas = {"init": init} if "init" in c.theta_rand and init is not None else {}
+    if "fresh" in c.theta_rand:
+        thetas.update({f"seed_{s}": fresh_init(model, s, device) for s in c.fresh_seeds})
+    return thetas
+
+
+def trace(c: InterpolateConfig, model: nn.Module, theta_opt: State, thetas: dict[str, State],
+          data: dict[str, tuple[torch.Tensor, torch.Tensor]], *,
+          progress: bool) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float | int | bool]]]:
+    """Every (theta_rand, split) line on c's grid: path.csv, summary.csv and each split's worst case.
+
+    `model` is the book's Net (its `classifier`), `data` the splits of c.splits by name.
+    """
+    alphas = alpha_grid(c.alpha_start, c.alpha_stop, c.alpha_step)
     frames, summaries = [], []
     paths = [(label, split) for label in thetas for split in c.splits]
-    for label, split in tqdm(paths, desc="interpolate", unit="path", disable=not inputs.progress):
+    for label, split in tqdm(paths, desc="interpolate", unit="path", disable=not progress):
         x, y = data[split]
         loss, acc = path_loss(model.classifier, sub_state(theta_opt, "classifier."),
                               sub_state(thetas[label], "classifier."), torch.from_numpy(alphas), x, y,
@@ -88,21 +118,21 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     path = pd.concat(frames, ignore_index=True)
     table = pd.DataFrame(summaries)
     splits = {split: _aggregate(table[table.split == split]) for split in c.splits}
-    first = c.splits[0]
-    return Result(
-        metrics={f"{first}_local_minima_max": splits[first]["local_minima_max"],
-                 f"{first}_slope_ratio_max": splits[first]["slope_ratio_max"]},
-        summary={"alphas": len(alphas), "theta_rands": len(thetas), **splits},
-        tables={"path.csv": path, "curves.csv": _curves(path),
-                "summary.csv": table.assign(minima_alphas=table.minima_alphas.map(
-                    lambda a: ";".join(f"{v:g}" for v in a)))},
-        series=[Series(range(len(alphas)), {"alpha": alphas} | {
-            f"{split}_{kind}/{label}": path.loc[(path.split == split) & (path.theta_rand == label), kind].to_numpy()
-            for label, split in paths for kind in ("loss", "accuracy")})],
-        lines=[f"{split}: loss {m['loss_at_0']:.4f} at 0, {m['loss_at_1_mean']:.4f} at 1; local minima in (0, 1): "
-               f"at most {m['local_minima_max']}; slope near 1 / before: {m['slope_ratio_max']:.3g} "
-               f"(worst of {len(thetas)})" for split, m in splits.items()],
-    )
+    return path, table.assign(minima_alphas=table.minima_alphas.map(lambda a: ";".join(f"{v:g}" for v in a))), splits
+
+
+def series(path: pd.DataFrame, alphas: np.ndarray) -> list[Series]:
+    """Each path's loss and accuracy per alpha, for MLflow."""
+    paths = path[["theta_rand", "split"]].drop_duplicates().itertuples(index=False)
+    return [Series(range(len(alphas)), {"alpha": alphas} | {
+        f"{split}_{kind}/{label}": path.loc[(path.split == split) & (path.theta_rand == label), kind].to_numpy()
+        for label, split in paths for kind in ("loss", "accuracy")})]
+
+
+def lines(splits: dict[str, dict[str, float | int | bool]], theta_rands: int) -> list[str]:
+    return [f"{split}: loss {m['loss_at_0']:.4f} at 0, {m['loss_at_1_mean']:.4f} at 1; local minima in (0, 1): "
+            f"at most {m['local_minima_max']}; slope near 1 / before: {m['slope_ratio_max']:.3g} "
+            f"(worst of {theta_rands})" for split, m in splits.items()]
 
 
 def _aggregate(rows: pd.DataFrame) -> dict[str, float | int | bool]:

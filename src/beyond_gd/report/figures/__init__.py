@@ -86,6 +86,7 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     fig6_01_noise_escapes,
     fig6_02_permutation_symmetry,
     fig6_03_interpolation,
+    fig6_03_notebook,
     fig6_04_critical_points,
     fig6_05_saddle,
     fig6_06_gradient_angle,
