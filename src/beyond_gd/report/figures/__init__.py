@@ -80,19 +80,23 @@ def figure(name: str, *, title: str, needs: tuple[Need, ...], shows: str, book: 
 
 
 # The figure modules in page order (importing one registers its figure and its claims): the chapter's
-# figures, the Hessian beside the text it belongs to, then what the chapter asks the reader to try and the
-# training the MNIST figures start from. Static imports, so dvc.yaml's code deps can be checked.
+# figures, each followed by the later studies that sharpen it (Fig 6-3 in two dimensions and between
+# solutions; the Hessian, its density and the edge of stability beside the text on curvature), then what the
+# chapter asks the reader to try and the training the MNIST figures start from. Static imports, so dvc.yaml's code deps can be checked.
 from beyond_gd.report.figures import (  # noqa: E402, F401
     fig6_01_noise_escapes,
     fig6_02_permutation_symmetry,
     fig6_03_interpolation,
     fig6_03_notebook,
+    extra_landscape_2d,
+    extra_mode_connectivity,
     fig6_04_critical_points,
     fig6_05_saddle,
     fig6_06_gradient_angle,
     fig6_07_gradient_turns,
     extra_hessian_spectrum,
     extra_hessian_density,
+    extra_edge_of_stability,
     fig6_08_random_walk,
     fig6_09_momentum,
     fig6_10_conjugate_gradient,
@@ -108,7 +112,4 @@ from beyond_gd.report.figures import (  # noqa: E402, F401
     extra_plateau,
     extra_lr_adaptation,
     extra_baseline_training,
-    extra_mode_connectivity,
-    extra_edge_of_stability,
-    extra_landscape_2d,
 )
