@@ -35,12 +35,6 @@ ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiabil
              "update_rules", "optimizer_toys", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
              "interpolate_notebook", "hessian_density", "edge_of_stability", "mode_connectivity",
              "landscape_2d"}
-ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian", "update_rules",
-             "optimizer_toys",
-             "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "edge_of_stability"}
-             "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "landscape_2d"}
-             "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation", "interpolate_notebook"}
 
 
 def module_of(obj: object) -> str:

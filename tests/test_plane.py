@@ -18,7 +18,7 @@ from beyond_gd.config import load
 from beyond_gd.data import mnist
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import plane as pl
-from beyond_gd.landscape.interpolation import sub_state
+from beyond_gd.landscape.interpolation import combination_loss, sub_state
 from beyond_gd.model import Net
 from beyond_gd.stage import write
 from beyond_gd.stages.landscape_2d import STAGE
@@ -153,7 +153,7 @@ def test_the_grid_at_the_origin_is_the_loss_at_the_centre() -> None:
     gen = torch.Generator().manual_seed(1)
     d1, d2 = pl.filter_normalized_direction(centre, gen), pl.filter_normalized_direction(centre, gen)
     axis = pl.grid_axis(-1, 1, 5)
-    loss, acc = pl.combination_loss(net.classifier, [centre, d1, d2], pl.plane_coefficients(axis, axis), x, y,
+    loss, acc = combination_loss(net.classifier, [centre, d1, d2], pl.plane_coefficients(axis, axis), x, y,
                                     batch_size=10, chunk=7)
     net.load_state_dict(theta)
     ref_loss, ref_acc = evaluate(net, x, y, batch_size=10)
@@ -172,7 +172,7 @@ def test_the_batched_grid_equals_a_loop_of_evaluate_over_its_points(batch_size: 
     a, b = np.array([-0.5, 0.0, 1.0]), np.array([-1.0, 0.25, 0.5, 2.0])
     coeffs = pl.plane_coefficients(a, b)
     assert coeffs.shape == (12, 3) and coeffs[4].tolist() == [1.0, 0.0, -1.0]  # a varies slowest
-    loss, acc = pl.combination_loss(net.classifier, [centre, d1, d2], coeffs, x, y, batch_size=batch_size,
+    loss, acc = combination_loss(net.classifier, [centre, d1, d2], coeffs, x, y, batch_size=batch_size,
                                     chunk=chunk)
     for i, (_, ai, bi) in enumerate(coeffs.tolist()):
         net.classifier.load_state_dict({k: centre[k] + ai * d1[k] + bi * d2[k] for k in centre})
@@ -185,13 +185,13 @@ def test_identity_coefficients_evaluate_each_basis() -> None:
     net, theta = net_state(0)
     x, y = toy_data(20, 12, 4)
     bases = [sub_state(net_state(s)[1], "classifier.") for s in (0, 1, 2)]
-    loss, _ = pl.combination_loss(net.classifier, bases, torch.eye(3, dtype=torch.float64), x, y, batch_size=8,
+    loss, _ = combination_loss(net.classifier, bases, torch.eye(3, dtype=torch.float64), x, y, batch_size=8,
                                   chunk=2)
     for i, b in enumerate(bases):
         net.classifier.load_state_dict(b)
         assert loss[i] == pytest.approx(evaluate(net, x, y, 20)[0], rel=1e-5)
     with pytest.raises(ValueError, match="coeffs must be"):
-        pl.combination_loss(net.classifier, bases, torch.eye(2), x, y, batch_size=8, chunk=2)
+        combination_loss(net.classifier, bases, torch.eye(2), x, y, batch_size=8, chunk=2)
 
 
 # --------------------------------------------------------------------------

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
-from beyond_gd.landscape.interpolation import affine_head
+from beyond_gd.landscape.interpolation import combination_loss
 
 State = Mapping[str, torch.Tensor]
 
@@ -234,7 +233,6 @@ class BezierCurve(nn.Module):
         return functional_call(self.net, point, (x,))
 
 
-@torch.inference_mode()
 def curve_loss(
     net: nn.Sequential,
     a: State,
@@ -247,39 +245,7 @@ def curve_loss(
     batch_size: int,
     t_chunk: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean cross-entropy and accuracy over all of (x, y) at phi(t) for every t of `ts`.
-
-    The counterpart of `interpolation.path_loss` for the curve, with its trick:
-    the first Linear layer is affine in its parameters, so its output at phi(t)
-    is the same Bernstein mix of its outputs at a, theta and b (three head
-    passes per batch instead of one per t); the rest runs `t_chunk` parameter
-    sets at a time through one vmapped `functional_call`. States are keyed
-    relative to `net`; sums are kept in float64.
-    """
-    split = affine_head(net)
-    head, tail = net[:split], net[split:]
-    head_keys = {name for name, _ in head.named_parameters()}
-    ends = [{k: v for k, v in s.items() if k in head_keys} for s in (a, theta, b)]
-    tails = [{k: v for k, v in s.items() if k not in head_keys} for s in (a, theta, b)]
-    chunks = [ts[k : k + t_chunk] for k in range(0, len(ts), t_chunk)]
-    tail_params = [bezier_point(*tails, chunk) for chunk in chunks]
-    weights = [bernstein(chunk.double()) for chunk in chunks]
-    forward_tail = vmap(lambda params, z: functional_call(tail, params, (z,)))
-
-    was_training = net.training
-    net.eval()
-    loss_sum = torch.zeros(len(ts), dtype=torch.float64, device=x.device)
-    correct = torch.zeros(len(ts), dtype=torch.int64, device=x.device)
-    for start in range(0, len(x), batch_size):
-        xb, target = x[start : start + batch_size], y[start : start + batch_size]
-        z = torch.stack([functional_call(head, e, (xb,)) for e in ends])  # [3, batch, hidden]
-        k0 = 0
-        for chunk, params, w in zip(chunks, tail_params, weights, strict=True):
-            mixed = torch.einsum("tk,kbh->tbh", w.to(device=z.device, dtype=z.dtype), z)
-            logits = forward_tail(params, mixed)  # [ts, batch, classes]
-            per_example = F.cross_entropy(logits.flatten(0, 1), target.repeat(len(chunk)), reduction="none")
-            loss_sum[k0 : k0 + len(chunk)] += per_example.view(len(chunk), -1).double().sum(dim=1)
-            correct[k0 : k0 + len(chunk)] += (logits.argmax(dim=-1) == target).sum(dim=1)
-            k0 += len(chunk)
-    net.train(was_training)
-    return (loss_sum / len(x)).cpu().numpy(), (correct.double() / len(x)).cpu().numpy()
+    """Mean cross-entropy and accuracy over all of (x, y) at phi(t) for every t of `ts`: `combination_loss`
+    at the Bernstein weights of (a, theta, b). States are keyed relative to `net`."""
+    return combination_loss(net, [a, theta, b], bernstein(ts.to(torch.float64)), x, y, batch_size=batch_size,
+                            chunk=t_chunk)

@@ -7,13 +7,15 @@ characterizing neural network optimization problems", used the training run's
 own initialisation as that point). Every alpha of a chunk is evaluated in one
 vmapped forward pass (on a CPU one big batch per forward is what pays,
 measured here; batching many small models is not), never by loading a model
-per alpha.
+per alpha. `combination_loss` is the one evaluator of such sets, sum_k c_ik
+theta_k for a few parameter sets theta_k: the line here, the Bézier curve of
+`connectivity` and the planes of `plane` are its coefficients.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +76,67 @@ def affine_head(net: nn.Sequential) -> int:
     raise ValueError("the network must start with parameter-free modules and a Linear layer")
 
 
+def combine(bases: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One parameter set per row of `coeffs` [n, K], stacked on a new leading axis: sum_k c_ik bases[k].
+
+    A row (1, 0, ..., 0) gives bases[0] bit for bit (adding exact zeros changes nothing)."""
+    out = {}
+    for name in bases[0]:
+        stacked = torch.stack([b[name] for b in bases])  # [K, *shape]
+        c = coeffs.to(device=stacked.device, dtype=stacked.dtype)
+        out[name] = torch.einsum("nk,k...->n...", c, stacked)
+    return out
+
+
 @torch.inference_mode()
+def combination_loss(
+    net: nn.Sequential,
+    bases: Sequence[State],
+    coeffs: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    chunk: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean cross-entropy and accuracy over all of (x, y) at every parameter set sum_k coeffs[i, k] bases[k].
+
+    The states are keyed relative to `net` (`sub_state(model.state_dict(), "classifier.")`).
+    The leading affine part of `net` (up to its first Linear) runs once per basis and batch; its outputs are
+    combined with each row's coefficients, and the rest runs `chunk` parameter sets per vmapped pass. Sums are
+    kept in float64, as `training.evaluate` does.
+    """
+    if coeffs.dim() != 2 or coeffs.shape[1] != len(bases):
+        raise ValueError(f"coeffs must be [n, {len(bases)}], got {list(coeffs.shape)}")
+    split = affine_head(net)
+    head, tail = net[:split], net[split:]
+    head_keys = {name for name, _ in head.named_parameters()}
+    heads = [{k: v for k, v in b.items() if k in head_keys} for b in bases]
+    tails = [{k: v for k, v in b.items() if k not in head_keys} for b in bases]
+    chunks = [coeffs[i : i + chunk] for i in range(0, len(coeffs), chunk)]
+    tail_params = [combine(tails, c) for c in chunks]
+    forward_tail = vmap(lambda params, z: functional_call(tail, params, (z,)))
+
+    was_training = net.training
+    net.eval()
+    n = len(coeffs)
+    loss_sum = torch.zeros(n, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(n, dtype=torch.int64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        xb, target = x[start : start + batch_size], y[start : start + batch_size]
+        z = torch.stack([functional_call(head, h, (xb,)) for h in heads])  # [K, batch, features]
+        i0 = 0
+        for c, params in zip(chunks, tail_params, strict=True):
+            mixed = torch.einsum("nk,kbf->nbf", c.to(device=z.device, dtype=z.dtype), z)
+            logits = forward_tail(params, mixed)  # [chunk, batch, classes]
+            per_example = F.cross_entropy(logits.flatten(0, 1), target.repeat(len(c)), reduction="none")
+            loss_sum[i0 : i0 + len(c)] += per_example.view(len(c), -1).double().sum(dim=1)
+            correct[i0 : i0 + len(c)] += (logits.argmax(dim=-1) == target).sum(dim=1)
+            i0 += len(c)
+    net.train(was_training)
+    return (loss_sum / len(x)).cpu().numpy(), (correct.double() / len(x)).cpu().numpy()
+
+
 def path_loss(
     net: nn.Sequential,
     theta_opt: State,
@@ -86,47 +148,12 @@ def path_loss(
     batch_size: int,
     alpha_chunk: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean cross-entropy and accuracy over all of (x, y) at every alpha.
-
-    The states are keyed relative to `net` (`sub_state(model.state_dict(), "classifier.")`).
-    The first Linear layer is affine in its parameters, so its output at
-    theta(alpha) is the same mix of its outputs at the two endpoints: it runs
-    twice per batch instead of once per alpha (784 x 256 of the book's
-    268,800 multiply-adds per image; measured 1.75x faster on this CPU). The
-    rest of the network runs `alpha_chunk` parameter sets at a time through
-    one vmapped `functional_call`. Sums are kept in float64, as
-    `training.evaluate` does.
-    """
-    split = affine_head(net)
-    head, tail = net[:split], net[split:]
-    head_keys = {name for name, _ in head.named_parameters()}
-    head_opt = {k: v for k, v in theta_opt.items() if k in head_keys}
-    head_rand = {k: v for k, v in theta_rand.items() if k in head_keys}
-    tail_opt = {k: v for k, v in theta_opt.items() if k not in head_keys}
-    tail_rand = {k: theta_rand[k] for k in tail_opt}
-    chunks = [alphas[a0 : a0 + alpha_chunk] for a0 in range(0, len(alphas), alpha_chunk)]
-    tail_params = [mix(tail_opt, tail_rand, chunk) for chunk in chunks]
-    forward_tail = vmap(lambda params, z: functional_call(tail, params, (z,)))
-
-    was_training = net.training
-    net.eval()
-    loss_sum = torch.zeros(len(alphas), dtype=torch.float64, device=x.device)
-    correct = torch.zeros(len(alphas), dtype=torch.int64, device=x.device)
-    for start in range(0, len(x), batch_size):
-        xb, target = x[start : start + batch_size], y[start : start + batch_size]
-        z_opt = functional_call(head, head_opt, (xb,))
-        z_rand = functional_call(head, head_rand, (xb,))
-        a0 = 0
-        for chunk, params in zip(chunks, tail_params, strict=True):
-            weight = chunk.to(device=z_opt.device, dtype=z_opt.dtype).view(-1, 1, 1)
-            # torch.lerp is exact at weight 0 and 1, so the endpoints stay the endpoint models.
-            logits = forward_tail(params, torch.lerp(z_opt, z_rand, weight))  # [alphas, batch, classes]
-            per_example = F.cross_entropy(logits.flatten(0, 1), target.repeat(len(chunk)), reduction="none")
-            loss_sum[a0 : a0 + len(chunk)] += per_example.view(len(chunk), -1).double().sum(dim=1)
-            correct[a0 : a0 + len(chunk)] += (logits.argmax(dim=-1) == target).sum(dim=1)
-            a0 += len(chunk)
-    net.train(was_training)
-    return (loss_sum / len(x)).cpu().numpy(), (correct.double() / len(x)).cpu().numpy()
+    """Mean cross-entropy and accuracy over all of (x, y) at every alpha: `combination_loss` at the
+    coefficients (1 - alpha, alpha) of (theta_opt, theta_rand). States are keyed relative to `net`
+    (`sub_state(model.state_dict(), "classifier.")`)."""
+    a = alphas.to(torch.float64)
+    return combination_loss(net, [theta_opt, theta_rand], torch.stack([1 - a, a], dim=1), x, y,
+                            batch_size=batch_size, chunk=alpha_chunk)
 
 
 # --------------------------------------------------------------------------

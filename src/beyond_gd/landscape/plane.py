@@ -10,27 +10,19 @@ theta_c + a d1 + b d2:
 - the two principal directions of an optimizer's path (Li et al. section 7): the top right singular vectors of
   the stacked [theta_i - theta_final], so the plane through theta_final that holds most of the path.
   (Li et al.'s code fits sklearn's PCA, which also centres the rows on their mean; the plane here goes through
-  the final point, where its grid is centred, as the brief of this stage asks.)
+  the final point, so that the path ends at the centre of its grid.)
 
-A grid of n points is evaluated as affine combinations sum_k c_ik theta_k of a few parameter sets (the centre
-and the two directions): the first Linear layer is affine in its parameters, so its output at every point is the
-same combination of its outputs at the bases (computed once per batch of images), and the rest of the network
-runs `chunk` parameter sets at a time through one vmapped `functional_call`, as `interpolation.path_loss` does.
-No model is ever loaded per grid point.
+A grid of n points is the affine combinations sum_k c_ik theta_k of the centre and the two directions
+(`plane_coefficients`), evaluated by `interpolation.combination_loss`: no model is ever loaded per grid point.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, vmap
-
-from beyond_gd.landscape.interpolation import affine_head
 
 State = Mapping[str, torch.Tensor]
 
@@ -73,67 +65,6 @@ def plane_coefficients(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
     aa, bb = np.meshgrid(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), indexing="ij")
     ones = np.ones(aa.size)
     return torch.from_numpy(np.stack([ones, aa.ravel(), bb.ravel()], axis=1))
-
-
-def combine(bases: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One parameter set per row of `coeffs` [n, K], stacked on a new leading axis: sum_k c_ik bases[k].
-
-    A row (1, 0, ..., 0) gives bases[0] bit for bit (adding exact zeros changes nothing)."""
-    out = {}
-    for name in bases[0]:
-        stacked = torch.stack([b[name] for b in bases])  # [K, *shape]
-        c = coeffs.to(device=stacked.device, dtype=stacked.dtype)
-        out[name] = torch.einsum("nk,k...->n...", c, stacked)
-    return out
-
-
-@torch.inference_mode()
-def combination_loss(
-    net: nn.Sequential,
-    bases: Sequence[State],
-    coeffs: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    batch_size: int,
-    chunk: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean cross-entropy and accuracy over all of (x, y) at every parameter set sum_k coeffs[i, k] bases[k].
-
-    The states are keyed relative to `net` (`interpolation.sub_state(model.state_dict(), "classifier.")`).
-    The leading affine part of `net` (up to its first Linear) runs once per basis and batch; its outputs are
-    combined with each row's coefficients, and the rest runs `chunk` parameter sets per vmapped pass. Sums are
-    kept in float64, as `training.evaluate` does.
-    """
-    if coeffs.dim() != 2 or coeffs.shape[1] != len(bases):
-        raise ValueError(f"coeffs must be [n, {len(bases)}], got {list(coeffs.shape)}")
-    split = affine_head(net)
-    head, tail = net[:split], net[split:]
-    head_keys = {name for name, _ in head.named_parameters()}
-    heads = [{k: v for k, v in b.items() if k in head_keys} for b in bases]
-    tails = [{k: v for k, v in b.items() if k not in head_keys} for b in bases]
-    chunks = [coeffs[i : i + chunk] for i in range(0, len(coeffs), chunk)]
-    tail_params = [combine(tails, c) for c in chunks]
-    forward_tail = vmap(lambda params, z: functional_call(tail, params, (z,)))
-
-    was_training = net.training
-    net.eval()
-    n = len(coeffs)
-    loss_sum = torch.zeros(n, dtype=torch.float64, device=x.device)
-    correct = torch.zeros(n, dtype=torch.int64, device=x.device)
-    for start in range(0, len(x), batch_size):
-        xb, target = x[start : start + batch_size], y[start : start + batch_size]
-        z = torch.stack([functional_call(head, h, (xb,)) for h in heads])  # [K, batch, features]
-        i0 = 0
-        for c, params in zip(chunks, tail_params, strict=True):
-            mixed = torch.einsum("nk,kbf->nbf", c.to(device=z.device, dtype=z.dtype), z)
-            logits = forward_tail(params, mixed)  # [chunk, batch, classes]
-            per_example = F.cross_entropy(logits.flatten(0, 1), target.repeat(len(c)), reduction="none")
-            loss_sum[i0 : i0 + len(c)] += per_example.view(len(c), -1).double().sum(dim=1)
-            correct[i0 : i0 + len(c)] += (logits.argmax(dim=-1) == target).sum(dim=1)
-            i0 += len(c)
-    net.train(was_training)
-    return (loss_sum / len(x)).cpu().numpy(), (correct.double() / len(x)).cpu().numpy()
 
 
 # --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import plane as pl
 from beyond_gd.landscape.hessian import FlatLayout
-from beyond_gd.landscape.interpolation import sub_state
+from beyond_gd.landscape.interpolation import combination_loss, sub_state
 from beyond_gd.model import build_model, load_state
 from beyond_gd.optim.registry import OptimizerSpec, check_named
 from beyond_gd.runtime import seed_everything
@@ -117,7 +117,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     x, y = x_train[subset.to(device)], y_train[subset.to(device)]
 
     def loss_at(bases: list[dict[str, torch.Tensor]], coeffs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        return pl.combination_loss(model.classifier, bases, coeffs, x, y, batch_size=c.batch_size, chunk=c.chunk)
+        return combination_loss(model.classifier, bases, coeffs, x, y, batch_size=c.batch_size, chunk=c.chunk)
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
