@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -22,6 +23,19 @@ from beyond_gd.data import mnist
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny tensors (`pytestmark = pytest.mark.usefixtures("one_thread")`): on
+    a loaded 2-core machine a second thread made such tests 5-100x slower (measured); the stage runner sets
+    threads from `runtime` itself."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

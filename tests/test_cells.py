@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,7 @@ from conftest import composed, config, write_params
 SGD_MOMENTUM = OptimizerSpec("torch.optim.SGD", 0.1, {"momentum": 0.9})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: on a loaded 2-core machine a second torch thread made
-    # these tests ~5x slower (measured), as for the cells' workers.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import copy
 import importlib
 import json
 import math
-from collections.abc import Iterator
+
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,7 @@ STUDIES = {name: importlib.import_module(f"beyond_gd.studies.{name}") for name i
 STAGES: dict[str, Stage] = {name: importlib.import_module(f"beyond_gd.stages.{name}").STAGE for name in NAMES}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: on a loaded 2-core machine a second torch thread makes each op far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def states(in_dim: int, hidden: int, out_dim: int, *seeds: int, dtype: torch.dtype = torch.float32) -> list[dict]:

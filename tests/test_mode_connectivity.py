@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,7 @@ from conftest import composed
 PREFIX = "classifier."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: on a loaded 2-core machine a second torch thread makes each op far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def net_state(in_dim: int, hidden: int, out_dim: int, seed: int) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ and a training cell drawing the same batches through it."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,7 @@ BOOK_SHAPES = {
 OPTIMIZER_FILES = sorted(p.stem for p in (REPO / "conf" / "optimizers").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: on a loaded 2-core machine a second torch thread makes each step ~50x slower (measured).
-    The stage runner sets threads from `runtime`; a study called directly runs with the test's."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("final_relu", [False, True])

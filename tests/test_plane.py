@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterator
+
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,7 @@ from beyond_gd.training import evaluate
 from conftest import composed, config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def net_state(seed: int, in_dim: int = 12, hidden: int = 6, out_dim: int = 4) -> tuple[Net, dict[str, torch.Tensor]]:

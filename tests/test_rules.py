@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -25,13 +23,7 @@ STREAM = {"samples": 256, "features": 8, "outputs": 3, "batch_size": 32, "steps"
           "min_feature_scale": 1e-6, "seed": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tensors are tiny; on a loaded 2-core machine a second thread makes each op ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
