@@ -365,6 +365,10 @@ def test_hessian_density_study_gives_every_output(base_params: dict[str, Any], f
     assert set(ritz.start) == {0, 1}
     np.testing.assert_allclose(ritz.groupby(["point", "start"]).weight.sum(), 1.0, atol=1e-9)
     assert result.metrics["outliers"] == summary["points"]["solution"]["outliers"]
+    # Two Lanczos steps resolve no eigenvalue: the table of converged top values is empty, with its columns.
+    short = run_study(base_params, "hessian_density", fake_inputs, lanczos_steps=2, candidates=2)
+    assert list(short.tables["top.csv"].columns) == ["point", "start", "rank", "value"]
+    assert all(m["outliers"] == 0 for m in short.summary["points"].values())
     again = run_study(base_params, "hessian_density", fake_inputs)
     pd.testing.assert_frame_equal(again.tables["ritz.csv"], ritz)
     written(result, "hessian_density", tmp_path / "out")

@@ -121,7 +121,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         summary={"parameters": dim, "subset_size": c.subset_size, "classes": cfg.model.out_dim, "starts": c.starts,
                  "lanczos_steps": c.lanczos_steps, "order": c.points, "points": points},
         tables={"ritz.csv": pd.DataFrame(ritz_rows), "density.csv": pd.concat(density_rows, ignore_index=True),
-                "top.csv": pd.DataFrame(top_rows)},
+                # Its columns even where no top value converged (a short Lanczos run): a CSV, not an empty file.
+                "top.csv": pd.DataFrame(top_rows, columns=["point", "start", "rank", "value"])},
         series=[Series(range(len(c.points)), {k: [points[p][k] for p in c.points]
                                                for k in ("lambda_max", "outliers", "negative_mass", "trace")})],
         lines=[f"{p}: lambda_max {m['lambda_max']:.4g}, {m['outliers']} outliers above {m['bulk_edge']:.3g} (gap "
