@@ -49,9 +49,8 @@ def hessian_density(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     fig.tight_layout()
     measured = (f"{m['starts']} starts × {m['lanczos_steps']} Lanczos steps per point on {m['subset_size']:,} "
                 f"training images ({m['parameters']:,} parameters, {m['classes']} classes). "
-                + "; ".join(f"{p_}: λ_max {pt['lambda_max']:.3g}, {pt['outliers']} outliers above {pt['bulk_edge']:.3g}"
-                            f" (gap ×{pt['gap']:.2f}), mass at zero {pt['zero_mass']:.3f}, negative mass "
-                            f"{pt['negative_mass']:.4f}, trace {pt['trace']:.3g}"
+                + "; ".join(f"{p_}: λ_max {pt['lambda_max']:.3g}, {_outliers(pt)}, mass at zero {pt['zero_mass']:.3f}, "
+                            f"negative mass {pt['negative_mass']:.4f}, trace {pt['trace']:.3g}"
                             for p_, pt in m["points"].items()) + ".")
     return Drawn(fig, measured)
 
@@ -68,8 +67,7 @@ def outliers_near_classes(i: Inputs, tol: float) -> Measured:
     last = m["order"][-1]
     pt, c = m["points"][last], m["classes"]
     n = pt["outliers"]
-    return Measured(f"{n} outliers at {last} (C = {c}): top {', '.join(f'{v:.3g}' for v in pt['top'])}; gap "
-                    f"×{pt['gap']:.2f} to the bulk's edge {pt['bulk_edge']:.3g}",
+    return Measured(f"at {last} (C = {c}): {_outliers(pt)}; top {', '.join(f'{v:.3g}' for v in pt['top'])}",
                     graded(c - 1 - tol <= n <= c + tol, n > 0 and c / 2 <= n <= 2 * c))
 
 
@@ -89,3 +87,10 @@ def negative_mass_shrinks(i: Inputs, tol: float) -> Measured:
     return Measured(f"negative mass {a:.4f} at {first}, {b:.4f} at {last} (×{ratio:.2f}); along the way "
                     + ", ".join(f"{p_} {pt['negative_mass']:.4f}" for p_, pt in m["points"].items()),
                     graded(ratio <= tol, ratio < 1))
+
+
+def _outliers(pt: dict) -> str:
+    """A point's outliers as text; with fewer than two converged top values there is no gap to read."""
+    if not pt["outliers"]:
+        return "no gap measured (fewer than two converged top eigenvalues)"
+    return f"{pt['outliers']} outliers above {pt['bulk_edge']:.3g} (gap ×{pt['gap']:.2f})"
