@@ -82,7 +82,8 @@ def figure(name: str, *, title: str, needs: tuple[Need, ...], shows: str, book: 
 # The figure modules in page order (importing one registers its figure and its claims): the chapter's
 # figures, each followed by the later studies that sharpen it (Fig 6-3 in two dimensions and between
 # solutions; the Hessian, its density and the edge of stability beside the text on curvature), then what the
-# chapter asks the reader to try and the training the MNIST figures start from. Static imports, so dvc.yaml's code deps can be checked.
+# chapter asks the reader to try and the training the MNIST figures start from. Static imports, so dvc.yaml's
+# code deps can be checked.
 from beyond_gd.report.figures import (  # noqa: E402, F401
     fig6_01_noise_escapes,
     fig6_02_permutation_symmetry,
