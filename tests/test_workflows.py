@@ -218,7 +218,7 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
 
         # Their MLflow runs are in the workspace's store, tagged with the experiment's name.
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
-        for name, stages in (("coarse-alpha", {"interpolate", "report"}), ("walk-seed-7", {"random_walk", "report"}),
+        for name, stages in (("coarse-alpha", {"interpolate", "mode_connectivity", "report"}), ("walk-seed-7", {"random_walk", "report"}),
                              ("low-dpi", {"report"})):
             runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                       filter_string=f"tags.dvc_exp_name = '{name}'")
