@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands call `python`: DVC must find the venv's first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast params bench ui exps
+.PHONY: setup repro test test-fast params pipeline bench ui exps
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +26,9 @@ test-fast: setup    ## the tests that take seconds (no real-data stages)
 
 params: setup       ## recompose params.yaml from conf/ (as `dvc exp run` does); OVERRIDES="profile=smoke"
 	python -m beyond_gd.compose $(OVERRIDES)
+
+pipeline: setup     ## rewrite dvc.yaml and docs/stages.md from the stage declarations (src/beyond_gd/stages/)
+	python -m beyond_gd.pipeline
 
 bench: setup        ## training throughput: the one loop vs the book's DataLoader loop, and vs the matmul peak
 	python benchmarks/train_throughput.py

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from beyond_gd.pipeline import declared
 from beyond_gd.report import build
 from beyond_gd.report.claims import CLAIMS
 from beyond_gd.report import figures
@@ -30,11 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES = [name for name, value in vars(figures).items()
            if isinstance(value, ModuleType) and value.__name__ == f"{figures.__name__}.{name}"]
 CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
-# The upstream stages' output folders, by the report's argument names.
-ARTIFACTS = {"baseline", "random_walk", "surfaces", "interpolate", "identifiability", "hessian",
-             "update_rules", "optimizer_toys", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "interpolate_notebook", "hessian_density", "edge_of_stability", "mode_connectivity",
-             "landscape_2d"}
+# The report reads every study's folder: every stage but the raw data and the report itself.
+ARTIFACTS = set(declared()) - {"mnist", "report"}
 
 
 def module_of(obj: object) -> str:

@@ -11,7 +11,11 @@ key relative to the schema, and the loader prefixes the section's path.
 
 A study's `Config` is a schema whose fields are the top-level sections it
 reads (`interpolate`, `model`, `runtime`, ...); `load(params, Config)` picks
-those sections out of the whole params file.
+those sections out of the whole params file. What a study reads is also what
+DVC re-runs it on (`beyond_gd.pipeline` writes dvc.yaml's params from it), so
+a Config says it where it reads less than a whole section: `entries(...)` for
+the keys of a shared section it reads, `optimizer_names(...)` for a field that
+names entries of the `optimizers` section (checked here to exist).
 """
 
 from __future__ import annotations
@@ -44,6 +48,38 @@ def required(**checks: Any) -> Any:
     (list items unique).
     """
     return field(metadata=checks)
+
+
+OPTIMIZERS = "optimizers"  # the shared section of optimizer entries (conf/optimizers/)
+
+
+def optimizer_names(**checks: Any) -> Any:
+    """A required field that names entries of the `optimizers` section: a name, a list of names, or a
+    mapping keyed by name. `load` checks that each is an entry; the stage declares those entries as DVC
+    params (a mapping keyed by name, which grows with conf/, declares the whole section)."""
+    return field(metadata={**checks, OPTIMIZERS: True})
+
+
+def entries(*keys: str) -> Any:
+    """A Config field for a shared section of which the study reads only `keys` (`model.in_dim`, ...):
+    validated whole, declared as DVC params key by key, so an edit elsewhere in it re-runs nothing."""
+    return field(metadata={"entries": keys})
+
+
+def named_optimizers(obj: Any, where: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
+    """Every `optimizer_names` field of a validated schema, however deep: (its full key, its value, the
+    field), in field order."""
+    found = []
+    for f in dataclasses.fields(obj):
+        key, value = f"{where}.{f.name}" if where else f.name, getattr(obj, f.name)
+        if f.metadata.get(OPTIMIZERS):
+            found.append((key, value, f))
+        elif dataclasses.is_dataclass(value):
+            found += named_optimizers(value, key)
+        elif isinstance(value, Mapping) and value and all(dataclasses.is_dataclass(v) for v in value.values()):
+            for name, sub in value.items():
+                found += named_optimizers(sub, f"{key}.{name}")
+    return found
 
 
 # --------------------------------------------------------------------------
@@ -90,7 +126,15 @@ def load(params: Mapping[str, Any], schema: type[T]) -> T:
         if f.name not in params:
             raise ConfigError(f"{f.name}: missing section (expected by {schema.__name__})")
         sections[f.name] = _value(params[f.name], _hints(schema)[f.name], f.name)
-    return _finish(schema(**sections), "")
+    cfg = schema(**sections)
+    if OPTIMIZERS in sections:
+        for key, value, _ in named_optimizers(cfg):
+            names = [value] if isinstance(value, str) else [] if value is None else list(value)
+            for name in names:
+                if name not in sections[OPTIMIZERS]:
+                    raise ConfigError(f"{key}: {name!r} is not in the optimizers section "
+                                      f"(choose from {', '.join(sections[OPTIMIZERS])})")
+    return _finish(cfg, "")
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 A stage module only declares its stage:
 
     STAGE = Stage("interpolate", interpolate.Config, interpolate.run, __doc__,
-                  outputs=("path.csv", "curves.csv", "summary.csv", "summary.json"), inputs=("mnist", "baseline"))
+                  inputs={"mnist": MNIST, "baseline": ("mnist.pt", "init.pt")},
+                  outputs=("path.csv", "curves.csv", "summary.csv", "summary.json", "metrics.json"))
 
     if __name__ == "__main__":
         main(STAGE)
 
-and `python -m beyond_gd.stages.interpolate` then
+and that declaration is all dvc.yaml says of it (`beyond_gd.pipeline` writes
+dvc.yaml from the declarations); `python -m beyond_gd.stages.interpolate` then
 1. reads `--params` (params.yaml) and validates the sections the study's
    `Config` names (one-line errors, exit 2, before any run is opened);
 2. sets up the device and threads from `runtime`, if the study reads it;
@@ -32,8 +34,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,20 @@ class RunContext:
     data_root: str  # the mnist folder, absolute (jobs may run on other machines)
 
 
+# The mnist stage's output, torchvision's layout (MNIST/raw/*-ubyte): what every stage that reads MNIST reads.
+MNIST = ("MNIST",)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A `dvc plots` definition over a stage's own files: `x`, and per file the column(s) drawn against it
+    (several files overlay). A folder of CSVs (`curves`) gives one plot per file, each named by its path."""
+
+    title: str
+    x: str
+    y: Mapping[str, str | tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str  # the stage, its params section, its conf group and its folder data/<name>
@@ -63,12 +79,16 @@ class Stage:
     run: Callable[[Any, Inputs], Result]
     doc: str  # what the stage computes: the stage module's docstring (its MLflow experiment's description)
     outputs: tuple[str, ...]  # what it writes in its folder besides run.json (dvc.yaml's outs and metrics)
-    inputs: tuple[str, ...] = ()  # upstream stages whose folders it reads
+    # Upstream stages whose folders it reads, each with the files (or folders) of it that it reads: its
+    # data deps in dvc.yaml, so an upstream output it does not read re-runs nothing.
+    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Builds `inputs.run_cells` for studies made of training cells (beyond_gd.launch.cell_launcher): the
     # config, the sweep folder, the run context, and the last run's cells (finished ones are kept).
     launch: Callable[[Any, Path, RunContext, Path], Callable[[list[Any]], list[Any]]] | None = None
-    out: str = ""  # default: data/<name>
+    # default: data/<name>, in DVC's cache; elsewhere (reports/) the outputs are kept in git instead.
+    out: str = ""
     log_outputs: bool = False  # also keep what it wrote as the MLflow run's artifacts
+    plots: tuple[Plot, ...] = ()  # dvc.yaml's plots of its outputs (`dvc plots show`)
 
     @property
     def default_out(self) -> str:

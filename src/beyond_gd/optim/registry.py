@@ -110,9 +110,3 @@ class OptimizerSpec:
         spec.build([torch.nn.Parameter(torch.zeros(1))], key=where)  # torch checks the values (momentum < 0, ...)
         return spec
 
-
-def check_named(names: Iterable[str], optimizers: Mapping[str, OptimizerSpec], key: str) -> None:
-    """Every name a study gives (at `key`) is an entry of the `optimizers` section."""
-    for name in names:
-        if name not in optimizers:
-            raise ConfigError(f"{key}: {name!r} is not in the optimizers section (choose from {', '.join(optimizers)})")

@@ -46,6 +46,14 @@ def mlflow_runs(artifacts: Artifacts, needs: tuple[Need, ...]) -> str:
     return "; ".join(named)
 
 
+def inputs() -> dict[str, tuple[str, ...]]:
+    """Every upstream stage the report reads, with the files of it that it reads (its DVC deps), sorted."""
+    by_artifact: dict[str, list[str]] = {}
+    for n in sorted(needs()):
+        by_artifact.setdefault(n.artifact, []).append(n.file)
+    return {artifact: tuple(files) for artifact, files in by_artifact.items()}
+
+
 def artifact_names() -> list[str]:
     return list(dict.fromkeys(n.artifact for n in needs()))
 

@@ -8,11 +8,14 @@ and `metrics.json` (each GD lr's hovering median and how many GD runs reached
 the edge). Each table is described in `beyond_gd.studies.edge_of_stability`.
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import edge_of_stability
 
-STAGE = Stage("edge_of_stability", edge_of_stability.Config, edge_of_stability.run, __doc__, inputs=("mnist",),
-              outputs=("curves.csv", "runs.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "edge_of_stability", edge_of_stability.Config, edge_of_stability.run, __doc__,
+    inputs={"mnist": MNIST},
+    outputs=("curves.csv", "runs.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

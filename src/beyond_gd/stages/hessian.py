@@ -9,11 +9,15 @@ SGD solution, and the median seconds of one gradient and of one
 Hessian-vector product there, with their ratio).
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Plot, Stage, main
 from beyond_gd.studies import hessian
 
-STAGE = Stage("hessian", hessian.Config, hessian.run, __doc__, inputs=("mnist", "baseline"),
-              outputs=("eigenvalues.csv", "ritz.csv", "trace.csv", "path.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "hessian", hessian.Config, hessian.run, __doc__,
+    inputs={"mnist": MNIST, "baseline": ("mnist.pt", "init.pt")},
+    outputs=("eigenvalues.csv", "ritz.csv", "trace.csv", "path.csv", "summary.json", "metrics.json"),
+    plots=(Plot("Hessian extreme eigenvalues along the path", "alpha", {"path.csv": ("lambda_max", "lambda_min")}),),
+)
 
 if __name__ == "__main__":
     main(STAGE)

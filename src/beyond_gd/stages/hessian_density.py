@@ -7,11 +7,14 @@ point and start), `density.csv` (the broadened density per point),
 edge, negative mass, trace) and `metrics.json` (those at the last point).
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import hessian_density
 
-STAGE = Stage("hessian_density", hessian_density.Config, hessian_density.run, __doc__, inputs=("mnist", "baseline"),
-              outputs=("ritz.csv", "density.csv", "top.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "hessian_density", hessian_density.Config, hessian_density.run, __doc__,
+    inputs={"mnist": MNIST, "baseline": ("mnist.pt", "init.pt", "checkpoints.pt")},
+    outputs=("ritz.csv", "density.csv", "top.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

@@ -7,11 +7,14 @@ largest change of parameters, logits, test loss and predictions),
 orderings (n!)^l, float32 epsilon for scale) and `metrics.json`.
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import identifiability
 
-STAGE = Stage("identifiability", identifiability.Config, identifiability.run, __doc__, inputs=("mnist", "baseline"),
-              outputs=("trials.csv", "example.json", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "identifiability", identifiability.Config, identifiability.run, __doc__,
+    inputs={"mnist": MNIST, "baseline": ("mnist.pt",)},
+    outputs=("trials.csv", "example.json", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

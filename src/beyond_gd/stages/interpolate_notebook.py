@@ -7,13 +7,14 @@ and alpha), `summary.csv` (per path: local minima in (0, 1), barrier,
 slopes), `summary.json` and `metrics.json`.
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import interpolate_notebook
 
-STAGE = Stage("interpolate_notebook", interpolate_notebook.Config, interpolate_notebook.run, __doc__,
-              inputs=("mnist",),
-              outputs=("mnist.pt", "init.pt", "epochs.csv", "path.csv", "summary.csv", "summary.json",
-                       "metrics.json"))
+STAGE = Stage(
+    "interpolate_notebook", interpolate_notebook.Config, interpolate_notebook.run, __doc__,
+    inputs={"mnist": MNIST},
+    outputs=("mnist.pt", "init.pt", "epochs.csv", "path.csv", "summary.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

@@ -8,11 +8,14 @@ with its own loss), `summary.json` and `metrics.json` (the loss at the SGD
 solution and the grid's minimum, each path's explained variance).
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import landscape_2d
 
-STAGE = Stage("landscape_2d", landscape_2d.Config, landscape_2d.run, __doc__, inputs=("mnist", "baseline"),
-              outputs=("random_plane.csv", "pca_planes.csv", "paths.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "landscape_2d", landscape_2d.Config, landscape_2d.run, __doc__,
+    inputs={"mnist": MNIST, "baseline": ("mnist.pt", "init.pt")},
+    outputs=("random_plane.csv", "pca_planes.csv", "paths.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

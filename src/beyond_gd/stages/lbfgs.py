@@ -13,11 +13,14 @@ described in `beyond_gd.studies.lbfgs`.
 """
 
 from beyond_gd.launch import cell_launcher
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import lbfgs
 
-STAGE = Stage("lbfgs", lbfgs.Config, lbfgs.run, __doc__, inputs=("mnist", "optimizer_grid"), launch=cell_launcher,
-              outputs=("cells", "epochs.csv", "summary.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "lbfgs", lbfgs.Config, lbfgs.run, __doc__,
+    inputs={"mnist": MNIST, "optimizer_grid": ("summary.csv",)}, launch=cell_launcher,
+    outputs=("cells", "epochs.csv", "summary.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

@@ -8,13 +8,14 @@ optimizer grid's best learning rates. Outputs in data/lr_adaptation: `cells/`,
 """
 
 from beyond_gd.launch import cell_launcher
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import lr_adaptation
 
-STAGE = Stage("lr_adaptation", lr_adaptation.Config, lr_adaptation.run, __doc__,
-              inputs=("mnist", "optimizer_grid"), launch=cell_launcher,
-              outputs=("cells", "probes.csv", "epoch_loss.csv", "steps.csv", "summary.csv", "summary.json",
-                       "metrics.json"))
+STAGE = Stage(
+    "lr_adaptation", lr_adaptation.Config, lr_adaptation.run, __doc__,
+    inputs={"mnist": MNIST, "optimizer_grid": ("summary.csv",)}, launch=cell_launcher,
+    outputs=("cells", "probes.csv", "epoch_loss.csv", "steps.csv", "summary.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

@@ -11,12 +11,15 @@ columns plus `theta_opt`), `summary.json` and `metrics.json` (the mean
 barrier of each path on the training subset).
 """
 
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Stage, main
 from beyond_gd.studies import mode_connectivity
 
-STAGE = Stage("mode_connectivity", mode_connectivity.Config, mode_connectivity.run, __doc__, inputs=("mnist",),
-              outputs=("solutions.csv", "paths.csv", "barriers.csv", "matching.csv", "curve_steps.csv",
-                       "interpolation_path.csv", "interpolation_summary.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "mode_connectivity", mode_connectivity.Config, mode_connectivity.run, __doc__,
+    inputs={"mnist": MNIST},
+    outputs=("solutions.csv", "paths.csv", "barriers.csv", "matching.csv", "curve_steps.csv", "interpolation_path.csv",
+             "interpolation_summary.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

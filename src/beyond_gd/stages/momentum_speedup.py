@@ -10,12 +10,15 @@ each table is described in `beyond_gd.studies.momentum_speedup`.
 """
 
 from beyond_gd.launch import cell_launcher
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Plot, Stage, main
 from beyond_gd.studies import momentum_speedup
 
-STAGE = Stage("momentum_speedup", momentum_speedup.Config, momentum_speedup.run, __doc__, inputs=("mnist",),
-              launch=cell_launcher, outputs=("cells", "curves", "steps.csv", "epochs.csv", "runs.csv", "summary.csv",
-                                             "summary.json", "metrics.json"))
+STAGE = Stage(
+    "momentum_speedup", momentum_speedup.Config, momentum_speedup.run, __doc__,
+    inputs={"mnist": MNIST}, launch=cell_launcher,
+    outputs=("cells", "curves", "steps.csv", "epochs.csv", "runs.csv", "summary.csv", "summary.json", "metrics.json"),
+    plots=(Plot("Fig 6-9: 200-step mean cost, mean over seeds, per setup and optimizer", "step", {"curves": "cost"}),),
+)
 
 if __name__ == "__main__":
     main(STAGE)

@@ -12,12 +12,17 @@ table is described in `beyond_gd.studies.optimizer_grid`.
 """
 
 from beyond_gd.launch import cell_launcher
-from beyond_gd.stage import Stage, main
+from beyond_gd.stage import MNIST, Plot, Stage, main
 from beyond_gd.studies import optimizer_grid
 
-STAGE = Stage("optimizer_grid", optimizer_grid.Config, optimizer_grid.run, __doc__, inputs=("mnist",),
-              launch=cell_launcher, outputs=("cells", "curves", "steps.csv", "epochs.csv", "cells.csv", "summary.csv",
-                                             "long.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "optimizer_grid", optimizer_grid.Config, optimizer_grid.run, __doc__,
+    inputs={"mnist": MNIST}, launch=cell_launcher,
+    outputs=("cells", "curves", "steps.csv", "epochs.csv", "cells.csv", "summary.csv", "long.csv", "summary.json",
+             "metrics.json"),
+    plots=(Plot("Optimizer grid: training cost at each optimizer's best lr, mean over seeds", "step",
+                {"curves": "loss"}),),
+)
 
 if __name__ == "__main__":
     main(STAGE)

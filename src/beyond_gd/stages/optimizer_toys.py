@@ -10,9 +10,11 @@ reached the bowl), `grids.npz` (the plateau surface for contours),
 from beyond_gd.stage import Stage, main
 from beyond_gd.studies import optimizer_toys
 
-STAGE = Stage("optimizer_toys", optimizer_toys.Config, optimizer_toys.run, __doc__,
-              outputs=("quadratic_steps.csv", "plateau_paths.csv", "plateau_outcomes.csv", "grids.npz",
-                       "summary.json", "metrics.json"))
+STAGE = Stage(
+    "optimizer_toys", optimizer_toys.Config, optimizer_toys.run, __doc__,
+    outputs=("quadratic_steps.csv", "plateau_paths.csv", "plateau_outcomes.csv", "grids.npz", "summary.json",
+             "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

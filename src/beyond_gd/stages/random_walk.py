@@ -10,8 +10,10 @@ their ratios), `summary.json` and `metrics.json`.
 from beyond_gd.stage import Stage, main
 from beyond_gd.studies import random_walk
 
-STAGE = Stage("random_walk", random_walk.Config, random_walk.run, __doc__,
-              outputs=("walks.csv", "std.csv", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "random_walk", random_walk.Config, random_walk.run, __doc__,
+    outputs=("walks.csv", "std.csv", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

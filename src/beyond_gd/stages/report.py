@@ -7,12 +7,15 @@ writes is also kept as its MLflow run's artifacts. It trains nothing: a change
 under `report.*` re-runs it alone.
 """
 
-from beyond_gd.report.build import artifact_names
+from beyond_gd.report.build import inputs as report_inputs
 from beyond_gd.stage import Stage, main
 from beyond_gd.studies import report
 
-STAGE = Stage("report", report.Config, report.run, __doc__, inputs=tuple(artifact_names()), out="reports",
-              outputs=("figures", "claims.csv", "index.html", "README.md", "metrics.json"), log_outputs=True)
+STAGE = Stage(
+    "report", report.Config, report.run, __doc__,
+    inputs=report_inputs(), out="reports", log_outputs=True,
+    outputs=("figures", "claims.csv", "index.html", "README.md", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

@@ -8,8 +8,10 @@ each file is described in `beyond_gd.studies.surfaces`.
 from beyond_gd.stage import Stage, main
 from beyond_gd.studies import surfaces
 
-STAGE = Stage("surfaces", surfaces.Config, surfaces.run, __doc__,
-              outputs=(*surfaces.TABLES, "grids.npz", "summary.json", "metrics.json"))
+STAGE = Stage(
+    "surfaces", surfaces.Config, surfaces.run, __doc__,
+    outputs=(*surfaces.TABLES, "grids.npz", "summary.json", "metrics.json"),
+)
 
 if __name__ == "__main__":
     main(STAGE)

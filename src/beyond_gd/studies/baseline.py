@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.model import Net, build_model
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
 from beyond_gd.study import Inputs, Result, Series
 from beyond_gd.training import EpochEnd, TrainResult, evaluate, train
@@ -33,7 +33,7 @@ EVALUATED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 @dataclass
 class BaselineConfig:
     # An entry of the `optimizers` section.
-    optimizer: str = required(nonempty=True)
+    optimizer: str = optimizer_names(nonempty=True)
     epochs: int = required(gt=0)
     batch_size: int = required(gt=0)
     # Stop after this many mini-batch steps (smoke runs); null: all epochs.
@@ -52,9 +52,6 @@ class Config:
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
     runtime: RuntimeConfig
-
-    def check(self) -> None:
-        check_named([self.baseline.optimizer], self.optimizers, "baseline.optimizer")
 
 
 @dataclass

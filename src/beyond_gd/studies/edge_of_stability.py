@@ -34,13 +34,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import sharpness as sh
 from beyond_gd.model import build_model, fresh_init
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result, Series
 from beyond_gd.training import evaluate, train
 
@@ -56,7 +56,7 @@ class EdgeOfStabilityConfig:
     # The initialisation every run starts from: model.fresh_init with this seed.
     init_seed: int = required(ge=0)
     # The `optimizers` entry both kinds of run use (plain SGD: no momentum), its lr replaced per run.
-    optimizer: str = required(nonempty=True)
+    optimizer: str = optimizer_names(nonempty=True)
     gd_lrs: list[float] = required(nonempty=True, distinct=True, each_gt=0)
     sgd_lrs: list[float] = required(nonempty=True, distinct=True, each_gt=0)
     sgd_batch_size: int = required(gt=0)
@@ -92,7 +92,6 @@ class Config:
 
     def check(self) -> None:
         c = self.edge_of_stability
-        check_named([c.optimizer], self.optimizers, "edge_of_stability.optimizer")
         spec = self.optimizers[c.optimizer]
         # Gradient descent on the loss whose Hessian is tracked: no momentum, no weight decay.
         if spec.target != "torch.optim.SGD" or any(spec.default(k) not in (0, 0.0, None)

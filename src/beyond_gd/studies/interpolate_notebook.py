@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, required
 from beyond_gd.data.mnist import load_tensors
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.studies import baseline, interpolate
 from beyond_gd.study import Inputs, Result, Series
 
@@ -48,10 +48,6 @@ class Config:
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
     runtime: RuntimeConfig
-
-    def check(self) -> None:
-        check_named([self.interpolate_notebook.training.optimizer], self.optimizers,
-                    "interpolate_notebook.training.optimizer")
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:

@@ -25,14 +25,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import plane as pl
 from beyond_gd.landscape.hessian import FlatLayout
 from beyond_gd.landscape.interpolation import combination_loss, sub_state
 from beyond_gd.model import build_model, load_state
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
 from beyond_gd.study import Inputs, Result, Series
 from beyond_gd.training import TrainResult, train
@@ -57,7 +57,7 @@ class RandomPlaneConfig:
 @dataclass
 class TrajectoryConfig:
     # Entries of the `optimizers` section, each trained from the baseline's init.pt.
-    optimizers: list[str] = required(nonempty=True, distinct=True)
+    optimizers: list[str] = optimizer_names(nonempty=True, distinct=True)
     batch_size: int = required(gt=0)
     max_steps: int = required(gt=0)
     # Parameters saved every this many steps (and at step 0 and the last step).
@@ -98,9 +98,6 @@ class Config:
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
     runtime: RuntimeConfig
-
-    def check(self) -> None:
-        check_named(self.landscape_2d.trajectory.optimizers, self.optimizers, "landscape_2d.trajectory.optimizers")
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:

@@ -41,12 +41,12 @@ import scipy.optimize
 import torch
 
 from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, EpochRow, cells_table, epochs_table
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.model import build_model
 from beyond_gd.optim import second_order
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
 from beyond_gd.studies.optimizer_grid import best_lrs
 from beyond_gd.study import Inputs, Result
@@ -60,8 +60,8 @@ CG = "cg"
 @dataclass
 class LbfgsConfig:
     # The `optimizers` entry run full-batch, and the first-order entries beside it.
-    optimizer: str = required(nonempty=True)
-    compare: list[str] = required(nonempty=True, distinct=True)
+    optimizer: str = optimizer_names(nonempty=True)
+    compare: list[str] = optimizer_names(nonempty=True, distinct=True)
     train_images: int = required(gt=0)
     # L-BFGS's budget in full-batch steps; the others' in epochs of batch_size.
     steps: int = required(gt=0)
@@ -82,11 +82,8 @@ class Config:
     lbfgs: LbfgsConfig
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
-    runtime: RuntimeConfig
+    runtime: RuntimeConfig = entries("device")  # the cells' threads are the launcher's
     launcher: LauncherConfig
-
-    def check(self) -> None:
-        check_named([self.lbfgs.optimizer, *self.lbfgs.compare], self.optimizers, "lbfgs")
 
 
 def build_cells(cfg: Config, lrs: dict[str, float]) -> list[CellConfig]:

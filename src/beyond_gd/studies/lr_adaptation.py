@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from beyond_gd.cells import PROBE_COLUMNS, CellConfig, CellOutput, seed_stats, steps_table
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.studies.optimizer_grid import MNIST_TRAIN_IMAGES, best_lrs
 from beyond_gd.study import Inputs, Result
 
@@ -47,10 +47,10 @@ STATS = ("mean", "std", "min", "max")
 @dataclass
 class LrAdaptationConfig:
     # Entries of the `optimizers` section trained over the long budget, each at the grid's best lr.
-    optimizers: list[str] = required(nonempty=True, distinct=True)
+    optimizers: list[str] = optimizer_names(nonempty=True, distinct=True)
     # Adam with its bias correction (one of `optimizers`) and the entry without it, run at the former's lr.
-    corrected: str = required(nonempty=True)
-    uncorrected: str = required(nonempty=True)
+    corrected: str = optimizer_names(nonempty=True)
+    uncorrected: str = optimizer_names(nonempty=True)
     epochs: int = required(gt=0)
     # The uncorrected run's budget, and the early window every optimizer's loss is compared over.
     early_steps: int = required(gt=0)
@@ -79,12 +79,11 @@ class Config:
     lr_adaptation: LrAdaptationConfig
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
-    runtime: RuntimeConfig
+    runtime: RuntimeConfig = entries("device")  # the cells' threads are the launcher's
     launcher: LauncherConfig
 
     def check(self) -> None:
         c = self.lr_adaptation
-        check_named([*c.optimizers, c.uncorrected], self.optimizers, "lr_adaptation")
         if self.optimizers[c.uncorrected].default("bias_correction") is not False:
             raise ConfigError(f"lr_adaptation.uncorrected: optimizers.{c.uncorrected} must have "
                               "bias_correction: false (beyond_gd.optim.adam.Adam)")

@@ -34,13 +34,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import connectivity as mc
 from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, summarize_path
 from beyond_gd.model import build_model, fresh_init
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.studies.interpolate import InterpolateConfig
 from beyond_gd.study import Inputs, Result, Series
 from beyond_gd.training import evaluate, train
@@ -54,7 +54,7 @@ PREFIX = "classifier."
 @dataclass
 class CurveConfig:
     # An entry of the `optimizers` section: what trains the control point.
-    optimizer: str = required(nonempty=True)
+    optimizer: str = optimizer_names(nonempty=True)
     # The control point's lr is that entry's lr times this: phi(t) moves by 2t(1 - t) x theta's step.
     lr_factor: float = required(gt=0)
     epochs: int = required(gt=0)
@@ -82,7 +82,7 @@ class ModeConnectivityConfig:
     # One solution per seed (its init and its batch order); every pair is compared.
     seeds: list[int] = required(distinct=True, each_ge=0, nonempty=True)
     # An entry of the `optimizers` section: every solution's recipe.
-    optimizer: str = required(nonempty=True)
+    optimizer: str = optimizer_names(nonempty=True)
     epochs: int = required(gt=0)
     max_steps: int | None = required(gt=0, optional=True)
     batch_size: int = required(gt=0)
@@ -117,8 +117,6 @@ class Config:
 
     def check(self) -> None:
         c = self.mode_connectivity
-        check_named([c.optimizer], self.optimizers, "mode_connectivity.optimizer")
-        check_named([c.curve.optimizer], self.optimizers, "mode_connectivity.curve.optimizer")
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:

@@ -30,11 +30,11 @@ import pandas as pd
 
 from beyond_gd.cells import (COSTS, EPOCH_COLUMNS, INITS, CellConfig, CellOutput, cells_table, epochs_table,
                              seed_stats, steps_table)
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.measures import trailing_mean
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 
 LABELS = ["setup", "optimizer", "seed"]
@@ -58,9 +58,9 @@ class SetupConfig:
 @dataclass
 class MomentumSpeedupConfig:
     # Names of entries of the `optimizers` section (the book's constructor calls).
-    optimizers: list[str] = required(nonempty=True, distinct=True)
+    optimizers: list[str] = optimizer_names(nonempty=True, distinct=True)
     # The optimizer every ratio divides: baseline steps / optimizer steps.
-    baseline: str = required(nonempty=True)
+    baseline: str = optimizer_names(nonempty=True)
     seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
     setups: dict[str, SetupConfig] = required(nonempty=True)
     target_loss: float = required(gt=0)
@@ -71,7 +71,7 @@ class MomentumSpeedupConfig:
     # The book's numbers (optimizer -> steps to 0.1), printed beside ours.
     book_steps: dict[str, int] = required()
     # The equal-step control: the baseline at lr / (1 - m), m the momentum of this entry (null: none).
-    equal_step_of: str | None = required(optional=True, nonempty=True)
+    equal_step_of: str | None = optimizer_names(optional=True, nonempty=True)
     # At each epoch end, the loss over the whole training split (a third way to time the crossing) and the
     # dead output units, in batches of this many images; null: no epoch-end evaluation.
     eval_batch_size: int | None = required(gt=0, optional=True)
@@ -91,13 +91,13 @@ class MomentumSpeedupConfig:
 class Config:
     momentum_speedup: MomentumSpeedupConfig
     optimizers: dict[str, OptimizerSpec]
-    model: ModelConfig
-    runtime: RuntimeConfig
+    # Each setup says whether its network has the final ReLU.
+    model: ModelConfig = entries("in_dim", "hidden_dim", "out_dim")
+    runtime: RuntimeConfig = entries("device")  # the cells' threads are the launcher's
     launcher: LauncherConfig
 
     def check(self) -> None:
         c = self.momentum_speedup
-        check_named(c.optimizers, self.optimizers, "momentum_speedup.optimizers")
         if c.equal_step_of is not None:
             m = self.optimizers[c.equal_step_of].default("momentum")
             if not (isinstance(m, int | float) and 0 < m < 1):

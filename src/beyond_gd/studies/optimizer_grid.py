@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, CellOutput, cells_table, epochs_table, steps_table
-from beyond_gd.config import ModelConfig, RuntimeConfig, required
+from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.measures import bootstrap_ranking, trailing_mean, tuned_scores
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 
 LABELS = ["optimizer", "lr", "seed"]
@@ -76,9 +76,9 @@ class LongBudgetConfig:
 class GridConfig:
     # optimizer (an entry of the `optimizers` section) -> its learning rates.
     # Cells are dispatched in this order.
-    lrs: dict[str, list[float]] = required(nonempty=True)
+    lrs: dict[str, list[float]] = optimizer_names(nonempty=True)
     # Optimizers left out of the grid, each with the reason the report gives.
-    excluded: dict[str, str] = required()
+    excluded: dict[str, str] = optimizer_names()
     seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
     # The budget, the same for every cell: `epochs`, cut at `max_steps` if set.
     epochs: int = required(gt=0)
@@ -106,12 +106,8 @@ class Config:
     optimizer_grid: GridConfig
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
-    runtime: RuntimeConfig
+    runtime: RuntimeConfig = entries("device")  # the cells' threads are the launcher's
     launcher: LauncherConfig
-
-    def check(self) -> None:
-        check_named(self.optimizer_grid.lrs, self.optimizers, "optimizer_grid.lrs")
-        check_named(self.optimizer_grid.excluded, self.optimizers, "optimizer_grid.excluded")
 
 
 def best_lrs(summary: pd.DataFrame, names: list[str], key: str) -> dict[str, float]:

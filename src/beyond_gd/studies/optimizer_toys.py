@@ -24,9 +24,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from beyond_gd.config import required
+from beyond_gd.config import optimizer_names, required
 from beyond_gd.errors import ConfigError
-from beyond_gd.optim.registry import OptimizerSpec, check_named
+from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 from beyond_gd.toys import momentum_rates as mr
 from beyond_gd.toys import plateau as pl
@@ -84,7 +84,7 @@ class PlateauConfig:
     steps: int = required(gt=0)
     record_every: int = required(gt=0)
     lrs: list[float] = required(nonempty=True)
-    optimizers: list[str] = required(nonempty=True)  # entries of the `optimizers` section
+    optimizers: list[str] = optimizer_names(nonempty=True)
     grid_points: int = required(gt=1)
 
     def check(self) -> None:
@@ -104,9 +104,6 @@ class OptimizerToysConfig:
 class Config:
     optimizer_toys: OptimizerToysConfig
     optimizers: dict[str, OptimizerSpec]
-
-    def check(self) -> None:
-        check_named(self.optimizer_toys.plateau.optimizers, self.optimizers, "optimizer_toys.plateau.optimizers")
 
 
 def quadratic_steps(c: QuadraticConfig) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from beyond_gd.config import required
+from beyond_gd.config import entries, optimizer_names, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.optim import rules
 from beyond_gd.optim.registry import OptimizerSpec
@@ -42,7 +42,7 @@ class StreamConfig:
 
 @dataclass
 class AdamBiasConfig:
-    optimizer: str = required(nonempty=True)  # the `optimizers` entry whose betas are measured
+    optimizer: str = optimizer_names(nonempty=True)  # the `optimizers` entry whose betas are measured
     steps: int = required(gt=0)
     repeats: int = required(gt=1)
     seed: int = required(ge=0)
@@ -63,12 +63,12 @@ class UpdateRulesConfig:
 @dataclass
 class Config:
     update_rules: UpdateRulesConfig
-    optimizers: dict[str, OptimizerSpec]
+    # The entries the chapter's rules are compared with (rules.COMPARISONS), and adam_bias.optimizer.
+    optimizers: dict[str, OptimizerSpec] = entries(*dict.fromkeys(c.optimizer for c in rules.COMPARISONS))
 
     def check(self) -> None:
-        needed = {c.optimizer for c in rules.COMPARISONS} | {self.update_rules.adam_bias.optimizer}
-        for name in sorted(needed - set(self.optimizers)):
-            raise ConfigError(f"optimizers.{name}: missing (update_rules compares it; have: "
+        if missing := [c.optimizer for c in rules.COMPARISONS if c.optimizer not in self.optimizers]:
+            raise ConfigError(f"optimizers.{missing[0]}: missing (update_rules compares it; have: "
                               f"{', '.join(self.optimizers)})")
         name = self.update_rules.adam_bias.optimizer
         betas = self.optimizers[name].default("betas")
