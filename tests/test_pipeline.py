@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import pytest
 import yaml
 
 from beyond_gd import pipeline
-from beyond_gd.config import ModelConfig, entries, optimizer_names, required
+from beyond_gd.config import ModelConfig, dvc_params, entries, load, optimizer_names, required, resolved
+from beyond_gd.errors import ConfigError
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.stage import Stage
 from conftest import REPO, composed
@@ -26,22 +26,11 @@ def test_committed_file_is_the_generated_one(path: Path) -> None:
     assert path.read_text() == pipeline.generated(PARAMS)[path], f"{path.name} is stale: run `make pipeline`"
 
 
-def resolve(key: str) -> str:
-    """A params key with DVC's ${...} templating filled in from the composed params."""
-    def value(match: re.Match[str]) -> str:
-        node: Any = PARAMS
-        for part in match.group(1).split("."):
-            node = node[part]
-        return str(node)
-
-    return re.sub(r"\$\{([^}]+)\}", value, key)
-
-
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_declared_param_exists_and_every_named_optimizer_is_declared(stage: str) -> None:
     """Independent of the markers: every string of a study's section that names an optimizer entry (and
     every key of a mapping in it that does) is among the declared params, or the whole section is."""
-    keys = {resolve(k) for k in pipeline.params_read(STAGES[stage].config, PARAMS)}
+    keys = {resolved(k, PARAMS) for k in dvc_params(load(PARAMS, STAGES[stage].config))}
     for key in keys:
         node: Any = PARAMS
         for part in key.split("."):
@@ -91,18 +80,16 @@ class GridStudy:
 def test_params_read_templates_a_name_resolves_lists_and_narrows_sections() -> None:
     params = {**PARAMS, "study": {"optimizer": "sgd", "others": ["sgd_momentum", "sgd"], "fallback": None,
                                   "steps": 3}}
-    assert pipeline.params_read(Study, params) == [
+    assert dvc_params(load(params, Study)) == [
         "study", "optimizers.adam", "optimizers.${study.optimizer}", "optimizers.sgd_momentum", "optimizers.sgd",
         "model.in_dim", "model.out_dim"]
     params["study"]["fallback"] = "rmsprop"  # an optional name cannot be templated (it may be null)
-    assert pipeline.params_read(Study, params)[-3] == "optimizers.rmsprop"
+    assert dvc_params(load(params, Study))[-3] == "optimizers.rmsprop"
     # A mapping keyed by name grows with conf/: the whole section.
-    assert pipeline.params_read(GridStudy, {**PARAMS, "grid": {"lrs": {"sgd": [0.1]}}}) == ["grid", "optimizers"]
+    assert dvc_params(load({**PARAMS, "grid": {"lrs": {"sgd": [0.1]}}}, GridStudy)) == ["grid", "optimizers"]
 
 
 def test_a_named_optimizer_outside_the_section_is_one_line() -> None:
-    from beyond_gd.config import load
-    from beyond_gd.errors import ConfigError
 
     params = {**PARAMS, "study": {"optimizer": "sgd", "others": ["nadam"], "fallback": None, "steps": 3}}
     with pytest.raises(ConfigError, match=r"^study.others: 'nadam' is not in the optimizers section \(choose"):

@@ -15,11 +15,12 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from beyond_gd import tracking
 from beyond_gd.pipeline import declared
-from beyond_gd.stage import Stage, execute
+from beyond_gd.stage import Stage, execute, undeclared
 from beyond_gd.study import Inputs, Result
 from beyond_gd.studies import random_walk
 from conftest import composed, write_params
@@ -135,3 +136,23 @@ def test_a_stage_killed_with_sigterm_ends_its_run_killed_and_leaves_nothing(tmp_
     assert ended.info.status == "KILLED" and ended.data.tags["killed_by"] == "SIGTERM"
     assert not out.exists() or list(out.iterdir()) == []
     assert not list(tmp_path.glob(".out*.tmp-*"))
+
+
+def test_a_stale_dvc_yaml_is_named_when_dvc_runs_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A list of optimizer entries edited after `make pipeline`: DVC would not re-run the stage when those
+    entries change, so the runner says which are undeclared (a single name is templated, never stale)."""
+    from beyond_gd.config import load
+
+    params = composed()
+    cfg = load(params, STAGES["update_rules"].config)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"update_rules": {"params": [
+        "update_rules", "optimizers.sgd", "optimizers.${update_rules.adam_bias.optimizer}"]}}}))
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert undeclared("update_rules", cfg, params) == []  # not run by DVC
+    monkeypatch.setenv("DVC_STAGE", "update_rules")
+    missing = undeclared("update_rules", cfg, params)
+    assert "optimizers.sgd_momentum" in missing and "optimizers.sgd" not in missing and "optimizers.adam" not in missing
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"update_rules": {"params": [
+        "update_rules", "optimizers"]}}}))
+    assert undeclared("update_rules", cfg, params) == []  # the whole section covers every entry

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -135,6 +136,45 @@ def load(params: Mapping[str, Any], schema: type[T]) -> T:
                     raise ConfigError(f"{key}: {name!r} is not in the optimizers section "
                                       f"(choose from {', '.join(sections[OPTIMIZERS])})")
     return _finish(cfg, "")
+
+
+def dvc_params(cfg: Any) -> list[str]:
+    """The params keys a loaded study Config reads, as its stage declares them in dvc.yaml: each section it
+    reads, key by key where it reads `entries(...)`, and of `optimizers` the entries it names (below)."""
+    keys: list[str] = []
+    for f in dataclasses.fields(cfg):
+        if f.name == OPTIMIZERS:
+            keys += _optimizer_keys(cfg, f.metadata.get("entries", ()))
+        else:
+            keys += [f"{f.name}.{k}" for k in f.metadata["entries"]] if "entries" in f.metadata else [f.name]
+    return keys
+
+
+def _optimizer_keys(cfg: Any, fixed: tuple[str, ...]) -> list[str]:
+    """One name as DVC templating (`optimizers.${baseline.optimizer}`, resolved when DVC runs the stage, so
+    `dvc exp run -S baseline.optimizer=adam` declares the right entry); a list, or a name that may be null,
+    as the entries it names now (DVC cannot template a list into keys); a mapping keyed by name as the whole
+    section (it grows with conf/); no name at all, the whole section."""
+    named = [f"{OPTIMIZERS}.{k}" for k in fixed]
+    for key, value, f in named_optimizers(cfg):
+        if isinstance(value, Mapping):
+            return [OPTIMIZERS]
+        if isinstance(value, str) and not f.metadata.get("optional"):
+            named.append(f"{OPTIMIZERS}.${{{key}}}")
+        else:
+            named += [f"{OPTIMIZERS}.{n}" for n in ([value] if isinstance(value, str) else value or [])]
+    return list(dict.fromkeys(named)) or [OPTIMIZERS]
+
+
+def resolved(key: str, params: Mapping[str, Any]) -> str:
+    """A params key with DVC's `${...}` templating filled in from `params`."""
+    def value(match: re.Match[str]) -> str:
+        node: Any = params
+        for part in match.group(1).split("."):
+            node = node[part]
+        return str(node)
+
+    return re.sub(r"\$\{([^}]+)\}", value, key)
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import functools
 import importlib
 import math
@@ -43,7 +42,7 @@ from typing import Any
 import yaml
 
 from beyond_gd import stages as stage_package
-from beyond_gd.config import OPTIMIZERS, load, named_optimizers
+from beyond_gd.config import dvc_params, load
 from beyond_gd.provenance import PACKAGE_ROOT, RECORDING_ONLY, code_closure
 from beyond_gd.stage import Stage
 from beyond_gd.study import METRICS, RECORD
@@ -112,7 +111,7 @@ def stage_entry(stage: Stage, params: Mapping[str, Any]) -> dict[str, Any]:
         "desc": stage.computes,
         "cmd": f"python -m {stage_package.__name__}.{stage.name}{flags}",
         "deps": data + code_deps(f"{stage_package.__name__}.{stage.name}"),
-        "params": params_read(stage.config, params),
+        "params": dvc_params(load(params, stage.config)),
     }
     committed = {"cache": False} if stage.out else None  # kept in git, so they show on a code host
     outs: list[Any] = []
@@ -139,26 +138,6 @@ def has_code(path: Path) -> bool:
     """A package __init__ holding only a docstring changes nothing a stage computes."""
     body = ast.parse(path.read_text()).body
     return any(not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in body)
-
-
-def params_read(schema: type, params: Mapping[str, Any]) -> list[str]:
-    """The params keys a study's Config reads, as dvc.yaml declares them (see the module docstring)."""
-    cfg = load(params, schema)
-    keys: list[str] = []
-    for f in dataclasses.fields(schema):
-        if f.name != OPTIMIZERS:
-            keys += [f"{f.name}.{k}" for k in f.metadata["entries"]] if "entries" in f.metadata else [f.name]
-            continue
-        named = [f"{OPTIMIZERS}.{k}" for k in f.metadata.get("entries", ())]
-        for key, value, field in named_optimizers(cfg):
-            if isinstance(value, Mapping):  # keyed by name: it grows with conf/, so the whole section
-                named = [OPTIMIZERS]
-                break
-            single = isinstance(value, str) and not field.metadata.get("optional")
-            named += [f"{OPTIMIZERS}.${{{key}}}"] if single else [f"{OPTIMIZERS}.{n}" for n in
-                                                                 ([value] if isinstance(value, str) else value or [])]
-        keys += list(dict.fromkeys(named)) or [OPTIMIZERS]
-    return keys
 
 
 def plot_entries(stage: Stage) -> list[dict[str, Any]]:
@@ -204,7 +183,7 @@ def stages_md(params: Mapping[str, Any]) -> str:
         reads = "<br>".join(f"`{up}`: " + ", ".join(f"`{f}`" for f in files) for up, files in s.inputs.items())
         if name == "report":
             reads = f"{len(s.inputs)} stages' summaries and tables ({sum(map(len, s.inputs.values()))} files)"
-        cells = [f"`{name}`", s.computes.split(": ", 1)[-1], ", ".join(f"`{k}`" for k in params_read(s.config, params)),
+        cells = [f"`{name}`", s.computes.split(": ", 1)[-1], ", ".join(f"`{k}`" for k in dvc_params(load(params, s.config))),
                  reads, ", ".join(f"`{o}`" for o in s.outputs), "<br>".join(feeds.get(name, []))]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -40,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from beyond_gd import tracking
-from beyond_gd.config import as_dict, load, load_params
+from beyond_gd.config import as_dict, dvc_params, load, load_params, resolved
 from beyond_gd.errors import BeyondGDError, Interrupted
+from beyond_gd.provenance import workspace_root
 from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result
 
 @dataclass(frozen=True)
@@ -127,7 +129,11 @@ def parser(stage: Stage) -> argparse.ArgumentParser:
 def execute(stage: Stage, argv: list[str] | None = None) -> Result:
     """Run `stage` as its command line would; the Result written and logged."""
     args = parser(stage).parse_args(argv)
-    cfg = load(load_params(args.params), stage.config)
+    params = load_params(args.params)
+    cfg = load(params, stage.config)
+    if missing := undeclared(stage.name, cfg, params):
+        print(f"warning: dvc.yaml does not declare {', '.join(missing)}, which {stage.name} reads, so DVC will "
+              "not re-run it when they change: run `make pipeline`", file=sys.stderr)
     device = _device(cfg)
     read = as_dict(cfg)
     out = Path(args.out)
@@ -165,6 +171,21 @@ def execute(stage: Stage, argv: list[str] | None = None) -> Result:
     for line in result.lines:
         print(f"{stage.name}: {line}")
     return result
+
+
+def undeclared(name: str, cfg: Any, params: Mapping[str, Any]) -> list[str]:
+    """Under DVC (`DVC_STAGE` set), the params keys the study reads that the workspace's dvc.yaml does not
+    declare for the stage: a list of optimizer entries edited since `make pipeline` wrote it (a single
+    name is templated, so it cannot go stale). Outside DVC, or without a dvc.yaml entry, none."""
+    if "DVC_STAGE" not in os.environ:
+        return []
+    try:
+        spec = yaml.safe_load((workspace_root() / "dvc.yaml").read_text())["stages"][name]["params"]
+        declared = {resolved(k, params) for k in spec}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return []
+    return [k for k in (resolved(k, params) for k in dvc_params(cfg))
+            if k not in declared and not any(k.startswith(f"{d}.") for d in declared)]
 
 
 def write(result: Result, folder: Path) -> None:
