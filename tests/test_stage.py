@@ -138,8 +138,7 @@ def test_a_stage_killed_with_sigterm_ends_its_run_killed_and_leaves_nothing(tmp_
     assert not list(tmp_path.glob(".out*.tmp-*"))
 
 
-def test_a_stale_dvc_yaml_is_named_when_dvc_runs_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_stale_dvc_yaml_is_named_when_dvc_runs_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A list of optimizer entries edited after `make pipeline`: DVC would not re-run the stage when those
     entries change, so the runner says which are undeclared (a single name is templated, never stale)."""
     from beyond_gd.config import load
