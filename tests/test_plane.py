@@ -315,7 +315,8 @@ def test_every_profile_validates(profile: str) -> None:
 def draw_landscape_2d(tmp_path: Path, edit: Any = None) -> Any:
     import yaml
 
-    from beyond_gd.report.figures import FIGURES, FigureParams
+    from beyond_gd.report.figures import FIGURES
+    from beyond_gd.report.registry import FigureParams
     from beyond_gd.report.style import Style, apply
     from conftest import REPO
     from test_claims import landscape_2d as artifacts
