@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
-from beyond_gd.data.mnist import load_tensors
+from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import sharpness as sh
@@ -114,12 +114,8 @@ class RunSpec:
 
 def run(cfg: Config, inputs: Inputs) -> Result:
     c, device = cfg.edge_of_stability, inputs.torch_device
-    x, y = load_tensors(inputs.folder("mnist"), train=True, device=device)
-    if c.subset_size > len(x):
-        raise ConfigError(f"edge_of_stability.subset_size: the train split has {len(x)} examples, "
-                          f"got {c.subset_size}")
-    subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(c.subset_seed))[: c.subset_size]
-    x, y = x[subset.to(device)], y[subset.to(device)]
+    x, y = fixed_subset(*load_tensors(inputs.folder("mnist"), train=True, device=device), c.subset_size,
+                        c.subset_seed, "edge_of_stability.subset_size")
     init = fresh_init(cfg.model, c.init_seed, device)
     specs = [RunSpec(GD, lr, c.subset_size) for lr in c.gd_lrs] + [RunSpec(SGD, lr, c.sgd_batch_size)
                                                                   for lr in c.sgd_lrs]
