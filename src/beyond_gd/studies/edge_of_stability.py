@@ -41,7 +41,7 @@ from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import sharpness as sh
 from beyond_gd.model import build_model, fresh_init
 from beyond_gd.optim.registry import OptimizerSpec
-from beyond_gd.study import Inputs, Result, Series
+from beyond_gd.study import Inputs, Result, Series, plain
 from beyond_gd.training import evaluate, train
 
 GD, SGD = "gd", "sgd"
@@ -151,7 +151,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         "init_lambda_max_lanczos": float(lanczos.ritz()[0][-1]), "lanczos_steps": len(lanczos.alphas),
         "products": int(curves["products"].sum()),
         "unconverged_evaluations": int((~curves["converged"].astype(bool) & curves["lambda_max"].notna()).sum()),
-        "runs": {r.run: {k: _plain(getattr(r, k)) for k in runs.columns if k != "run"} for r in runs.itertuples()},
+        "runs": {r.run: {k: plain(getattr(r, k)) for k in runs.columns if k != "run"} for r in runs.itertuples()},
     }
     lines = [f"{r.run}: " + _reached_text(r, c.reach) + f"; last loss {r.final_loss:.4g}"
              + (" (diverged)" if r.diverged else "") for r in runs.itertuples()]
@@ -253,14 +253,3 @@ def _num(value: float) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def _plain(value: object) -> object:
-    """A pandas/numpy scalar as plain JSON data (NaN and <NA> as null)."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    return value
