@@ -49,6 +49,12 @@ def plain(data: Any) -> Any:
     return data
 
 
+def number_key(value: float) -> str:
+    """A number as part of a metric's or summary entry's name: 0.5 -> "0_5", -1 -> "m1". DVC joins nested
+    keys with dots, so the number's own dot goes (and its minus sign, which would read as a range)."""
+    return f"{value:g}".replace(".", "_").replace("-", "m")
+
+
 @dataclass
 class Series:
     """Curves for MLflow: name -> values at `steps`."""

@@ -41,7 +41,7 @@ from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import sharpness as sh
 from beyond_gd.model import build_model, fresh_init
 from beyond_gd.optim.registry import OptimizerSpec
-from beyond_gd.study import Inputs, Result, Series, plain
+from beyond_gd.study import Inputs, Result, Series, number_key, plain
 from beyond_gd.training import evaluate, train
 
 GD, SGD = "gd", "sgd"
@@ -140,7 +140,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     runs = summarize(curves, specs, c.reach)
     gd = runs[runs["kind"] == GD]
     metrics: dict[str, float | int | bool | None] = {
-        **{f"gd_lr_{_key(r.lr)}_hover_median": _num(r.ratio_median) for r in gd.itertuples()},
+        **{f"gd_lr_{number_key(r.lr)}_hover_median": _num(r.ratio_median) for r in gd.itertuples()},
         "gd_runs_reaching_edge": int(gd["reached_step"].notna().sum()),
         "sgd_max_edge_ratio": _num(runs.loc[runs["kind"] == SGD, "max_ratio"].max()),
         "diverged_runs": int(runs["diverged"].sum()),
@@ -238,11 +238,6 @@ def _reached_text(r: object, reach: float) -> str:
         return text + " (its last evaluation)"
     return (text + f", then lambda_max / (2/lr) median {r.ratio_median:.3f} (quartiles {r.ratio_q25:.3f}-"
             f"{r.ratio_q75:.3f}, {r.hover_evaluations} evaluations)")
-
-
-def _key(lr: float) -> str:
-    # DVC joins nested keys with dots, so the lr's own dot goes.
-    return f"{lr:g}".replace(".", "_").replace("-", "m")
 
 
 def _key_name(name: str) -> str:
