@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from beyond_gd import measures
-from beyond_gd.report import figures  # noqa: F401  (registers every figure and claim)
 from beyond_gd.report.artifacts import Artifacts, Need
-from beyond_gd.report.claims import (AGREES, CLAIMS, DIFFERS, PARTLY, VERDICTS, all_beyond, all_within, at_least,
-                                     at_most, evaluate, graded, in_every)
+from beyond_gd.report.claims import all_beyond, all_within, at_least, at_most, check_claims, graded, in_every
+from beyond_gd.report.figures import CLAIMS
+from beyond_gd.report.registry import AGREES, DIFFERS, PARTLY, VERDICTS
 from test_edge_of_stability import GD_AT_EDGE, SGD_BELOW, Runs, synthetic_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -714,7 +714,7 @@ def write(data: Data, needs: tuple[Need, ...], root: Path) -> Artifacts:
 
 def verdict(claim_id: str, data: Data, root: Path) -> pd.Series:
     claim = next(c for c in CLAIMS if c.id == claim_id)
-    return evaluate([claim], write(data, claim.needs, root).view, TOLERANCES).iloc[0]
+    return check_claims([claim], write(data, claim.needs, root).view, TOLERANCES).iloc[0]
 
 
 @pytest.mark.parametrize(("claim_id", "expected", "edit"), CASES,

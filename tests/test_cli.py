@@ -6,8 +6,7 @@ import pytest
 import yaml
 
 from beyond_gd import cli
-from beyond_gd.report.claims import CLAIMS
-from beyond_gd.report.figures import FIGURES
+from beyond_gd.report.figures import CLAIMS, FIGURES
 from conftest import REPO
 
 

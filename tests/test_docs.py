@@ -8,8 +8,7 @@ import re
 import pytest
 import yaml
 
-from beyond_gd.report.claims import CLAIMS
-from beyond_gd.report.figures import FIGURES
+from beyond_gd.report.figures import CLAIMS, FIGURES
 from conftest import REPO, composed
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -140,11 +140,9 @@ def test_full_batch_gd_is_one_step_on_the_whole_subset(fake_inputs: Inputs) -> N
     """The GD run's loss after its first eval_every steps equals plain full-batch steps taken by hand."""
     cfg = tiny(eval_every=1, steps=2, gd_lrs=[0.5])
     curves = eos.run(cfg, fake_inputs).tables["curves.csv"]
-    from beyond_gd.data.mnist import load_tensors
     from beyond_gd.model import build_model, fresh_init
-    x, y = load_tensors(fake_inputs.folder("mnist"), train=True, device=torch.device("cpu"))
-    subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:TINY["subset_size"]]
-    x, y = x[subset], y[subset]
+    x, y = mnist.fixed_subset(*mnist.load_tensors(fake_inputs.folder("mnist"), train=True, device=torch.device("cpu")),
+                              TINY["subset_size"], 0, "edge_of_stability.subset_size")
     model = build_model(cfg.model)
     model.load_state_dict(fresh_init(cfg.model, 0, torch.device("cpu")))
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -196,7 +194,7 @@ def test_bad_config_is_one_line_naming_the_key(edits: dict, optimizers: Any, mes
 
 
 def test_a_subset_larger_than_the_split_is_refused(fake_inputs: Inputs) -> None:
-    with pytest.raises(ConfigError, match=r"^edge_of_stability\.subset_size: the train split has 60"):
+    with pytest.raises(ConfigError, match=r"^edge_of_stability\.subset_size: must be <= the 60 examples"):
         eos.run(tiny(subset_size=61), fake_inputs)
 
 

@@ -19,10 +19,9 @@ import pytest
 import yaml
 
 from beyond_gd.pipeline import declared
-from beyond_gd.report import build
-from beyond_gd.report.claims import CLAIMS
-from beyond_gd.report import figures
-from beyond_gd.report.figures import FIGURES, FigureParams
+from beyond_gd.report import build, figures
+from beyond_gd.report.figures import CLAIMS, FIGURES
+from beyond_gd.report.registry import FigureParams, FigureSpec
 from beyond_gd.report.style import Style, apply
 from test_claims import BOOK, interpolate, notebook, write
 
@@ -80,7 +79,7 @@ def test_fig6_3_draws_from_synthetic_artifacts(tmp_path: Path) -> None:
     assert "over 5 θ_rand" in drawn.measured and "0.06" in drawn.measured, drawn.measured
 
 
-def spec(name: str) -> figures.FigureSpec:
+def spec(name: str) -> FigureSpec:
     return next(f for f in FIGURES if f.name == name)
 
 

@@ -152,9 +152,19 @@ def test_study_writes_torchvisions_layout_from_the_first_source_that_verifies(
     np.testing.assert_array_equal(y.numpy(), mnist.decode_idx(files["train-labels-idx1-ubyte"]))
 
 
-def test_loading_a_root_without_the_files_names_the_stage(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"MNIST/raw: .*\(run the mnist stage\)$"):
+@pytest.mark.parametrize(("present", "what"), [
+    ((), "no such folder"),
+    (mnist.FILES[:3], f"{mnist.FILES[3]} missing"),
+])
+def test_loading_a_root_without_the_files_names_the_folder_and_the_stage(tmp_path: Path, present: tuple[str, ...],
+                                                                         what: str) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    for name in present:
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_bytes(b"")
+    with pytest.raises(DataError) as err:
         mnist.load_tensors(tmp_path, train=True, device=torch.device("cpu"))
+    assert str(err.value) == f"{raw}: {what} (run `dvc repro mnist`)"
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -154,7 +154,7 @@ def test_training_a_curve_moves_only_its_control_point() -> None:
 # --------------------------------------------------------------------------
 TINY_MODEL = {"in_dim": 784, "hidden_dim": 8, "out_dim": 10, "final_relu": False}
 TINY = {"seeds": [0, 1, 2], "optimizer": "sgd", "epochs": 2, "max_steps": None, "batch_size": 16,
-        "divergence_loss": 1000.0, "train_subset": 40, "subset_seed": 0, "eval_batch_size": 16, "t_points": 5,
+        "divergence_loss": 1000.0, "subset_size": 40, "subset_seed": 0, "eval_batch_size": 16, "t_points": 5,
         "t_chunk": 3, "matching_max_sweeps": 20, "matching_seed": 0,
         "curve": {"optimizer": "sgd", "lr_factor": 4.0, "epochs": 1, "max_steps": None, "seed": 0},
         "over_and_over": {"theta_rand": ["init", "fresh"], "fresh_seeds": [5], "splits": ["train", "test"]}}
@@ -264,5 +264,5 @@ def test_bad_params_name_the_key(base_params: dict[str, Any], edit: dict, messag
 
 
 def test_a_subset_larger_than_the_split_is_refused(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
-    with pytest.raises(ConfigError, match=r"^mode_connectivity\.train_subset: the train split has 60"):
-        study.run(tiny_config(base_params, train_subset=N_TRAIN + 1), fake_inputs)
+    with pytest.raises(ConfigError, match=r"^mode_connectivity\.subset_size: must be <= the 60 examples"):
+        study.run(tiny_config(base_params, subset_size=N_TRAIN + 1), fake_inputs)

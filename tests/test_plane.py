@@ -299,7 +299,7 @@ def test_bad_params_name_the_key(base_params: dict[str, Any], key: str, value: A
 
 
 def test_a_subset_larger_than_the_split_is_refused(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
-    with pytest.raises(ConfigError, match="landscape_2d.subset_size: the train split has 60"):
+    with pytest.raises(ConfigError, match=r"^landscape_2d\.subset_size: must be <= the 60 examples"):
         landscape_2d.run(tiny_config(base_params, **{"landscape_2d.subset_size": 61}), fake_inputs)
 
 
@@ -315,7 +315,8 @@ def test_every_profile_validates(profile: str) -> None:
 def draw_landscape_2d(tmp_path: Path, edit: Any = None) -> Any:
     import yaml
 
-    from beyond_gd.report.figures import FIGURES, FigureParams
+    from beyond_gd.report.figures import FIGURES
+    from beyond_gd.report.registry import FigureParams
     from beyond_gd.report.style import Style, apply
     from conftest import REPO
     from test_claims import landscape_2d as artifacts

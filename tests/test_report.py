@@ -44,9 +44,9 @@ from beyond_gd.landscape import identifiability as ident
 from beyond_gd.landscape.connectivity import barrier
 from beyond_gd.landscape.interpolation import alpha_grid, summarize_path
 from beyond_gd.report import build as report_build
-from beyond_gd.report import claims
+from beyond_gd.report import registry
 from beyond_gd.report.artifacts import Artifacts
-from beyond_gd.report.figures import FIGURES
+from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.stage import execute, write
 from beyond_gd.stages.report import STAGE
 from beyond_gd.studies import edge_of_stability as edge_of_stability_study
@@ -658,10 +658,10 @@ def test_fig6_9_names_each_stalled_run_and_its_weakest_output_unit(built: Path) 
 def test_claims_table_verdicts_and_provenance(built: Path) -> None:
     table = pd.read_csv(built / "claims.csv")
     assert list(table.columns) == ["id", "figure", "book", "measured", "tolerance", "verdict"]
-    assert list(table["id"]) == [c.id for c in claims.CLAIMS]
-    assert set(table["verdict"]) <= set(claims.VERDICTS)
+    assert list(table["id"]) == [c.id for c in CLAIMS]
+    assert set(table["verdict"]) <= set(registry.VERDICTS)
     metrics = json.loads((built / "metrics.json").read_text())
-    assert sum(metrics[v] for v in claims.VERDICTS) == metrics["claims"] == len(table)
+    assert sum(metrics[v] for v in registry.VERDICTS) == metrics["claims"] == len(table)
     page = (built / "index.html").read_text()
     for row in table.itertuples():
         assert f'<td class="verdict {row.verdict}">' in page
@@ -676,9 +676,9 @@ def test_fixture_claims_agree_where_the_defaults_do(built: Path) -> None:
     are rarer than 1/3^d) and Nesterov's full-batch gain (clear at small kappa, gone once the shared momentum
     sets the rate), so a flip below is a real change."""
     verdicts = pd.read_csv(built / "claims.csv").set_index("id")["verdict"]
-    assert verdicts.pop("minima_share_k_over_3_to_the_d") == claims.PARTLY
-    assert verdicts.pop("nesterov_helps_full_batch") == claims.PARTLY
-    assert (verdicts == claims.AGREES).all(), verdicts[verdicts != claims.AGREES]
+    assert verdicts.pop("minima_share_k_over_3_to_the_d") == registry.PARTLY
+    assert verdicts.pop("nesterov_helps_full_batch") == registry.PARTLY
+    assert (verdicts == registry.AGREES).all(), verdicts[verdicts != registry.AGREES]
 
 
 @pytest.mark.slow
@@ -704,7 +704,7 @@ def test_without_the_longer_budget_its_figure_is_listed_not_drawn(built_without_
     assert "long: rank" not in page  # the grid table has no columns for a budget that did not run
     assert "did not run in this profile" in page.split('id="extra-asgd-average"')[1].split("</figure>")[0]
     verdicts = pd.read_csv(built_without_long / "claims.csv").set_index("id")["verdict"]
-    assert verdicts["little_consensus_on_the_best"] == claims.AGREES
+    assert verdicts["little_consensus_on_the_best"] == registry.AGREES
 
 
 @pytest.mark.slow
@@ -760,7 +760,7 @@ def test_a_claim_without_its_tolerance_is_named(tmp_path: Path) -> None:
 
 
 def test_default_tolerances_cover_exactly_the_registered_claims() -> None:
-    assert set(REPORT["claims"]) == {c.id for c in claims.CLAIMS}
+    assert set(REPORT["claims"]) == {c.id for c in CLAIMS}
     assert load({"report": REPORT}, report_study.Config).report.claims == REPORT["claims"]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from beyond_gd import tracking
 from beyond_gd.pipeline import declared
-from beyond_gd.stage import Stage, execute, undeclared
+from beyond_gd.stage import Stage, execute, undeclared, write
 from beyond_gd.study import Inputs, Result
 from beyond_gd.studies import random_walk
 from conftest import composed, write_params
@@ -83,6 +84,23 @@ def test_outputs_tagged_run_and_same_bytes_on_the_same_seed(tmp_path: Path) -> N
 def failing(cfg: random_walk.Config, inputs: Inputs) -> Result:
     (inputs.workdir / "walks.csv").write_text("half a table")
     raise RuntimeError("the study broke")
+
+
+def test_json_documents_are_strict_json(tmp_path: Path) -> None:
+    """numpy scalars become numbers; NaN, inf and pandas' <NA> become null (strict JSON has none of them)."""
+    runs = pd.DataFrame({"reached": pd.array([3, None], dtype="Int64"), "ratio": [np.float32(0.5), np.inf]})
+    summary = {"runs": [{k: getattr(r, k) for k in runs.columns} for r in runs.itertuples()],
+               "pair": (np.int64(2), np.bool_(True)), 7: -np.inf}
+    write(Result(metrics={"loss": np.float64(np.nan)}, summary=summary), tmp_path)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not strict JSON")
+
+    read = {name: json.loads((tmp_path / name).read_text(), parse_constant=refuse)
+            for name in ("metrics.json", "summary.json")}
+    assert read["metrics.json"] == {"loss": None}
+    assert read["summary.json"] == {"runs": [{"reached": 3, "ratio": 0.5}, {"reached": None, "ratio": None}],
+                                    "pair": [2, True], "7": None}
 
 
 def test_a_failing_study_leaves_the_old_outputs_whole_and_a_failed_run(tmp_path: Path) -> None:

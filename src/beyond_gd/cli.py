@@ -72,8 +72,7 @@ def figures(root: Path) -> str:
     """One block per figure: its title, the stages it reads, its claims with the last report's verdicts."""
     import pandas as pd
 
-    from beyond_gd.report.claims import CLAIMS
-    from beyond_gd.report.figures import FIGURES
+    from beyond_gd.report.figures import CLAIMS, FIGURES
 
     table = root / "reports" / "claims.csv"
     verdicts = pd.read_csv(table).set_index("id")["verdict"].to_dict() if table.is_file() else {}

@@ -21,15 +21,15 @@ class Net(nn.Module):
     parameters, so the keys do not change).
     """
 
-    def __init__(self, in_dim: int, feature_dim: int, out_dim: int, final_relu: bool = False) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, final_relu: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.Flatten(),
-            nn.Linear(in_dim, feature_dim),
+            nn.Linear(in_dim, hidden_dim),
             nn.ReLU(),
-            nn.Linear(feature_dim, feature_dim),
+            nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(),
-            nn.Linear(feature_dim, out_dim),
+            nn.Linear(hidden_dim, out_dim),
         ]
         if final_relu:
             layers.append(nn.ReLU())
@@ -48,7 +48,7 @@ def load_state(path: Path, model: nn.Module, device: torch.device) -> dict[str, 
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise DataError(f"{path}: not found (run the baseline stage)") from None
+        raise DataError(f"{path}: not found (run `dvc repro baseline`)") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

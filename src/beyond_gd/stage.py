@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -46,7 +45,7 @@ from beyond_gd import tracking
 from beyond_gd.config import as_dict, dvc_params, load, load_params, resolved
 from beyond_gd.errors import BeyondGDError, Interrupted
 from beyond_gd.provenance import workspace_root
-from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result
+from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result, plain
 
 @dataclass(frozen=True)
 class RunContext:
@@ -204,7 +203,7 @@ def write(result: Result, folder: Path) -> None:
     if result.summary:
         documents[SUMMARY] = result.summary
     for name, data in documents.items():
-        path(name).write_text(json.dumps(_plain(data), indent=2) + "\n")
+        path(name).write_text(json.dumps(plain(data), indent=2) + "\n")
     for name, data in result.files.items():
         path(name).write_bytes(data)
     if result.checkpoints:
@@ -212,19 +211,6 @@ def write(result: Result, folder: Path) -> None:
 
         for name, state in result.checkpoints.items():
             torch.save(state, path(name))
-
-
-def _plain(data: Any) -> Any:
-    """JSON-safe: numpy scalars as Python numbers, NaN and inf as null (strict JSON has neither)."""
-    if isinstance(data, dict):
-        return {str(k): _plain(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_plain(v) for v in data]
-    if isinstance(data, np.generic):
-        data = data.item()
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    return data
 
 
 def _device(cfg: Any) -> str:

@@ -11,6 +11,8 @@ does argv, params, the atomic write and the MLflow run around it.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +30,29 @@ if TYPE_CHECKING:  # torch and pandas only for types: the toy studies run withou
 # Beside its own files every stage writes its headline numbers (what `dvc metrics show` lists), the detail
 # the report reads, and the record of the MLflow run that made them.
 METRICS, SUMMARY, RECORD = "metrics.json", "summary.json", "run.json"
+
+
+def plain(data: Any) -> Any:
+    """JSON-safe data: mappings and sequences walked, numpy scalars as Python numbers, NaN, inf and pandas'
+    <NA> as null (strict JSON has none of them). The runner writes every JSON document through it."""
+    if isinstance(data, Mapping):
+        return {str(k): plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [plain(v) for v in data]
+    if isinstance(data, np.generic):
+        data = data.item()
+    # pandas' <NA> exists only once pandas is imported; the toy studies run without it.
+    if (pandas := sys.modules.get("pandas")) is not None and data is pandas.NA:
+        return None
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def number_key(value: float) -> str:
+    """A number as part of a metric's or summary entry's name: 0.5 -> "0_5", -1 -> "m1". DVC joins nested
+    keys with dots, so the number's own dot goes (and its minus sign, which would read as a range)."""
+    return f"{value:g}".replace(".", "_").replace("-", "m")
 
 
 @dataclass

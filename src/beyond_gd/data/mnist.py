@@ -241,10 +241,16 @@ def load_tensors(root: str | os.PathLike[str], train: bool, device: torch.device
     import torch
     from torchvision.datasets import MNIST
 
+    # torchvision checks the same four files, but its error suggests download=True, which this project
+    # never uses (the mnist stage fetches and verifies them).
+    raw = Path(root) / "MNIST" / "raw"
+    if missing := [name for name in FILES if not (raw / name).is_file()]:
+        what = "no such folder" if not raw.is_dir() else f"{', '.join(missing)} missing"
+        raise DataError(f"{raw}: {what} (run `dvc repro mnist`)")
     try:
         ds = MNIST(str(root), train=train, download=False)
     except RuntimeError as exc:
-        raise DataError(f"{Path(root) / 'MNIST' / 'raw'}: {exc} (run the mnist stage)") from None
+        raise DataError(f"{raw}: unreadable ({str(exc).splitlines()[0]}) (run `dvc repro mnist`)") from None
     x = ds.data.reshape(len(ds.data), -1).to(device=device, dtype=torch.float32).div_(255)
     return x, ds.targets.to(device)
 

@@ -1,7 +1,7 @@
 """The upstream stages' artifacts, read once, and only through what an entry declares.
 
 A figure or claim names the files it reads as `Need(artifact, file)`; it gets
-an `Inputs` view that refuses any other file, so the declared needs (and the
+a `View` that refuses any other file, so the declared needs (and the
 report stage's DVC deps built from them) cannot drift from what is read.
 """
 
@@ -59,13 +59,14 @@ class Artifacts:
         """A short content hash of one input, for the page's provenance."""
         return hashlib.sha256(self.path(need).read_bytes()).hexdigest()[:12]
 
-    def view(self, needs: Iterable[Need]) -> Inputs:
-        return Inputs(self, frozenset(needs))
+    def view(self, needs: Iterable[Need]) -> View:
+        return View(self, frozenset(needs))
 
 
 @dataclass(frozen=True)
-class Inputs:
-    """What one figure or claim may read: the files it declared, nothing else."""
+class View:
+    """What one figure or claim may read: the files it declared, nothing else (what a study gets is
+    `beyond_gd.study.Inputs`, another thing)."""
 
     artifacts: Artifacts
     needs: frozenset[Need]

@@ -11,8 +11,10 @@ import pandas as pd
 
 from beyond_gd.report import page
 from beyond_gd.report.artifacts import Artifacts, Need
-from beyond_gd.report.figures import FIGURES, FigureParams  # first: importing it registers every claim too
-from beyond_gd.report.claims import CLAIMS, evaluate
+from beyond_gd.report.claims import check_claims
+# The registries as the figures package fills them: every figure module imported, so every figure and claim.
+from beyond_gd.report.figures import CLAIMS, FIGURES
+from beyond_gd.report.registry import FigureParams
 from beyond_gd.report.style import Style, apply, save
 from beyond_gd.study import RECORD
 
@@ -105,7 +107,7 @@ def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: dict
     shown = [page.PageFigure(spec.name, spec.title, spec.shows, spec.book, measured, files,
                              mlflow_runs(artifacts, spec.needs), table)
              for spec, (measured, files, table) in zip(FIGURES, drawing.results(), strict=True)]
-    claims = evaluate(CLAIMS, artifacts.view, tolerances)
+    claims = check_claims(CLAIMS, artifacts.view, tolerances)
     claims.to_csv(folder / CLAIMS_CSV, index=False)
     inputs = pd.DataFrame([{"artifact": n.artifact, "file": n.file, "sha256 (first 12)": artifacts.digest(n)}
                            for n in sorted(needs())])

@@ -1,70 +1,22 @@
-"""The claim machinery: a registry of the chapter's claims, the comparators that give verdicts, `evaluate`.
+"""Checking the chapter's claims: the comparators that give verdicts, and `check_claims`, which runs them.
 
-A claim (`Claim`) is an id, the figure it belongs to, the book's statement,
-the artifact files it reads, how its tolerance reads, and a `check` that
-measures from those files and returns the measured value (text) and a verdict
-computed by one of the comparators below; nothing types a verdict. Each
-claim's tolerance is `report.claims.<id>` in params, one number per claim.
-
-The claims themselves live beside their figure, in the figure's module under
-`beyond_gd.report.figures` (importing that package registers them all):
-
-    @claim("steps_to_cost_0_1", figure="Fig 6-9", book="...", needs=(...), tolerance="ratio within {tol:.0%}")
-    def steps_ratio(i: Inputs, tol: float) -> Measured: ...
-
-Every claim can come out each way: "agrees" when the book's statement holds
-within the tolerance, "partly" when it holds only in a weaker form or in some
-setups but not others, "differs" when the opposite holds.
+The claims themselves (`beyond_gd.report.registry.Claim`) live beside their
+figure, in the figure's module under `beyond_gd.report.figures`; each claim's
+`check` measures from the files it declared and returns its verdict through one
+of the comparators below, so nothing types a verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import pandas as pd
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.registry import AGREES, DIFFERS, PARTLY, VERDICTS, Claim
 
-AGREES, PARTLY, DIFFERS = "agrees", "partly", "differs"
-VERDICTS = (AGREES, PARTLY, DIFFERS)
-
-
-@dataclass(frozen=True)
-class Measured:
-    value: str  # what we measured, as the table shows it
-    verdict: str  # one of VERDICTS, from a comparator
-
-
-@dataclass(frozen=True)
-class Claim:
-    id: str
-    figure: str
-    book: str  # the book's statement (or the theory the pipeline checks it by)
-    needs: tuple[Need, ...]
-    tolerance: str  # how the tolerance reads; "{tol}" is its value, "{<other id>}" another claim's it uses
-    check: Callable[..., Measured]  # (inputs, tol, *the tolerances of `uses`) -> Measured
-    # Other claims whose tolerances this one's check also takes, in order: a definition ("flat",
-    # "a local minimum") then has one number, wherever it is used.
-    uses: tuple[str, ...] = ()
-
-
-CLAIMS: list[Claim] = []
-
-
-def claim(id: str, *, figure: str, book: str, needs: tuple[Need, ...], tolerance: str,
-          uses: tuple[str, ...] = ()) -> Callable:
-    def register(check: Callable[..., Measured]) -> Callable:
-        if any(c.id == id for c in CLAIMS):
-            raise ValueError(f"claim {id!r} registered twice")
-        CLAIMS.append(Claim(id, figure, book, needs, tolerance, check, uses))
-        return check
-
-    return register
-
-
-def evaluate(claims: Iterable[Claim], view: Callable[[Iterable[Need]], Inputs],
-             tolerances: dict[str, float]) -> pd.DataFrame:
+def check_claims(claims: Iterable[Claim], view: Callable[[Iterable[Need]], View],
+                 tolerances: dict[str, float]) -> pd.DataFrame:
     """One row per claim: id, figure, book, measured, tolerance, verdict."""
     rows = []
     for c in claims:
@@ -109,8 +61,3 @@ def at_most(value: float, limit: float, slack: float) -> str:
 def at_least(value: float, threshold: float) -> str:
     """value >= threshold: agrees; positive but short of it: partly; <= 0: differs."""
     return graded(value >= threshold, value > 0)
-
-
-# The claims live beside their figures: importing the figures registers them, so CLAIMS is whole wherever
-# it is imported from (last: the figure modules import the names above).
-import beyond_gd.report.figures  # noqa: E402, F401

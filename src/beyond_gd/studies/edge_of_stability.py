@@ -35,13 +35,13 @@ import torch
 from tqdm.auto import tqdm
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
-from beyond_gd.data.mnist import load_tensors
+from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import sharpness as sh
 from beyond_gd.model import build_model, fresh_init
 from beyond_gd.optim.registry import OptimizerSpec
-from beyond_gd.study import Inputs, Result, Series
+from beyond_gd.study import Inputs, Result, Series, number_key, plain
 from beyond_gd.training import evaluate, train
 
 GD, SGD = "gd", "sgd"
@@ -114,12 +114,8 @@ class RunSpec:
 
 def run(cfg: Config, inputs: Inputs) -> Result:
     c, device = cfg.edge_of_stability, inputs.torch_device
-    x, y = load_tensors(inputs.folder("mnist"), train=True, device=device)
-    if c.subset_size > len(x):
-        raise ConfigError(f"edge_of_stability.subset_size: the train split has {len(x)} examples, "
-                          f"got {c.subset_size}")
-    subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(c.subset_seed))[: c.subset_size]
-    x, y = x[subset.to(device)], y[subset.to(device)]
+    x, y = fixed_subset(*load_tensors(inputs.folder("mnist"), train=True, device=device), c.subset_size,
+                        c.subset_seed, "edge_of_stability.subset_size")
     init = fresh_init(cfg.model, c.init_seed, device)
     specs = [RunSpec(GD, lr, c.subset_size) for lr in c.gd_lrs] + [RunSpec(SGD, lr, c.sgd_batch_size)
                                                                   for lr in c.sgd_lrs]
@@ -144,7 +140,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     runs = summarize(curves, specs, c.reach)
     gd = runs[runs["kind"] == GD]
     metrics: dict[str, float | int | bool | None] = {
-        **{f"gd_lr_{_key(r.lr)}_hover_median": _num(r.ratio_median) for r in gd.itertuples()},
+        **{f"gd_lr_{number_key(r.lr)}_hover_median": _num(r.ratio_median) for r in gd.itertuples()},
         "gd_runs_reaching_edge": int(gd["reached_step"].notna().sum()),
         "sgd_max_edge_ratio": _num(runs.loc[runs["kind"] == SGD, "max_ratio"].max()),
         "diverged_runs": int(runs["diverged"].sum()),
@@ -155,7 +151,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         "init_lambda_max_lanczos": float(lanczos.ritz()[0][-1]), "lanczos_steps": len(lanczos.alphas),
         "products": int(curves["products"].sum()),
         "unconverged_evaluations": int((~curves["converged"].astype(bool) & curves["lambda_max"].notna()).sum()),
-        "runs": {r.run: {k: _plain(getattr(r, k)) for k in runs.columns if k != "run"} for r in runs.itertuples()},
+        "runs": {r.run: {k: plain(getattr(r, k)) for k in runs.columns if k != "run"} for r in runs.itertuples()},
     }
     lines = [f"{r.run}: " + _reached_text(r, c.reach) + f"; last loss {r.final_loss:.4g}"
              + (" (diverged)" if r.diverged else "") for r in runs.itertuples()]
@@ -244,11 +240,6 @@ def _reached_text(r: object, reach: float) -> str:
             f"{r.ratio_q75:.3f}, {r.hover_evaluations} evaluations)")
 
 
-def _key(lr: float) -> str:
-    # DVC joins nested keys with dots, so the lr's own dot goes.
-    return f"{lr:g}".replace(".", "_").replace("-", "m")
-
-
 def _key_name(name: str) -> str:
     return name.replace(".", "_").replace("-", "_")
 
@@ -257,14 +248,3 @@ def _num(value: float) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def _plain(value: object) -> object:
-    """A pandas/numpy scalar as plain JSON data (NaN and <NA> as null)."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    return value

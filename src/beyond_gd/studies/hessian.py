@@ -36,7 +36,7 @@ from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape.interpolation import mix
 from beyond_gd.model import build_model, load_state
 from beyond_gd.runtime import seed_everything
-from beyond_gd.study import Inputs, Result, Series
+from beyond_gd.study import Inputs, Result, Series, number_key
 
 AT_SOLUTION = ("loss", "grad_norm", "lambda_max", "lambda_min", "trace", "trace_stderr", "top_over_kth",
                "top_over_abs_min", "top_over_mean", "max_residual", "converged")
@@ -125,8 +125,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     summary = {
         "parameters": dim, "subset_size": c.subset_size, "timing": costs,
         "solution": {**{k: at0[k] for k in AT_SOLUTION}, **{f"lambda_{r['rank']}": r["value"] for r in top0}},
-        "path": {_key(r["alpha"]): {k: r[k] for k in ("lambda_max", "lambda_min", "trace", "converged")}
-                 for r in path_rows},
+        "path": {f"alpha_{number_key(r['alpha'])}":
+                 {k: r[k] for k in ("lambda_max", "lambda_min", "trace", "converged")} for r in path_rows},
     }
     tops = ", ".join(f"{r['value']:.4g}" for r in top0)
     return Result(
@@ -177,8 +177,3 @@ def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _key(alpha: float) -> str:
-    # DVC joins nested keys with dots, so alpha's own dot goes.
-    return f"alpha_{alpha:g}".replace(".", "_").replace("-", "m")

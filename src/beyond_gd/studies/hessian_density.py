@@ -145,7 +145,7 @@ def _states(inputs: Inputs, model: torch.nn.Module, points: list[str],
             try:
                 saved = torch.load(folder / "checkpoints.pt", map_location=device, weights_only=True)
             except FileNotFoundError:
-                raise DataError(f"{folder / 'checkpoints.pt'}: not found (run the baseline stage)") from None
+                raise DataError(f"{folder / 'checkpoints.pt'}: not found (run `dvc repro baseline`)") from None
         if point not in saved:
             raise ConfigError(f"hessian_density.points: {point} is not in {folder / 'checkpoints.pt'} "
                               f"(it holds {sorted(saved) or 'none'}; see baseline.checkpoint_epochs)")

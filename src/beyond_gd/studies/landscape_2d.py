@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
-from beyond_gd.data.mnist import load_tensors
+from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import plane as pl
 from beyond_gd.landscape.hessian import FlatLayout
@@ -107,11 +107,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     theta_opt = load_state(inputs.folder("baseline") / "mnist.pt", model, device)
     load_state(inputs.folder("baseline") / "init.pt", model, device)  # checked before any work is done
     x_train, y_train = load_tensors(inputs.folder("mnist"), train=True, device=device)
-    if c.subset_size > len(x_train):
-        raise ConfigError(f"landscape_2d.subset_size: the train split has {len(x_train)} examples, "
-                          f"got {c.subset_size}")
-    subset = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(c.subset_seed))[: c.subset_size]
-    x, y = x_train[subset.to(device)], y_train[subset.to(device)]
+    x, y = fixed_subset(x_train, y_train, c.subset_size, c.subset_seed, "landscape_2d.subset_size")
 
     def loss_at(bases: list[dict[str, torch.Tensor]], coeffs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return combination_loss(model.classifier, bases, coeffs, x, y, batch_size=c.batch_size, chunk=c.chunk)

@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from beyond_gd.config import ModelConfig, RuntimeConfig, optimizer_names, required
-from beyond_gd.data.mnist import load_tensors
+from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import connectivity as mc
 from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, summarize_path
@@ -89,7 +89,7 @@ class ModeConnectivityConfig:
     # A mini-batch loss above this (or NaN/inf) marks a run diverged; it is kept, flagged.
     divergence_loss: float = required(gt=0)
     # The fixed training subset every path is evaluated on (the test set is used whole).
-    train_subset: int = required(gt=0)
+    subset_size: int = required(gt=0)
     subset_seed: int = required(ge=0)
     eval_batch_size: int = required(gt=0)
     # The t grid: linspace(0, 1, t_points); t_chunk parameter sets per vmapped forward.
@@ -123,11 +123,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     c, device = cfg.mode_connectivity, inputs.torch_device
     x_train, y_train = load_tensors(inputs.folder("mnist"), train=True, device=device)
     x_test, y_test = load_tensors(inputs.folder("mnist"), train=False, device=device)
-    if c.train_subset > len(x_train):
-        raise ConfigError(f"mode_connectivity.train_subset: the train split has {len(x_train)} examples, "
-                          f"got {c.train_subset}")
-    subset = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(c.subset_seed))[: c.train_subset]
-    data = {"train": (x_train[subset.to(device)], y_train[subset.to(device)]), "test": (x_test, y_test)}
+    data = {"train": fixed_subset(x_train, y_train, c.subset_size, c.subset_seed, "mode_connectivity.subset_size"),
+            "test": (x_test, y_test)}
     steps_per_epoch = math.ceil(len(x_train) / c.batch_size)
 
     # 1. The solutions: one recipe, one seed each.
@@ -251,7 +248,7 @@ def _result(c: ModeConnectivityConfig, solutions: pd.DataFrame, paths: pd.DataFr
              for split in SPLITS}
     tr = ip_summary[ip_summary["split"] == ip_summary["split"].iloc[0]]
     summary = {
-        "solutions": len(solutions), "pairs": n_pairs, "train_subset": c.train_subset, "t_points": c.t_points,
+        "solutions": len(solutions), "pairs": n_pairs, "subset_size": c.subset_size, "t_points": c.t_points,
         "epochs": c.epochs, "curve_epochs": c.curve.epochs, "diverged_solutions": int(solutions["diverged"].sum()),
         "barrier": stats,
         "units_moved_mean": float(matching["units_moved"].mean()),

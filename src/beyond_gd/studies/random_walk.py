@@ -14,7 +14,7 @@ import pandas as pd
 
 from beyond_gd.config import required
 from beyond_gd.errors import ConfigError
-from beyond_gd.study import Inputs, Result, Series
+from beyond_gd.study import Inputs, Result, Series, number_key
 from beyond_gd.toys import random_walk as rw
 
 
@@ -58,8 +58,9 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         "raw_std_theory": rw.raw_std(*span),
         "raw_mean_theory": rw.raw_mean(*span),
         "figure_largest_raw_step": int(max(np.abs(w.raw).max() for w in walks)),
-        "std": {_key(r.momentum): {"measured": r.measured_std, "theory": r.theory_std, "ratio": r.ratio,
-                                   "exact": r.exact_std, "exact_ratio": r.exact_ratio} for r in table},
+        "std": {f"m{number_key(r.momentum)}": {"measured": r.measured_std, "theory": r.theory_std,
+                                               "ratio": r.ratio, "exact": r.exact_std, "exact_ratio": r.exact_ratio}
+                for r in table},
         "max_abs_log_ratio": max(abs(float(np.log(r.ratio))) for r in table),
     }
     return Result(
@@ -73,8 +74,3 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         lines=[f"m={r.momentum:g} std {r.measured_std:.3f} vs theory {r.theory_std:.3f} (ratio {r.ratio:.3f})"
                for r in table],
     )
-
-
-def _key(m: float) -> str:
-    # DVC joins nested keys with dots, so the momentum's own dot goes.
-    return f"m{m:g}".replace(".", "_")

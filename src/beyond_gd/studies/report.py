@@ -22,8 +22,8 @@ from beyond_gd.config import as_dict, required
 from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.report import build as report
 from beyond_gd.report.artifacts import Artifacts
-from beyond_gd.report.claims import CLAIMS, VERDICTS
-from beyond_gd.report.figures import FigureParams
+from beyond_gd.report.figures import CLAIMS
+from beyond_gd.report.registry import VERDICTS, FigureParams
 from beyond_gd.report.style import Style, check_names
 from beyond_gd.study import Inputs, Result
 

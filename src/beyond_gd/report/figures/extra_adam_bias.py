@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, all_within, claim
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import all_within
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 UR = "update_rules"
@@ -20,7 +20,7 @@ MOMENTS = {"first": ("E[m_i] / E[g]", "β₁", "adam_beta1"), "second": ("E[v_i]
               "(right).",
         book="Because m and v start at 0, E[m_i] = (1 − β₁^i) E[g] and E[v_i] = (1 − β₂^i) E[g²]; Adam divides "
              "each by its factor to remove the bias.")
-def adam_bias(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def adam_bias(i: View, p: FigureParams, s: Style) -> Drawn:
     b, m = i.csv(UR, "adam_bias.csv"), i.json(UR)
     fig, axes = plt.subplots(1, 2, figsize=size(s, rows=0.95))
     for moment, rows in b.groupby("moment", sort=False):
@@ -51,7 +51,7 @@ def adam_bias(i: Inputs, p: FigureParams, s: Style) -> Drawn:
        needs=(Need(UR, "adam_bias.csv"),),
        tolerance="|measured / (1 - β^i) - 1| <= {tol:.0%}, both moments. agrees: at every step; partly: at some; "
                  "differs: at none")
-def adam_bias_factor(i: Inputs, tol: float) -> Measured:
+def adam_bias_factor(i: View, tol: float) -> Measured:
     b = i.csv(UR, "adam_bias.csv")
     inside = b["rel_error"].abs() <= tol
     worst = b.groupby("moment", sort=False)["rel_error"].agg(lambda e: e.abs().max())

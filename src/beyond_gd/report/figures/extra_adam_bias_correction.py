@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 
 from beyond_gd.measures import trailing_mean
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
 from beyond_gd.report.grid import LA, colors, linestyle, plural
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -27,7 +27,7 @@ DISPLAY_WINDOW = 5
               "loss over the early steps (a short trailing mean of every few steps, mean over seeds).",
         book="Adam's moment estimates are biased towards zero because both start as zero vectors; it corrects "
              "them by 1 − β^i, which RMSProp does not, and that correction is why Adam has become popular.")
-def adam_bias_correction(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def adam_bias_correction(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, probes, summary, m = i.csv(LA, "steps.csv"), i.csv(LA, "probes.csv"), i.csv(LA, "summary.csv"), i.json(LA)
     names = [m["corrected"], m["uncorrected"], "rmsprop"]
     color = colors(names)
@@ -68,7 +68,7 @@ def correction_effect(t: pd.DataFrame, corrected: str, uncorrected: str) -> tupl
        tolerance="on the MLP at Adam's lr: agrees: without the correction the first updates are more than "
                  "{tol:.0%} larger on average and the early loss is higher by more than the seed std; partly: "
                  "larger updates, an early loss no worse beyond the seed std; differs: the updates within {tol:.0%}")
-def bias_correction_fixes_first_steps(i: Inputs, tol: float) -> Measured:
+def bias_correction_fixes_first_steps(i: View, tol: float) -> Measured:
     m = i.json(LA)
     ratio, with_, without, spread = correction_effect(i.csv(LA, "summary.csv").set_index("optimizer"),
                                                       m["corrected"], m["uncorrected"])

@@ -6,10 +6,10 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.figures import Drawn, FigureParams, figure
 from beyond_gd.report.grid import OG, band, plural
+from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 
 ASGD = "asgd"
@@ -33,7 +33,7 @@ FIRST_ORDER = ("The book lists averaged SGD beside L-BFGS among the second-order
               "end of each epoch at that lr, mean over seeds with the lowest-to-highest band.",
         book="PyTorch supports L-BFGS and other methods, such as averaged stochastic gradient descent, for you to "
              "try on your own.")
-def asgd_average(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def asgd_average(i: View, p: FigureParams, s: Style) -> Drawn:
     cells, long, summary, m = (i.csv(OG, "cells.csv"), i.csv(OG, "long.csv"), i.csv(OG, "summary.csv"),
                                i.json(OG))
     mine = cells[cells["optimizer"] == ASGD]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 
 BASE = "baseline"
@@ -19,7 +19,7 @@ BASE = "baseline"
               "rolling mean (left, log scale), train and test loss per epoch (middle), accuracy (right). "
               "One seed: the checkpoint the landscape studies start from.",
         book="SGD(lr=0.01), batch size 64, cross-entropy on MNIST, saved as mnist.pt (the book gives no curve).")
-def baseline_training(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def baseline_training(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, epochs, m = i.csv(BASE, "steps.csv"), i.csv(BASE, "epochs.csv"), i.json(BASE)
     colors = sns.color_palette(n_colors=2)
     fig, axes = plt.subplots(1, 3, figsize=size(s))

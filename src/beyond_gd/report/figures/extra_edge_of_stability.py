@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.claims import Measured, claim, graded, in_every
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded, in_every
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 EOS = "edge_of_stability"
@@ -34,7 +34,7 @@ GD_COLORS, SGD_COLORS = (0, 1, 5, 8, 9), (2, 4, 7, 6, 3)
              "(2021): under full-batch GD the sharpness rises (progressive sharpening) until it reaches 2 / lr, "
              "the limit of stability on a quadratic, and then hovers just above it while the loss goes on "
              "falling, non-monotonically; SGD's sharpness stays below 2 / lr.")
-def edge_of_stability(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def edge_of_stability(i: View, p: FigureParams, s: Style) -> Drawn:
     curves, runs, m = i.csv(EOS, "curves.csv"), i.csv(EOS, "runs.csv"), i.json(EOS)
     colors = run_colors(runs)
     fig, axes = plt.subplots(2, 1, figsize=size(s, rows=2.2), sharex=True, gridspec_kw={"height_ratios": [1.4, 1]})
@@ -101,7 +101,7 @@ def gd_runs(runs: pd.DataFrame) -> pd.DataFrame:
        tolerance="per GD lr, the median of λ_max / (2 / lr) after λ_max first reached the stage's reach × 2 / "
                  "lr. agrees: every GD lr's median within {tol:g} of 1; partly: some lrs within, or every lr "
                  "reached 2 / lr but hovers outside the band; differs: no lr reaches 2 / lr")
-def gd_hovers(i: Inputs, tol: float) -> Measured:
+def gd_hovers(i: View, tol: float) -> Measured:
     gd = gd_runs(i.csv(EOS, "runs.csv"))
     reached = gd["reached_step"].notna()
     within = reached & ((gd["ratio_median"] - 1).abs() <= tol)
@@ -118,7 +118,7 @@ def gd_hovers(i: Inputs, tol: float) -> Measured:
        needs=(Need(EOS, "runs.csv"),),
        tolerance="per SGD lr, the largest λ_max / (2 / lr) over the run. agrees: below {tol:g} at every SGD lr; "
                  "partly: at some; differs: at none")
-def sgd_below(i: Inputs, tol: float) -> Measured:
+def sgd_below(i: View, tol: float) -> Measured:
     runs = i.csv(EOS, "runs.csv")
     sgd = runs[runs["kind"] == SGD]
     below = sgd["max_ratio"].to_numpy(dtype=float) < tol  # a NaN (no estimate) is never below

@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 HD = "hessian_density"
@@ -26,7 +26,7 @@ FLOOR = 1e-9
         book="The chapter asks whether the landscape's critical points and ill-conditioning trouble descent; it "
              "gives no spectrum. The literature since: a bulk near zero and about C − 1 outliers for C classes "
              "(Sagun et al. 2017; Papyan 2019), a negative part that shrinks in training (Ghorbani et al. 2019).")
-def hessian_density(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def hessian_density(i: View, p: FigureParams, s: Style) -> Drawn:
     dens, top, m = i.csv(HD, "density.csv"), i.csv(HD, "top.csv"), i.json(HD)
     order = m["order"]
     cols = min(2, len(order))
@@ -62,7 +62,7 @@ def hessian_density(i: Inputs, p: FigureParams, s: Style) -> Drawn:
        tolerance="outliers: the converged top eigenvalues above the widest ratio gap among them, at the last point "
                  "(the solution). agrees: between C − 1 − {tol:g} and C + {tol:g}; partly: between C / 2 and 2C; "
                  "differs: otherwise, or no gap measured")
-def outliers_near_classes(i: Inputs, tol: float) -> Measured:
+def outliers_near_classes(i: View, tol: float) -> Measured:
     m = i.json(HD)
     last = m["order"][-1]
     pt, c = m["points"][last], m["classes"]
@@ -79,7 +79,7 @@ def outliers_near_classes(i: Inputs, tol: float) -> Measured:
                  "starts. agrees: at "
                  "the last point at most {tol:g} × at the first; partly: smaller, not by that much; differs: not "
                  "smaller")
-def negative_mass_shrinks(i: Inputs, tol: float) -> Measured:
+def negative_mass_shrinks(i: View, tol: float) -> Measured:
     m = i.json(HD)
     first, last = m["order"][0], m["order"][-1]
     a, b = m["points"][first]["negative_mass"], m["points"][last]["negative_mass"]

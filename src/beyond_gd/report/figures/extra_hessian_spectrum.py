@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints, plain_log, symlog
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 
 HS = "hessian"
@@ -26,7 +26,7 @@ HS = "hessian"
               "λ_max / λ_k (bottom right, log).",
         book="The Hessian H describes the curvature; the problem is ill-conditioned when the gradient changes "
              "quickly under our feet, i.e. when H's eigenvalues are spread widely (the book gives no numbers).")
-def hessian_spectrum(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def hessian_spectrum(i: View, p: FigureParams, s: Style) -> Drawn:
     eig, path, m = i.csv(HS, "eigenvalues.csv"), i.csv(HS, "path.csv").sort_values("alpha"), i.json(HS)
     sol = m["solution"]
     at0 = eig[eig["alpha"] == 0.0]

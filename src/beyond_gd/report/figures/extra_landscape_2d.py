@@ -9,9 +9,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import LogNorm
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 L2 = "landscape_2d"
@@ -35,7 +35,7 @@ RAYS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
              "slice around a well-trained minimum is convex-looking with the minimum at the centre, and that an "
              "optimizer's path lies almost entirely in a 2-D subspace (its top two PCA directions explain most "
              "of its variance).")
-def landscape_2d(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def landscape_2d(i: View, p: FigureParams, s: Style) -> Drawn:
     rand, planes, paths, m = (i.csv(L2, "random_plane.csv"), i.csv(L2, "pca_planes.csv"), i.csv(L2, "paths.csv"),
                               i.json(L2))
     names = list(m["optimizers"])
@@ -152,7 +152,7 @@ def falls(ray: np.ndarray, slack: float) -> bool:
                  "{tol:.0%} of it; a ray from the centre (the axes and diagonals) falls when its loss drops more "
                  "than that below its highest value nearer the centre. agrees: no point lower and no ray falls; "
                  "partly: no point lower, but some ray falls; differs: some grid point lower than the centre")
-def solution_is_a_minimum(i: Inputs, tol: float) -> Measured:
+def solution_is_a_minimum(i: View, tol: float) -> Measured:
     centre, values, rays = ray_losses(i.csv(L2, "random_plane.csv"))
     finite = values[np.isfinite(values)]
     low = float(finite.min()) if finite.size else float("nan")

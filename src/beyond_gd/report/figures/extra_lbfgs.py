@@ -6,10 +6,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import decades, plain_log
-from beyond_gd.report.figures import Drawn, FigureParams, figure
 from beyond_gd.report.grid import LB, band, colors, flag, linestyle, plural
+from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -35,7 +35,7 @@ PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations ×
         book="BFGS computes the inverse Hessian iteratively and uses it to optimize the parameters more "
              "efficiently; L-BFGS is its memory-efficient version. Second-order methods hold some promise but "
              "remain unpopular among practitioners; PyTorch supports L-BFGS for you to try on your own.")
-def lbfgs(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def lbfgs(i: View, p: FigureParams, s: Style) -> Drawn:
     epochs, summary, m = i.csv(LB, "epochs.csv"), i.csv(LB, "summary.csv"), i.json(LB)
     names = list(summary["optimizer"])
     color = colors(names)

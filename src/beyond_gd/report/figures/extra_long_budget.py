@@ -7,10 +7,10 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.figures import Drawn, FigureParams, figure
 from beyond_gd.report.grid import OG, band, cell_scores, colors, flag, linestyle, plural, ranked
+from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 
 
@@ -24,7 +24,7 @@ from beyond_gd.report.style import Style, size
               "budget (by the mean training-set loss; a diverged run ranks last).",
         book="While it would be nice to know when to use which algorithm, there is little consensus among "
              "professional practitioners.")
-def long_budget(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def long_budget(i: View, p: FigureParams, s: Style) -> Drawn:
     long, m = i.csv(OG, "long.csv"), i.json(OG)
     lb = m["long_budget"]
     if not lb["ran"] or long.empty:

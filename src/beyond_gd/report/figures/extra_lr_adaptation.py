@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
 from beyond_gd.report.grid import LA, band, colors, linestyle, plural
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -26,7 +26,7 @@ SUMMARY = Need(LA, "summary.csv")
         book="AdaGrad scales each parameter's learning rate by the inverse square root of its accumulated squared "
              "gradients; empirically it tends to lower the learning rate too early, so it does not work well for "
              "some deep models. RMSProp's exponentially weighted average of the squared gradients remedies that.")
-def lr_adaptation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def lr_adaptation(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, probes, summary, m = i.csv(LA, "steps.csv"), i.csv(LA, "probes.csv"), i.csv(LA, "summary.csv"), i.json(LA)
     names = m["optimizers"]
     color = colors(names)
@@ -78,6 +78,6 @@ def late_and_early(t: pd.DataFrame, tol: float) -> tuple[bool, bool, bool, str]:
        tolerance="on the MLP over the long budget, each at its best lr: agrees: AdaGrad's effective lr decays more "
                  "than RMSProp's, its loss is within {tol:.0%} of RMSProp's in the first epoch and more than {tol:.0%} "
                  "above it in the last; partly: the decay or the late gap, not both; differs: neither")
-def adagrad_decays_too_early(i: Inputs, tol: float) -> Measured:
+def adagrad_decays_too_early(i: View, tol: float) -> Measured:
     decays, early, late, text = late_and_early(i.csv(LA, "summary.csv").set_index("optimizer"), tol)
     return Measured(text, graded(decays and early and late, decays or late))

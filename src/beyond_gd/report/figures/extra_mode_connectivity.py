@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 MC = "mode_connectivity"
@@ -36,7 +36,7 @@ SPLIT_NAMES = {"train": "training subset", "test": "test set"}
              "symmetry of Fig 6-2. Beyond the book: minima from different seeds are then joined by paths of "
              "low loss, straight ones once the symmetry is undone (Entezari et al. 2022; Ainsworth et al. 2023), "
              "curved ones without it (Garipov et al. 2018; Draxler et al. 2018).")
-def mode_connectivity(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def mode_connectivity(i: View, p: FigureParams, s: Style) -> Drawn:
     paths, barriers = i.csv(MC, "paths.csv"), i.csv(MC, "barriers.csv")
     solutions, matching = i.csv(MC, "solutions.csv"), i.csv(MC, "matching.csv")
     colors = dict(zip(PATHS, sns.color_palette(n_colors=3), strict=True))
@@ -101,7 +101,7 @@ def _table(barriers: pd.DataFrame) -> pd.DataFrame:
     return wide[[f"{p} ({sp})" for p in PATHS for sp in SPLIT_NAMES if f"{p} ({sp})" in wide]].round(4).reset_index()
 
 
-def barrier_pairs(i: Inputs) -> pd.DataFrame:
+def barrier_pairs(i: View) -> pd.DataFrame:
     """Per pair of solutions, the training-subset barrier of each path (columns linear, aligned, curve)."""
     rows = i.csv(MC, "barriers.csv")
     rows = rows[rows["split"] == "train"]
@@ -117,7 +117,7 @@ def barrier_pairs(i: Inputs) -> pd.DataFrame:
        tolerance="barriers on the training subset. agrees: the aligned barrier below the raw one on every pair, and "
                  "at most {tol:g} × it; partly: lower on some pairs only, or lower but by less than that; "
                  "differs: lower on no pair")
-def weight_matching_lowers(i: Inputs, tol: float) -> Measured:
+def weight_matching_lowers(i: View, tol: float) -> Measured:
     b = barrier_pairs(i)
     lower, far = b["aligned"] < b["linear"], b["aligned"] <= tol * b["linear"]
     return Measured(f"aligned / raw barrier per pair: " + ", ".join(
@@ -134,7 +134,7 @@ def weight_matching_lowers(i: Inputs, tol: float) -> Measured:
        tolerance="barriers on the training subset. agrees: the curve's barrier at most {tol:g} nats on every pair; "
                  "partly: above that somewhere, but below the straight line's barrier on some pairs; differs: "
                  "below it on no pair")
-def curve_connects(i: Inputs, tol: float) -> Measured:
+def curve_connects(i: View, tol: float) -> Measured:
     b = barrier_pairs(i)
     near, below = b["curve"] <= tol, b["curve"] < b["linear"]
     return Measured("curve / straight-line barrier per pair (nats): " + ", ".join(

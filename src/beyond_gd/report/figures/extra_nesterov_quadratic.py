@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import AGREES, DIFFERS, PARTLY, Measured, claim, in_every
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import in_every
 from beyond_gd.report.grid import OG, interval, lower_is_better
+from beyond_gd.report.registry import AGREES, DIFFERS, PARTLY, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 TOYS = "optimizer_toys"
@@ -33,7 +33,7 @@ def shared_ratio(q) -> "np.ndarray":
               "(right; dashes: the closed-form rates).",
         book="Nesterov momentum has clear benefits in batch gradient descent: convergence guarantees, and a "
              "higher momentum usable at a given learning rate than classical momentum.")
-def nesterov_quadratic(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def nesterov_quadratic(i: View, p: FigureParams, s: Style) -> Drawn:
     q, m = i.csv(TOYS, "quadratic_steps.csv"), i.json(TOYS)
     colors = dict(zip(NAMES, sns.color_palette(n_colors=3), strict=True))
     fig, axes = plt.subplots(1, 2, figsize=size(s, rows=1.0), sharey=True)
@@ -68,7 +68,7 @@ def nesterov_quadratic(i: Inputs, p: FigureParams, s: Style) -> Drawn:
        needs=(STEPS,),
        tolerance="at the chapter's shared lr and momentum, Nesterov needs at most (1 - {tol:.0%}) of heavy ball's "
                  "steps. agrees: at every κ; partly: at some; differs: at none")
-def nesterov_helps_full_batch(i: Inputs, tol: float) -> Measured:
+def nesterov_helps_full_batch(i: View, tol: float) -> Measured:
     ratio = shared_ratio(i.csv(TOYS, "quadratic_steps.csv"))
     faster = [bool(r <= 1 - tol) for r in ratio]
     return Measured(f"Nesterov's steps / heavy ball's {ratio.min():.2f}-{ratio.max():.2f} over κ "
@@ -82,7 +82,7 @@ def nesterov_helps_full_batch(i: Inputs, tol: float) -> Measured:
        tolerance="in the optimizer grid (each at its best lr, 95% bootstrap intervals over seeds): agrees: the two "
                  "intervals overlap, or momentum's lies wholly better; partly: Nesterov's lies wholly better but its "
                  "score is within {tol:.0%} of momentum's; differs: wholly better by more than {tol:.0%}")
-def nesterov_unclear_with_minibatches(i: Inputs, tol: float) -> Measured:
+def nesterov_unclear_with_minibatches(i: View, tol: float) -> Measured:
     text, clearly, gain = minibatch_comparison(i.csv(OG, "summary.csv"))
     return Measured(text, DIFFERS if clearly and gain > tol else PARTLY if clearly else AGREES)
 

@@ -7,12 +7,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.patches import Patch
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.claims import AGREES, PARTLY, Measured, claim, graded, in_every
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded, in_every
 from beyond_gd.report.grid import (MEASURE_NAMES, OG, band, cell_scores, colors, flag, interval, linestyle,
                                    lower_is_better, number, plural, rank_interval, ranked, search)
+from beyond_gd.report.registry import AGREES, PARTLY, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -33,7 +33,7 @@ TIED = "#fbeaa5"  # the rows tied with the best
         book="There is little consensus on which optimizer to use; the most popular are mini-batch gradient "
              "descent, with momentum, RMSProp, RMSProp with momentum, Adam and AdaDelta: try them on the "
              "feed-forward network.")
-def optimizer_grid(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def optimizer_grid(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, cells, m = i.csv(OG, "steps.csv"), i.csv(OG, "cells.csv"), i.json(OG)
     summary = ranked(i.csv(OG, "summary.csv"))
     usable = summary[summary["best_lr"].notna()]
@@ -173,7 +173,7 @@ POPULAR = ("sgd_momentum", "rmsprop", "rmsprop_momentum", "adam", "adadelta")
                  "the better side of SGD's, by at least {tol:.0%} of SGD's nearer end. agrees: all five beat it; "
                  "partly: some, or all five while SGD's best lr is at an edge of its search (a better SGD may lie "
                  "beyond); differs: none")
-def popular_beat_sgd(i: Inputs, tol: float) -> Measured:
+def popular_beat_sgd(i: View, tol: float) -> Measured:
     summary, m = i.csv(OG, "summary.csv").set_index("optimizer"), i.json(OG)
     lower = lower_is_better(m["rank_by"])
     if "sgd" not in summary.index or pd.isna(summary.loc["sgd", "score_mean"]):
@@ -214,7 +214,7 @@ def popular_beat_sgd(i: Inputs, tol: float) -> Measured:
        tolerance="several: at least {tol:.0f} optimizers tied with the best (their 95% bootstrap rank interval "
                  "reaches rank 1). agrees: that many; partly: two (a pair, not several); differs: one optimizer "
                  "clearly best")
-def little_consensus(i: Inputs, tol: float) -> Measured:
+def little_consensus(i: View, tol: float) -> Measured:
     summary, m = ranked(i.csv(OG, "summary.csv")), i.json(OG)
     tied = summary[summary["tied_with_best"].astype(bool)]
     long = summary[summary["long_rank"] == 1]["optimizer"].tolist() if "long_rank" in summary else []

@@ -9,10 +9,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import LogNorm
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.figures import Drawn, FigureParams, figure
 from beyond_gd.report.grid import MEASURE_NAMES, OG, cell_scores, position_label, positions, ranked, search
+from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 
 
@@ -26,7 +26,7 @@ from beyond_gd.report.style import Style, size
               "boxed: the best lr.",
         book="Readers are urged to try the optimizers on the feed-forward network (the book gives no learning "
              "rates beyond its examples).")
-def optimizer_heatmap(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def optimizer_heatmap(i: View, p: FigureParams, s: Style) -> Drawn:
     cells, m = i.csv(OG, "cells.csv"), i.json(OG)
     summary = ranked(i.csv(OG, "summary.csv"))
     cells = cells.assign(score=cell_scores(cells, m["rank_by"]))

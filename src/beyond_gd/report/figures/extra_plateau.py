@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 TOYS = "optimizer_toys"
@@ -22,7 +22,7 @@ OUTCOMES = Need(TOYS, "plateau_outcomes.csv")
               "the star is the minimum); the distance moved per step (bottom, log axes).",
         book="AdaGrad's sum of squared gradients can shrink its learning rate on a flat region before it "
              "reaches a minimum; RMSProp's exponentially weighted average forgets the steep past.")
-def plateau(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def plateau(i: View, p: FigureParams, s: Style) -> Drawn:
     g, paths, out = i.npz(TOYS, "grids.npz"), i.csv(TOYS, "plateau_paths.csv"), i.csv(TOYS, "plateau_outcomes.csv")
     lrs = sorted(paths["lr"].unique())
     colors = dict(zip(out["optimizer"].unique(), sns.color_palette(n_colors=out["optimizer"].nunique()),
@@ -60,7 +60,7 @@ def plateau(i: Inputs, p: FigureParams, s: Style) -> Drawn:
        needs=(OUTCOMES,),
        tolerance="at the same lrs. agrees: AdaGrad reaches the bowl at none of the lrs where RMSProp does (RMSProp "
                  "at {tol:g} or more); partly: AdaGrad misses it at some of them; differs: at none")
-def adagrad_stalls(i: Inputs, tol: float) -> Measured:
+def adagrad_stalls(i: View, tol: float) -> Measured:
     out = i.csv(TOYS, "plateau_outcomes.csv")
     reached = out.assign(reached=out["reached_step"].notna()).pivot(index="lr", columns="optimizer",
                                                                      values="reached")

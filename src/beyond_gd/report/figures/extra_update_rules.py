@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, all_beyond, all_within, claim
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import all_beyond, all_within
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 UR = "update_rules"
@@ -23,7 +23,7 @@ UR = "update_rules"
         book="The chapter's equations for momentum, Nesterov, AdaGrad, RMSProp (with momentum) and Adam, and "
              "its torch.optim constructor calls; where torch's definitions differ from the text, the report "
              "says so.")
-def update_rules(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def update_rules(i: View, p: FigureParams, s: Style) -> Drawn:
     f, m = i.csv(UR, "findings.csv"), i.json(UR)
     f = f.assign(label=f["rule"] + ": " + f["case"],
                  kind=np.where(f["same_maths"], "same maths as the book", "torch differs from the book"),
@@ -59,7 +59,7 @@ def update_rules(i: Inputs, p: FigureParams, s: Style) -> Drawn:
        needs=(Need(UR, "findings.csv"),),
        tolerance="largest |book - torch| <= {tol:g}. agrees: in every comparison whose algebra is the same; "
                  "partly: in some; differs: in none")
-def rules_same(i: Inputs, tol: float) -> Measured:
+def rules_same(i: View, tol: float) -> Measured:
     f = i.csv(UR, "findings.csv")
     same = f[f["same_maths"]]
     return Measured(f"{len(same)} comparisons, largest difference {same['max_abs_diff'].max():.1e}"
@@ -74,7 +74,7 @@ def rules_same(i: Inputs, tol: float) -> Measured:
        needs=(Need(UR, "findings.csv"),),
        tolerance="largest |book - torch| > {tol:g}. agrees: in every comparison whose definitions differ; "
                  "partly: in some; differs: in none")
-def rules_differ(i: Inputs, tol: float) -> Measured:
+def rules_differ(i: View, tol: float) -> Measured:
     f = i.csv(UR, "findings.csv")
     differ = f[~f["same_maths"]]
     return Measured(f"{len(differ)} comparisons, smallest difference {differ['max_abs_diff'].min():.1e}"

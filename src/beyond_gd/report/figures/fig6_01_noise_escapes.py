@@ -8,9 +8,9 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd.measures import wilson_interval
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, at_least, claim
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import at_least
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -24,7 +24,7 @@ ESCAPES = Need(SURF, "fig6_1_escapes.csv")
               "noisy gradient descent started at each minimum (middle: position against step, some runs); "
               "the share of runs that left their starting basin against the noise level, with 95% bands (right).",
         book="The noise of mini-batch gradients can push us out of shallow local minima, but not out of deep ones.")
-def noise_escapes(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def noise_escapes(i: View, p: FigureParams, s: Style) -> Drawn:
     curve, crit = i.csv(SURF, "fig6_1_curve.csv"), i.csv(SURF, "fig6_1_critical_points.csv")
     traj, esc, m = i.csv(SURF, "fig6_1_trajectories.csv"), i.csv(*ESCAPES), i.json(SURF)
     minima = crit[crit["kind"] == "minimum"]
@@ -79,7 +79,7 @@ def escape_counts(esc: pd.DataFrame) -> pd.DataFrame:
        needs=(Need(SURF, "summary.json"),),
        tolerance="agrees: the share of runs that left the shallow minimum exceeds the deep one's by >= {tol:g}; "
                  "partly: by less; differs: the deep one is left as often or more")
-def escapes_shallow(i: Inputs, tol: float) -> Measured:
+def escapes_shallow(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     gap = m["escape_share_shallow"] - m["escape_share_deep"]
     return Measured(f"left the shallow minimum {m['escape_share_shallow']:.1%}, the deep one "

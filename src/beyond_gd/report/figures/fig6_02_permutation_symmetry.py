@@ -10,10 +10,10 @@ import numpy as np
 import seaborn as sns
 
 from beyond_gd import measures
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 ID = "identifiability"
@@ -35,7 +35,7 @@ BOOK_HIDDEN_WIDTH, BOOK_HIDDEN_LAYERS = 256, 2
         book="Permuting the neurons of a layer gives an equivalent network: a layer of n neurons has n! "
              "orderings, l such layers (n!)^l; scaling a ReLU unit's incoming weights by k and its outgoing "
              "weights by 1/k changes nothing either.")
-def permutation_symmetry(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def permutation_symmetry(i: View, p: FigureParams, s: Style) -> Drawn:
     ex, trials, m = i.json(ID, "example.json"), i.csv(ID, "trials.csv"), i.json(ID)
     fig = plt.figure(figsize=size(s, rows=2.0))
     grid = fig.add_gridspec(2, 2, height_ratios=[0.85, 1], width_ratios=[1.25, 1], hspace=0.3, wspace=0.28)
@@ -165,7 +165,7 @@ def _width_of(log10_orderings: float, layers: int) -> int:
                  "float32 epsilons (relative), and the control beyond it (the check sees a real change); partly: "
                  "not so, but some symmetry changes no prediction (equivalent in what it predicts); differs: every "
                  "symmetry changes predictions")
-def identifiability(i: Inputs, tol: float) -> Measured:
+def identifiability(i: View, tol: float) -> Measured:
     m = i.json(ID)
     eps = m["float32_eps"]
 
@@ -190,7 +190,7 @@ def identifiability(i: Inputs, tol: float) -> Measured:
                  "(relative to the largest output) and the MLP's count is (256!)^2; partly: the orderings are "
                  "equivalent but the MLP is not the book's two layers of 256; differs: some ordering changes the "
                  "outputs")
-def orderings(i: Inputs, tol: float) -> Measured:
+def orderings(i: View, tol: float) -> Measured:
     ex, m = i.json(ID, "example.json"), i.json(ID)
     largest = max(abs(v) for row in ex["outputs"] for v in row)
     worst = max(ex["max_output_change"]) / largest / m["float32_eps"]

@@ -7,10 +7,10 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd import measures
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 IP = "interpolate"
@@ -27,7 +27,7 @@ SPLIT_NAMES = {"train": "training set", "test": "test set"}
         book="Along the line from a random initialisation to the SGD solution (α from −2 to 2) there is no "
              "troublesome local minimum; around α = 1 there is a flat region with a near-zero gradient; "
              "the picture is the same if we run the experiment over and over.")
-def interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def interpolation(i: View, p: FigureParams, s: Style) -> Drawn:
     path, summary = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv")
     splits = [sp for sp in SPLIT_NAMES if sp in set(path["split"])]
     colors = dict(zip(SPLIT_NAMES, sns.color_palette(n_colors=2), strict=True))
@@ -115,7 +115,7 @@ def slope_ratios(summary: pd.DataFrame) -> pd.Series:
        tolerance="a local minimum: a point in 0 < α < 1 below both grid neighbours by more than {tol:g} nats. "
                  "agrees: none on any path; partly: on some training paths but not all, or on test paths only; "
                  "differs: on every training path")
-def no_local_minimum(i: Inputs, tol: float) -> Measured:
+def no_local_minimum(i: View, tol: float) -> Measured:
     minima = minima_between(i.csv(IP, "path.csv"), tol)
     has = minima.map(bool)
     train = has[has.index.get_level_values("split") == training_split(has.index.get_level_values("split"))]
@@ -132,14 +132,14 @@ def no_local_minimum(i: Inputs, tol: float) -> Measured:
        tolerance="flat: the mean |dL/dα| near α = 1 at most {tol:g} × its mean on [0, window). agrees: flat on "
                  "every θ_rand; partly: flat on some, or flatter (ratio < 1) on all; differs: flat on none and "
                  "somewhere as steep as before")
-def flat_region(i: Inputs, tol: float) -> Measured:
+def flat_region(i: View, tol: float) -> Measured:
     ratio = slope_ratios(i.csv(IP, "summary.csv"))
     return Measured("slope near 1 / slope before: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
                     + f"; flat on {int((ratio <= tol).sum())} of {len(ratio)} θ_rand",
                     graded(bool((ratio <= tol).all()), bool((ratio <= tol).any() or (ratio < 1).all())))
 
 
-def every_line(i: Inputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+def every_line(i: View) -> tuple[pd.DataFrame, pd.DataFrame]:
     """path.csv and summary.csv of every Fig 6-3 line: the interpolate stage's (from the baseline's solution,
     `theta_opt` baseline) and mode_connectivity's (from each seed's solution), each line's `theta_rand` made
     `<theta_opt>/<theta_rand>` so that one key names it."""
@@ -160,7 +160,7 @@ def every_line(i: Inputs) -> tuple[pd.DataFrame, pd.DataFrame]:
                  "nats) on any split and flat (ratio <= {flat_region_near_alpha_1:g}). agrees: on every line, at "
                  "least {tol:g} of them; partly: on some, or on fewer lines, or only flatter (ratio < 1) on all; "
                  "differs: otherwise")
-def over_and_over(i: Inputs, tol: float, depth: float, flat: float) -> Measured:
+def over_and_over(i: View, tol: float, depth: float, flat: float) -> Measured:
     path, summary = every_line(i)
     minima = minima_between(path, depth).map(bool).groupby(level="theta_rand", sort=False).any()
     ratio = slope_ratios(summary).reindex(minima.index)

@@ -8,11 +8,11 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd import measures
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded
 from beyond_gd.report.figures.fig6_03_interpolation import IP, slope_ratios, training_split
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 NB = "interpolate_notebook"
@@ -63,7 +63,7 @@ def summary_row(summary: pd.DataFrame, label: str) -> pd.Series:
               "lists each difference and what it changes, measured.",
         book="The figure shows the loss descending from a flat region around the random point (α = 1) to the SGD "
              "solution (α = 0), with no local minimum in between (drawn from the companion notebook's run).")
-def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def notebook_interpolation(i: View, p: FigureParams, s: Style) -> Drawn:
     nb_path, nb_sum, nb = i.csv(NB, "path.csv"), i.csv(NB, "summary.csv"), i.json(NB)
     ip_path, ip_sum, base = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv"), i.json(BL)
     nb_label, nb_line = line_of(nb_path, fresh=True)
@@ -149,7 +149,7 @@ def notebook_interpolation(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                  "loss at α = 0 at least {tol:g} nats below the loss at α = 1. agrees: both on every θ_rand; "
                  "partly: flat on some θ_rand, or a descent on every one with the slope only lower (ratio < 1) "
                  "near α = 1; differs: otherwise")
-def notebook_flat_region(i: Inputs, tol: float, flat: float) -> Measured:
+def notebook_flat_region(i: View, tol: float, flat: float) -> Measured:
     summary = i.csv(NB, "summary.csv")
     ratio = slope_ratios(summary)
     rows = summary[summary["split"] == training_split(summary["split"])].set_index("theta_rand")

@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -24,7 +24,7 @@ SURF = "surfaces"
         book="A critical point is a minimum, a maximum or a flat (saddle) point; with k critical points about "
              "k/3 are minima in 1-D and k/3^d in d dimensions, so in high dimensions minima are rare and saddle "
              "points common.")
-def critical_points(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def critical_points(i: View, p: FigureParams, s: Style) -> Drawn:
     curves, share = i.csv(SURF, "fig6_4_curves.csv"), i.csv(SURF, "fig6_4_minima_share.csv")
     fig = plt.figure(figsize=size(s))
     grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 1, 2.4], wspace=0.45)
@@ -71,7 +71,7 @@ def critical_points(i: Inputs, p: FigureParams, s: Style) -> Drawn:
                  "its 95% upper bound not below 1/3^d / {tol:g}); partly: it falls with d (each share at most the "
                  "previous d's upper bound, the last upper bound below the first lower bound) but strays beyond "
                  "the factor; differs: it does not fall")
-def minima_share(i: Inputs, tol: float) -> Measured:
+def minima_share(i: View, tol: float) -> Measured:
     t = i.csv(SURF, "fig6_4_minima_share.csv").sort_values("d")
     seen = t["minima"] > 0
     ratio = t["share"] / t["book_share"]

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -23,7 +23,7 @@ SURF_SUMMARY = Need(SURF, "summary.json")
               "(left); the height along each cut (right).",
         book="Cutting the surface from A to B the critical point looks like a minimum, from C to D like a "
              "maximum: a saddle point.")
-def saddle(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def saddle(i: View, p: FigureParams, s: Style) -> Drawn:
     g, cuts, m = i.npz(SURF, "grids.npz"), i.csv(SURF, "fig6_5_cuts.csv"), i.json(SURF)
     x, y = np.meshgrid(g["fig6_5_x"], g["fig6_5_y"])
     fig = plt.figure(figsize=size(s, rows=1.25))
@@ -67,7 +67,7 @@ def looks_like(cut: pd.DataFrame, slack: float) -> str:
        tolerance="agrees: Hessian eigenvalues below -{tol:g} and above +{tol:g}, and the critical point the lowest "
                  "point of A-B and the highest of C-D (to {tol:g}); partly: one of the two (a saddle the cuts do "
                  "not show as the book's, or the book's cuts on a degenerate Hessian); differs: neither")
-def saddle_signs(i: Inputs, tol: float) -> Measured:
+def saddle_signs(i: View, tol: float) -> Measured:
     m, cuts = i.json(SURF), i.csv(SURF, "fig6_5_cuts.csv")
     lo, hi = m["saddle_hessian_eig_min"], m["saddle_hessian_eig_max"]
     looks = {name: looks_like(rows, tol) for name, rows in cuts.groupby("cut")}

@@ -6,10 +6,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -24,7 +24,7 @@ SURF_SUMMARY = Need(SURF, "summary.json")
               "condition number, measured over directions and from theory, arccos(2√κ / (1 + κ)) (right).",
         book="On elliptical contours the gradient's direction can be up to 90° away from the direction to "
              "the minimum.")
-def gradient_angle(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def gradient_angle(i: View, p: FigureParams, s: Style) -> Drawn:
     g, arrows = i.npz(SURF, "grids.npz"), i.csv(SURF, "fig6_6_gradients.csv").dropna(subset=["angle_deg"])
     sweep, m = i.csv(SURF, "fig6_6_largest_angle.csv"), i.json(SURF)
     fig, axes = plt.subplots(1, 2, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.15, 1]})
@@ -63,7 +63,7 @@ def gradient_angle(i: Inputs, p: FigureParams, s: Style) -> Drawn:
        tolerance="agrees: the largest angle grows with κ, never passes 90° and comes within {tol:g}° of it at the "
                  "largest κ swept; partly: farther from 90° there, or not growing at every κ; differs: within "
                  "{tol:g}° of 0 at the largest κ (the gradient points at the minimum as on circles), or beyond 90°")
-def gradient_angle_90(i: Inputs, tol: float) -> Measured:
+def gradient_angle_90(i: View, tol: float) -> Measured:
     t = i.csv(SURF, "fig6_6_largest_angle.csv").sort_values("condition_number")
     angles = t["largest_angle_deg"].to_numpy()
     grows = bool(np.all(np.diff(angles) >= -1e-9))  # float64 round-off of an arccos in degrees is ~1e-6 at 0

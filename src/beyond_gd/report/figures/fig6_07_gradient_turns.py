@@ -6,10 +6,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours, frame
-from beyond_gd.report.claims import Measured, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -24,7 +24,7 @@ SURF_SUMMARY = Need(SURF, "summary.json")
               "the gradient from its direction at the start against the distance moved (right).",
         book="Moving along the direction of steepest descent chosen at the start, the gradient changes "
              "direction under our feet; on circular contours it would not.")
-def gradient_turns(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def gradient_turns(i: View, p: FigureParams, s: Style) -> Drawn:
     g, line, m = i.npz(SURF, "grids.npz"), i.csv(SURF, "fig6_7_line.csv"), i.json(SURF)
     fig, axes = plt.subplots(1, 3, figsize=size(s), gridspec_kw={"width_ratios": [1, 1, 1.2]})
     colors = dict(zip(("circle", "ellipse"), sns.color_palette(n_colors=2), strict=True))
@@ -71,7 +71,7 @@ ROUND_OFF_DEG = 1e-5
                  f"not at all (<= {ROUND_OFF_DEG:g}°, round-off); partly: the ellipse's turns more than the "
                  "circle's, but less than that or the circle's turns too; differs: the ellipse's turns no more "
                  "than the circle's")
-def gradient_turns_ellipse(i: Inputs, tol: float) -> Measured:
+def gradient_turns_ellipse(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     ellipse, circle = m["turn_deg_ellipse"], m["turn_deg_circle"]
     return Measured(f"ellipse {ellipse:.1f}°, circle {circle:.2g}°",

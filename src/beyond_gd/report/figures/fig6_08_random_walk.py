@@ -8,10 +8,10 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd import measures
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.claims import Measured, all_within, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import all_within, graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 RW = "random_walk"
@@ -24,7 +24,7 @@ RW = "random_walk"
               "y-range of 1.5× the largest raw step; grey dots: the raw steps being smoothed.",
         book="Momentum sharply reduces the volatility of the updates; the larger it is, the less sensitive "
              "the walk is to new steps (early errors persist).")
-def random_walk(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def random_walk(i: View, p: FigureParams, s: Style) -> Drawn:
     walks, m = i.csv(RW, "walks.csv"), i.json(RW)
     momenta = list(dict.fromkeys(walks["momentum"]))  # the stage's order: no momentum first (on top)
     reach = p.random_walk_y_range_factor * walks["raw"].abs().max()
@@ -60,7 +60,7 @@ def random_walk(i: Inputs, p: FigureParams, s: Style) -> Drawn:
               "their ratio (right).",
         book="Momentum sharply reduces the volatility of the updates (the book gives no number; the EWMA of "
              "i.i.d. steps predicts how much).")
-def random_walk_std(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def random_walk_std(i: View, p: FigureParams, s: Style) -> Drawn:
     std, m = i.csv(RW, "std.csv"), i.json(RW)
     fig, axes = plt.subplots(1, 2, figsize=size(s, rows=0.95))
     ax = axes[0]
@@ -110,7 +110,7 @@ def _momentum_axis(ax: plt.Axes, momenta: pd.Series) -> None:
                  "no-momentum std at the largest; partly: lower at the largest momentum by more than the "
                  "measurement's accuracy ({random_walk_std_ewma_theory:.0%}), but not that much or not at every "
                  "step; differs: not lower")
-def momentum_volatility(i: Inputs, tol: float, accuracy: float) -> Measured:
+def momentum_volatility(i: View, tol: float, accuracy: float) -> Measured:
     t = i.csv(RW, "std.csv").sort_values("momentum")
     falls = bool(np.all(np.diff(t["measured_std"]) < 0))
     fraction = t["measured_std"].iloc[-1] / t["measured_std"].iloc[0]
@@ -127,7 +127,7 @@ def momentum_volatility(i: Inputs, tol: float, accuracy: float) -> Measured:
        needs=(Need(RW, "std.csv"),),
        tolerance="|measured / theory - 1| <= {tol:.0%}. agrees: at every momentum > 0; partly: at some; "
                  "differs: at none")
-def random_walk_theory(i: Inputs, tol: float) -> Measured:
+def random_walk_theory(i: View, tol: float) -> Measured:
     t = i.csv(RW, "std.csv")
     t = t[t["momentum"] > 0]  # m = 0 smooths nothing: its ratio is 1 by construction
     worst = t.iloc[int((t["ratio"] - 1).abs().argmax())]

@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.claims import Measured, all_within, claim, graded, in_every
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import all_within, graded, in_every
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -33,7 +33,7 @@ COST_NAMES = {"smoothed": "trailing mean", "epoch_last": "epoch's last mini-batc
               "grey verticals: the book's 18,000 and 2,000 steps.",
         book="Reaching a cost of 0.1 takes almost 18,000 mini-batch steps without momentum and just over 2,000 "
              "with it (a ratio of about 9).")
-def momentum_curves(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def momentum_curves(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, epochs = i.csv(MO, "steps.csv"), i.csv(MO, "epochs.csv")
     summary, m = i.csv(MO, "summary.csv"), i.json(MO)
     setups = list(dict.fromkeys(summary["setup"]))
@@ -128,7 +128,7 @@ def _momentum_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
        tolerance="ratio: SGD's steps / momentum's to a cost of 0.1 (timed by each setup's cost, mean over seeds, "
                  "paired by seed). agrees: within {tol:.0%} of the book's 9 in every setup; partly: in some, or "
                  "momentum faster in every setup but farther from 9; differs: neither")
-def momentum_ratio(i: Inputs, tol: float) -> Measured:
+def momentum_ratio(i: View, tol: float) -> Measured:
     summary, m = i.csv(MO, "summary.csv"), i.json(MO)
     rows = summary[summary["book_ratio"].notna() & (summary["optimizer"] != m["baseline"])]
     base = summary[summary["optimizer"] == m["baseline"]].set_index("setup")["reached"]
@@ -147,7 +147,7 @@ def momentum_ratio(i: Inputs, tol: float) -> Measured:
        tolerance="|steps / book steps - 1| <= {tol:.0%} (steps to a cost of 0.1 timed by each setup's cost, mean "
                  "over the seeds that reached it). agrees: for both optimizers in every setup; partly: for some; "
                  "differs: for none")
-def momentum_steps(i: Inputs, tol: float) -> Measured:
+def momentum_steps(i: View, tol: float) -> Measured:
     rows = i.csv(MO, "summary.csv")
     rows = rows[rows["book_steps"].notna()]
     errors = [r.steps_mean / r.book_steps - 1 for r in rows.itertuples()]  # NaN (not reached) is never within
@@ -164,7 +164,7 @@ def momentum_steps(i: Inputs, tol: float) -> Measured:
        needs=(Need(MO, "summary.csv"), Need(MO, "summary.json")),
        tolerance="equal-step SGD's steps / momentum's to a cost of 0.1, paired by seed: mean above 1 + {tol:.0%} "
                  "and mean - std above 1. agrees: in every setup; partly: in some; differs: in none")
-def momentum_beyond_equal_step(i: Inputs, tol: float) -> Measured:
+def momentum_beyond_equal_step(i: View, tol: float) -> Measured:
     summary, m = i.csv(MO, "summary.csv"), i.json(MO)
     rows = summary[summary["optimizer"] == m["equal_step_of"]]
     beyond = [pd.notna(r.equal_step_ratio_mean) and r.equal_step_ratio_mean > 1 + tol

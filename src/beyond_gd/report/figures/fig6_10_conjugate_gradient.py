@@ -7,10 +7,10 @@ import math
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from beyond_gd.report.artifacts import Inputs, Need
+from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours, frame
-from beyond_gd.report.claims import Measured, at_most, claim, graded
-from beyond_gd.report.figures import Drawn, FigureParams, figure
+from beyond_gd.report.claims import at_most, graded
+from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -25,7 +25,7 @@ SURF_SUMMARY = Need(SURF, "summary.json")
               "ill-conditioned n-dimensional quadratic, log axes (right).",
         book="Steepest descent with line search zig-zags on elongated contours; conjugate directions fix it, "
              "reaching the minimum of an n-dimensional quadratic in n steps.")
-def conjugate_gradient(i: Inputs, p: FigureParams, s: Style) -> Drawn:
+def conjugate_gradient(i: View, p: FigureParams, s: Style) -> Drawn:
     g, paths = i.npz(SURF, "grids.npz"), i.csv(SURF, "fig6_10_paths.csv")
     conv, m = i.csv(SURF, "fig6_10_convergence.csv"), i.json(SURF)
     names = {"steepest_descent": "steepest descent", "conjugate_gradient": "conjugate gradient"}
@@ -76,7 +76,7 @@ def _iterations(value: int | None) -> float:
        tolerance="agrees: CG within {tol:g} of the minimum after its 2nd step and steepest descent needing more "
                  "steps; partly: CG needs fewer steps than steepest descent, but is not there after 2; differs: "
                  "CG needs as many or more")
-def cg_two_steps(i: Inputs, tol: float) -> Measured:
+def cg_two_steps(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     cg, sd = _iterations(m["cg_2d_iterations"]), _iterations(m["sd_2d_iterations"])
     return Measured(f"CG {m['cg_2d_iterations']} steps (distance {m['cg_2d_distance_after_2_steps']:.1e} after "
@@ -89,7 +89,7 @@ def cg_two_steps(i: Inputs, tol: float) -> Measured:
        needs=(SURF_SUMMARY,),
        tolerance="agrees: <= n iterations to the stage's tolerance; partly: <= n × (1 + {tol:g}) (float "
                  "round-off loses conjugacy); differs: more, or never")
-def cg_n_steps(i: Inputs, tol: float) -> Measured:
+def cg_n_steps(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     its = m["cg_nd_iterations"]
     return Measured(("CG never reached the tolerance" if its is None else f"CG {its} iterations")
