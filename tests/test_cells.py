@@ -20,11 +20,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from beyond_gd import cell_tables as T
 from beyond_gd import cells as C
 from beyond_gd import tracking
 from beyond_gd.config import ModelConfig, load
 from beyond_gd.errors import DataError
-from beyond_gd.launch import JobContext, LauncherConfig, cell_launcher, launch
+from beyond_gd.cell_job import JobContext
+from beyond_gd.launch import LauncherConfig, cell_launcher, launch
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.stage import RunContext, execute
 from beyond_gd.stages.optimizer_grid import STAGE as GRID
@@ -53,7 +55,7 @@ def cell(**edits: Any) -> C.CellConfig:
     base = C.CellConfig(
         id="test", seed=0, optimizer=SGD_MOMENTUM,
         model=ModelConfig(784, 32, 10, False), init="torch_default", train_images=None, batch_size=64,
-        max_steps=200, divergence_loss=100.0, evaluate=True, eval_batch_size=256, target_loss=1.0,
+        max_steps=200, divergence_loss=100.0, eval_every=1, eval_batch_size=256, target_loss=1.0,
         smoothing_window=10, cost="smoothed", stop_margin=None, labels={"optimizer": "sgd_momentum"})
     for key, value in edits.items():
         setattr(base, key, value)
@@ -83,13 +85,13 @@ def test_a_cell_stops_at_the_end_of_the_epoch_after_every_cost_reaches_target_pl
     assert later + 20 <= res.steps < later + 20 + res.steps_per_epoch
     assert res.steps % res.steps_per_epoch == 0
     # Unevaluated, the two costs alone decide.
-    bare = C.run_cell(cell(max_steps=10_000, stop_margin=20, evaluate=False), *synthetic(), torch.device("cpu"))
+    bare = C.run_cell(cell(max_steps=10_000, stop_margin=20, eval_every=None), *synthetic(), torch.device("cpu"))
     two = max(bare.steps_to_target_smoothed, bare.steps_to_target_epoch_last)
     assert two + 20 <= bare.steps < two + 20 + bare.steps_per_epoch
 
 
 def test_epoch_last_cost_gives_the_headline_when_asked() -> None:
-    res = C.run_cell(cell(cost="epoch_last", max_steps=10_000, stop_margin=0, evaluate=False), *synthetic(),
+    res = C.run_cell(cell(cost="epoch_last", max_steps=10_000, stop_margin=0, eval_every=None), *synthetic(),
                      torch.device("cpu"))
     assert res.steps_to_target == res.steps_to_target_epoch_last
     assert res.steps_to_target % res.steps_per_epoch == 0 and res.step_loss[res.steps_to_target - 1] <= 1.0
@@ -129,7 +131,7 @@ def test_seconds_at_interpolates_within_an_epoch() -> None:
 
 def test_seed_stats_keep_finite_values_and_use_the_sample_std() -> None:
     frame = pd.DataFrame({"g": ["a"] * 5 + ["b"], "v": [1.0, 3.0, None, math.inf, math.nan, None]})
-    stats = C.seed_stats(frame, ["g"], "v")
+    stats = T.seed_stats(frame, ["g"], "v")
     assert stats.loc["a"].to_dict() == {"n": 2, "mean": 2.0, "std": math.sqrt(2), "min": 1.0, "max": 3.0}
     assert stats.loc["b", "n"] == 0 and math.isnan(stats.loc["b", "mean"])
 
@@ -177,7 +179,7 @@ def test_a_grid_cell_with_the_baselines_settings_is_the_baseline_run() -> None:
 # The launcher, on tiny real-MNIST cells (a few seconds each: slow)
 # --------------------------------------------------------------------------
 def tiny_cells(n: int, steps: int) -> list[C.CellConfig]:
-    return [cell(id=f"tiny-s{seed}", seed=seed, train_images=4096, max_steps=steps, evaluate=False,
+    return [cell(id=f"tiny-s{seed}", seed=seed, train_images=4096, max_steps=steps, eval_every=None,
                  labels={"optimizer": "sgd_momentum", "seed": seed}) for seed in range(n)]
 
 
@@ -426,7 +428,7 @@ def _table(scores: dict[tuple[str, float], list[float]], average: str | None = N
     return pd.DataFrame(rows)
 
 
-def _grid_config(lrs: dict[str, list[float]], seeds: int) -> optimizer_grid.GridConfig:
+def _grid_config(lrs: dict[str, list[float]], seeds: int) -> optimizer_grid.OptimizerGridConfig:
     c = config(optimizer_grid.Config).optimizer_grid
     c.lrs, c.seeds, c.excluded = lrs, list(range(seeds)), {}
     return c
