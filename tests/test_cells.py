@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from beyond_gd import cell_tables as T
 from beyond_gd import cells as C
-from beyond_gd import tracking
+from beyond_gd import tracking, training
 from beyond_gd.cell_job import JobContext, record_cell
 from beyond_gd.config import ModelConfig, load
 from beyond_gd.errors import ConfigError, DataError
@@ -124,6 +124,16 @@ def test_he_normal_init() -> None:
         math.sqrt(2 / 256), rel=0.05)
 
 
+def test_the_step_budget_counts_a_partial_last_batch_and_is_cut_at_max_steps() -> None:
+    assert training.steps_per_epoch(60_000, 64) == 938 and training.steps_per_epoch(640, 64) == 10
+    assert training.step_budget(10, 60_000, 64) == 9_380 == training.step_budget(10, 60_000, 64, 10_000)
+    assert training.step_budget(10, 60_000, 64, 100) == 100
+    # A cell's epochs are the loop's: the budget of two epochs ends at the end of the second.
+    res = C.run_cell(cell(train_images=100, batch_size=30, max_steps=training.step_budget(2, 100, 30)),
+                     *synthetic(), torch.device("cpu"))
+    assert [r.step for r in res.epochs] == [4, 8] and res.steps_per_epoch == training.steps_per_epoch(100, 30)
+
+
 def test_seconds_at_interpolates_within_an_epoch() -> None:
     rows = [C.EpochRow(1, 3, 1.5, 0.5), C.EpochRow(2, 6, 3.5, 0.2)]
     assert C.seconds_at(4, rows) == pytest.approx(1.5 + 2.0 / 3)
@@ -189,6 +199,7 @@ def test_a_cell_without_a_target_records_no_steps_to_one() -> None:
     ({"cost": "mean"}, "cell test: cost 'mean' is not allowed"),
     ({"init": "xavier"}, "cell test: init 'xavier' is not allowed"),
     ({"smoothing_window": 0}, "cell test: smoothing_window must be >= 1"),
+    ({"eval_every": 0}, "cell test: eval_every must be >= 1"),
 ])
 def test_a_cell_config_that_breaks_a_rule_is_one_line_naming_the_cell(edits: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=f"^{message}"):

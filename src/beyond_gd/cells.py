@@ -62,7 +62,7 @@ class CellConfig:
     # The step budget (a cap when `stop_margin` is set).
     max_steps: int = required(gt=0)
     divergence_loss: float = required(gt=0)
-    # What a study may leave out, each default saying "not asked for".
+    # The fields below a study may leave out: each default means "not asked for".
     # Evaluate (loss and accuracy of the cell's training images, and of the test set unless `eval_test` is
     # false) at every `eval_every`-th epoch end and at the end of the budget, in batches of
     # `eval_batch_size`; null: never (a long run of a small subset need not be evaluated every epoch).
@@ -100,8 +100,9 @@ class CellConfig:
             raise ConfigError(f"{where}: stop_margin needs a target_loss to stop after, got none")
         if self.eval_every is not None and self.eval_batch_size is None:
             raise ConfigError(f"{where}: eval_every needs an eval_batch_size, got none")
-        if self.smoothing_window < 1:
-            raise ConfigError(f"{where}: smoothing_window must be >= 1, got {self.smoothing_window}")
+        for name in ("eval_every", "smoothing_window"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise ConfigError(f"{where}: {name} must be >= 1, got {value}")
 
 
 @dataclass
