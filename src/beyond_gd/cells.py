@@ -1,12 +1,16 @@
-"""One training "cell": one optimizer at one learning rate and one seed on the MLP.
+"""One training "cell": one optimizer at one learning rate and one seed on the MLP, and its artifact.
 
-The unit of the `momentum_speedup` and `optimizer_grid` studies. `run_cell` is
-the whole experiment for one cell, from a config and tensors to plain
-records; it writes no file and logs nothing (`beyond_gd.launch` does that
-around it, in a launcher's job). It seeds torch's global generator
-(`seed_everything`), because `nn.Linear` draws its initial weights from it.
+The unit of the studies made of cells (`momentum_speedup`, `optimizer_grid`,
+`lbfgs`, `lr_adaptation`). `run_cell` is the whole experiment for one cell,
+from a config and tensors to plain records, and `cell_output` turns those into
+the cell's artifact; neither writes a file nor logs anything (the job,
+`beyond_gd.cell_job`, does that around them). `run_cell` seeds torch's global
+generator (`seed_everything`), because `nn.Linear` draws its initial weights
+from it. The tables over many cells are `beyond_gd.cell_tables`: this module
+and what it imports are the code a cell's key covers, so nothing here serves
+only the tables.
 
-Two ways to say "the cost reached 0.1" (Fig 6-9):
+Two ways to say "the cost reached the target" (Fig 6-9):
 - `smoothed`: the trailing mean of the per-step mini-batch cost over
   `smoothing_window` steps first falls to the target (full windows only);
 - `epoch_last`: the cost of the last mini-batch of an epoch first falls to the
@@ -28,12 +32,13 @@ import torch
 from torch import nn
 
 from beyond_gd.config import ModelConfig, required
-from beyond_gd.measures import epoch_last_steps_to_target, final_loss, steps_to_target, trailing_mean
+from beyond_gd.errors import ConfigError
+from beyond_gd.measures import epoch_last_steps_to_target, final_loss, steps_to_target
 from beyond_gd.model import build_model
 from beyond_gd.optim.probes import effective_lr, quartiles
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
-from beyond_gd.training import EpochEnd, OutputUnits, evaluate, train
+from beyond_gd.training import EpochEnd, OutputUnits, evaluate, steps_per_epoch, train
 
 # torch_default: nn.Linear's own init (Kaiming-uniform, a=sqrt(5)), the PyTorch
 # book's; he_normal: N(0, 2 / fan_in) weights and zero biases, the first
@@ -57,21 +62,24 @@ class CellConfig:
     # The step budget (a cap when `stop_margin` is set).
     max_steps: int = required(gt=0)
     divergence_loss: float = required(gt=0)
-    # Per-epoch loss and accuracy on the training images and the test set.
-    evaluate: bool = required()
-    eval_batch_size: int | None = required(gt=0, optional=True)
-    target_loss: float = required(gt=0)
-    smoothing_window: int = required(gt=0)
-    # Which cost gives the cell's headline `steps_to_target` (both are recorded).
-    cost: str = required(choices=COSTS)
-    # Stop this many steps after both costs have reached the target (at the
-    # end of that epoch), so both are measured, and the whole training split's
-    # loss too where it is evaluated every epoch; null: run the whole budget.
-    stop_margin: int | None = required(ge=0, optional=True)
-    # Evaluate at every `eval_every`-th epoch end and at the end of the budget (a long run of a small
-    # subset need not be evaluated every epoch); the test set too, unless `eval_test` is false.
-    eval_every: int = 1
+    # The fields below a study may leave out: each default means "not asked for".
+    # Evaluate (loss and accuracy of the cell's training images, and of the test set unless `eval_test` is
+    # false) at every `eval_every`-th epoch end and at the end of the budget, in batches of
+    # `eval_batch_size`; null: never (a long run of a small subset need not be evaluated every epoch).
+    eval_every: int | None = None
+    eval_batch_size: int | None = None
     eval_test: bool = True
+    # The cost to reach: the three `steps_to_target*` of the result and `seconds_to_target`; null: no
+    # target, all of them null.
+    target_loss: float | None = None
+    # The trailing window of the `smoothed` cost and of `final_loss`; 1: the per-step cost itself.
+    smoothing_window: int = 1
+    # Which cost gives the cell's headline `steps_to_target` (both are recorded).
+    cost: str = "smoothed"
+    # Stop this many steps after both costs have reached the target (at the end of that epoch), so both
+    # are measured, and the whole training split's loss too where it is evaluated every epoch; null: run
+    # the whole budget. Needs a `target_loss`.
+    stop_margin: int | None = None
     # Probes of the optimizer's step: at step 1 and every `probe_every` steps, the quartiles of the
     # per-parameter effective learning rate (adaptive methods; beyond_gd.optim.probes); the size (L2 norm)
     # of each of the first `probe_updates` updates. null and 0: none.
@@ -80,6 +88,21 @@ class CellConfig:
     # Where the cell sits in its study (setup, optimizer, lr, seed): carried
     # into its artifact and MLflow tags, never read by the training.
     labels: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """The rules that span fields; each broken one is a line naming the cell and the field."""
+        where = f"cell {self.id}"
+        if self.init not in INITS:
+            raise ConfigError(f"{where}: init {self.init!r} is not allowed (choose from {', '.join(INITS)})")
+        if self.cost not in COSTS:
+            raise ConfigError(f"{where}: cost {self.cost!r} is not allowed (choose from {', '.join(COSTS)})")
+        if self.stop_margin is not None and self.target_loss is None:
+            raise ConfigError(f"{where}: stop_margin needs a target_loss to stop after, got none")
+        if self.eval_every is not None and self.eval_batch_size is None:
+            raise ConfigError(f"{where}: eval_every needs an eval_batch_size, got none")
+        for name in ("eval_every", "smoothing_window"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise ConfigError(f"{where}: {name} must be >= 1, got {value}")
 
 
 @dataclass
@@ -141,6 +164,7 @@ def run_cell(
     The baseline trains through the same loop, so a cell with the baseline's
     optimizer, seed, batch size and data draws exactly the baseline's batches.
     """
+    cell.check()
     seed_everything(cell.seed)
     x, y = x_train[: cell.train_images], y_train[: cell.train_images]
     model = build_model(cell.model).to(device)
@@ -148,12 +172,12 @@ def run_cell(
         he_normal_(model)
     optimizer = cell.optimizer.build(model.parameters(), key=f"cell {cell.id}: optimizer")
     probes = attach_probes(optimizer, cell.probe_every, cell.probe_updates)
-    steps_per_epoch = math.ceil(len(x) / cell.batch_size)
+    per_epoch = steps_per_epoch(len(x), cell.batch_size)
     rows: list[EpochRow] = []
 
     def at_epoch_end(end: EpochEnd) -> bool:
         row = EpochRow(end.epoch, end.step, end.seconds, float(end.losses[-1]), end.evaluations)
-        if cell.evaluate and (end.epoch % cell.eval_every == 0 or end.step >= cell.max_steps):
+        if cell.eval_every is not None and (end.epoch % cell.eval_every == 0 or end.step >= cell.max_steps):
             units = OutputUnits() if cell.model.final_relu else None  # counted in the same pass
             row.train_loss, row.train_accuracy = evaluate(model, x, y, cell.eval_batch_size, units=units)
             if units is not None:
@@ -169,11 +193,11 @@ def run_cell(
                         row.average_test_loss, row.average_test_accuracy = evaluate(model, x_test, y_test,
                                                                                     cell.eval_batch_size)
         rows.append(row)
-        if cell.stop_margin is None:
+        if cell.stop_margin is None or cell.target_loss is None:
             return False
         reached = [steps_to_target(end.losses, cell.target_loss, cell.smoothing_window),
-                   epoch_last_steps_to_target(end.losses, steps_per_epoch, cell.target_loss)]
-        if cell.evaluate and cell.eval_every == 1:  # and the whole training split's loss at an epoch end
+                   epoch_last_steps_to_target(end.losses, per_epoch, cell.target_loss)]
+        if cell.eval_every == 1:  # and the whole training split's loss at an epoch end
             reached.append(next((r.step for r in rows if r.train_loss <= cell.target_loss), None))
         return None not in reached and end.step >= max(reached) + cell.stop_margin  # type: ignore[type-var]
 
@@ -183,13 +207,14 @@ def run_cell(
     if res.diverged:  # the epoch it diverged in ends there, unevaluated
         rows.append(EpochRow(res.epochs, res.steps, res.seconds, float(losses[-1]) if res.steps else math.nan,
                              res.evaluations))
-    by_smoothed = steps_to_target(losses, cell.target_loss, cell.smoothing_window)
-    by_epoch_last = epoch_last_steps_to_target(losses, steps_per_epoch, cell.target_loss)
+    target = cell.target_loss
+    by_smoothed = None if target is None else steps_to_target(losses, target, cell.smoothing_window)
+    by_epoch_last = None if target is None else epoch_last_steps_to_target(losses, per_epoch, target)
     reached = by_smoothed if cell.cost == "smoothed" else by_epoch_last
     return CellResult(
         step_loss=losses, epochs=rows, steps=res.steps, train_seconds=res.seconds, diverged=res.diverged,
         stopped_by="diverged" if res.diverged else "target" if res.stopped else "cap",
-        steps_per_epoch=steps_per_epoch, steps_to_target=reached,
+        steps_per_epoch=per_epoch, steps_to_target=reached,
         steps_to_target_smoothed=by_smoothed, steps_to_target_epoch_last=by_epoch_last,
         seconds_to_target=seconds_at(reached, rows),
         final_loss=math.inf if res.diverged else final_loss(losses, cell.smoothing_window), probes=probes,
@@ -273,7 +298,7 @@ def he_normal_(model: nn.Module) -> None:
 
 
 # --------------------------------------------------------------------------
-# A cell's artifact, and tidy tables over many cells (long format)
+# A cell's artifact
 # --------------------------------------------------------------------------
 @dataclass
 class CellOutput:
@@ -289,7 +314,7 @@ def cell_output(cell: CellConfig, res: CellResult, **facts: Any) -> CellOutput:
     """A cell's artifact: its scalars, JSON-safe (a diverged run's inf final loss is null), and its curves.
     `facts` (where and when it ran) join the scalars."""
     last = res.epochs[-1] if res.epochs else None
-    evaluated = cell.evaluate and last is not None and not res.diverged
+    evaluated = cell.eval_every is not None and last is not None and not res.diverged
     result = {
         "id": cell.id, **cell.labels,
         "steps": res.steps, "steps_per_epoch": res.steps_per_epoch, "train_seconds": res.train_seconds,
@@ -313,39 +338,3 @@ def _number(value: float) -> float | None:
 EVALUATED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "average_train_loss",
              "average_train_accuracy", "average_test_loss", "average_test_accuracy")
 EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
-
-
-def steps_table(outputs: list[CellOutput], labels: list[str], stride: int, window: int) -> pd.DataFrame:
-    """labels..., step, loss, smoothed: every `stride`-th step of each cell (the curves' full
-    resolution stays in each cell's steps.csv); `smoothed` is the trailing mean over `window` steps."""
-    frames = []
-    for o in outputs:
-        loss = o.steps["loss"].to_numpy()
-        keep = o.steps["step"].to_numpy() % stride == 0
-        frames.append(pd.DataFrame({**{k: o.cell.labels[k] for k in labels}, "step": o.steps["step"][keep],
-                                    "loss": loss[keep], "smoothed": trailing_mean(loss, window)[keep]}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def epochs_table(outputs: list[CellOutput], labels: list[str]) -> pd.DataFrame:
-    """labels..., then the EpochRow fields, one row per cell and epoch."""
-    return pd.concat([o.epochs.assign(**{k: o.cell.labels[k] for k in labels})[labels + EPOCH_COLUMNS]
-                      for o in outputs], ignore_index=True)
-
-
-# Where, when and by which run a cell ran: in its result.json, not in the tables, which are then the same
-# for a grid run from scratch and one that kept finished cells (measured seconds aside).
-PROVENANCE = ("pid", "host", "started_at", "finished_at", "mlflow_run_id", "cell_key")
-
-
-def cells_table(outputs: list[CellOutput]) -> pd.DataFrame:
-    """One row per cell: its result.json, where and when it ran aside."""
-    return pd.DataFrame([{k: v for k, v in o.result.items() if k not in PROVENANCE} for o in outputs])
-
-
-def seed_stats(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
-    """Per group: how many seeds have a finite `column` (n), their mean, sample std (ddof 1), min and max."""
-    finite = frame.assign(**{column: pd.to_numeric(frame[column], errors="coerce")
-                             .replace([np.inf, -np.inf], np.nan)})
-    return finite.groupby(by, sort=False)[column].agg(["count", "mean", "std", "min", "max"]).rename(
-        columns={"count": "n"})

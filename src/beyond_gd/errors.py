@@ -1,5 +1,7 @@
 """The project's errors: each carries one line a user can act on."""
 
+import signal
+
 
 class BeyondGDError(Exception):
     """Base class: a stage reports it as one line and exits with status 2."""
@@ -20,3 +22,8 @@ class Interrupted(BaseException):
     def __init__(self, signal: str) -> None:
         super().__init__(f"interrupted by {signal}")
         self.signal = signal
+
+
+def raise_interrupted(signum: int, _frame: object) -> None:
+    """A SIGTERM handler: unwind like KeyboardInterrupt, so runs end KILLED and work folders go."""
+    raise Interrupted(signal.Signals(signum).name)

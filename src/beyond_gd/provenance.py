@@ -1,8 +1,9 @@
 """Where a run came from: the workspace, its git commit, a hash of the params, the machine, the libraries.
 
 Read by the MLflow tags (beyond_gd.tracking), by the report's provenance
-block, and by the launcher, which keys a finished training cell by its config
-and the code it ran; nothing here changes a number a study computes.
+block, by the pipeline (a stage's code deps, `code_closure`), and by a training
+cell's key (`code_hash` of the job that runs it, beyond_gd.cell_job); nothing
+here changes a number a study computes.
 """
 
 from __future__ import annotations
@@ -107,11 +108,26 @@ def code_closure(module: str, skip: Iterable[str] = RECORDING_ONLY) -> set[Path]
 
 
 def code_hash(module: str) -> str:
-    """A short hash of the code `module` runs (`code_closure`, the recording-only modules left out)."""
+    """A short hash of the code `module` runs: each file of its `code_closure` (the recording-only modules
+    left out) as its syntax tree without docstrings, so an edit of a comment or a docstring changes nothing
+    and an edit of a statement, anywhere in the closure, changes the hash."""
     digest = hashlib.sha256()
     for path in sorted(code_closure(module) - {_module_file(m) for m in RECORDING_ONLY}):
-        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + code_text(path).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_text(path: Path) -> str:
+    """A module's code as `ast.dump` of its tree without docstrings (comments the parser drops already):
+    every statement that is a bare string, a docstring or not, does nothing, so all of them go."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                            and isinstance(s.value.value, str))]
+            node.body = kept or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.dump(tree)
 
 
 def _module_file(name: str) -> Path | None:

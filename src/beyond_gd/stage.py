@@ -43,7 +43,7 @@ import yaml
 
 from beyond_gd import tracking
 from beyond_gd.config import as_dict, dvc_params, load, load_params, resolved
-from beyond_gd.errors import BeyondGDError, Interrupted
+from beyond_gd.errors import BeyondGDError, Interrupted, raise_interrupted
 from beyond_gd.provenance import workspace_root
 from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result, plain
 
@@ -263,8 +263,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-
-
-def raise_interrupted(signum: int, _frame: object) -> None:
-    """A SIGTERM handler: unwind like KeyboardInterrupt, so runs end KILLED and work folders go."""
-    raise Interrupted(signal.Signals(signum).name)

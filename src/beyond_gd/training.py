@@ -9,6 +9,7 @@ benchmarks/train_throughput.py for the measured difference).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,17 @@ from tqdm.auto import tqdm
 # Steps between checks for divergence and progress-bar updates: reading the
 # loss forces a device sync on GPUs, so it is not done every step.
 _CHECK_EVERY = 50
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Mini-batch steps in one epoch of `images` (the last batch may be smaller, as `train` draws them)."""
+    return math.ceil(images / batch_size)
+
+
+def step_budget(epochs: int, images: int, batch_size: int, max_steps: int | None = None) -> int:
+    """A run's steps: `epochs` epochs of `images` in batches of `batch_size`, cut at `max_steps` if set."""
+    steps = epochs * steps_per_epoch(images, batch_size)
+    return steps if max_steps is None else min(steps, max_steps)
 
 
 @dataclass

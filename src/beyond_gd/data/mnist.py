@@ -40,6 +40,9 @@ MD5: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 FILES = tuple(MD5)
+# Images in the training split (the test split holds 10,000): what a budget in epochs is counted over where
+# the split is not at hand (a study that hands its cells to jobs, which load the data).
+MNIST_TRAIN_IMAGES = 60_000
 # IDX magic numbers: 0x08 = unsigned byte, then the number of dimensions.
 _IDX_UBYTE = 0x08
 

@@ -12,7 +12,6 @@ notebook's settings.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ from beyond_gd.model import Net, build_model
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
 from beyond_gd.study import Inputs, Result, Series
-from beyond_gd.training import EpochEnd, TrainResult, evaluate, train
+from beyond_gd.training import EpochEnd, TrainResult, evaluate, step_budget, steps_per_epoch, train
 
 EVALUATED = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
@@ -81,8 +80,7 @@ def fit(c: BaselineConfig, model_cfg: ModelConfig, optimizer: OptimizerSpec, inp
     model = build_model(model_cfg).to(inputs.torch_device)
     init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     built = optimizer.build(model.parameters(), key=key)
-    steps_per_epoch = math.ceil(len(x_train) / c.batch_size)
-    budget = c.epochs * steps_per_epoch if c.max_steps is None else min(c.max_steps, c.epochs * steps_per_epoch)
+    budget = step_budget(c.epochs, len(x_train), c.batch_size, c.max_steps)
     rows: list[dict[str, float]] = []
     saved: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -102,7 +100,7 @@ def fit(c: BaselineConfig, model_cfg: ModelConfig, optimizer: OptimizerSpec, inp
     # A run cut short by divergence still gets a final evaluation.
     final = rows[-1] if rows and rows[-1]["step"] == res.steps else evaluated(res.epochs, res.steps)
     return Trained(model, init_state, res, pd.DataFrame(rows, columns=["epoch", "step", *EVALUATED]), final,
-                   steps_per_epoch, saved)
+                   steps_per_epoch(len(x_train), c.batch_size), saved)
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:

@@ -40,7 +40,8 @@ import pandas as pd
 import scipy.optimize
 import torch
 
-from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, EpochRow, cells_table, epochs_table
+from beyond_gd.cell_tables import best_lrs, cells_table, epochs_table
+from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, EpochRow
 from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.launch import LauncherConfig
@@ -48,9 +49,8 @@ from beyond_gd.model import build_model
 from beyond_gd.optim import second_order
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.runtime import seed_everything
-from beyond_gd.studies.optimizer_grid import best_lrs
 from beyond_gd.study import Inputs, Result
-from beyond_gd.training import evaluate
+from beyond_gd.training import evaluate, step_budget
 
 LABELS = ["optimizer", "seed"]
 # SciPy's non-linear CG in the tables' `optimizer` column.
@@ -89,14 +89,14 @@ class Config:
 def build_cells(cfg: Config, lrs: dict[str, float]) -> list[CellConfig]:
     """L-BFGS full-batch and each compared method at `lrs`, for every seed (L-BFGS dispatched first)."""
     c = cfg.lbfgs
-    steps_per_epoch = -(-c.train_images // c.batch_size)
+    first_order = step_budget(c.epochs, c.train_images, c.batch_size)
     runs = [(c.optimizer, cfg.optimizers[c.optimizer], c.train_images, c.steps)] + [
-        (name, cfg.optimizers[name].with_lr(lrs[name]), c.batch_size, c.epochs * steps_per_epoch) for name in c.compare]
+        (name, cfg.optimizers[name].with_lr(lrs[name]), c.batch_size, first_order) for name in c.compare]
+    # No target: the study compares losses at equal compute, not steps to a cost.
     return [CellConfig(id=f"{name}-s{seed}", seed=seed, optimizer=spec, model=cfg.model, init="torch_default",
                        train_images=c.train_images, batch_size=batch, max_steps=steps,
-                       divergence_loss=c.divergence_loss, evaluate=True, eval_batch_size=c.eval_batch_size,
+                       divergence_loss=c.divergence_loss, eval_batch_size=c.eval_batch_size,
                        eval_every=1 if name == c.optimizer else c.eval_every,
-                       target_loss=1.0, smoothing_window=1, cost="smoothed", stop_margin=None,
                        labels={"optimizer": name, "seed": seed, "batch_size": batch})
             for name, spec, batch, steps in runs for seed in c.seeds]
 

@@ -32,16 +32,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from beyond_gd.cells import PROBE_COLUMNS, CellConfig, CellOutput, seed_stats, steps_table
+from beyond_gd.cell_tables import STATS, best_lrs, seed_stats, steps_table
+from beyond_gd.cells import PROBE_COLUMNS, CellConfig, CellOutput
 from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
+from beyond_gd.data.mnist import MNIST_TRAIN_IMAGES
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.optim.registry import OptimizerSpec
-from beyond_gd.studies.optimizer_grid import MNIST_TRAIN_IMAGES, best_lrs
 from beyond_gd.study import Inputs, Result
+from beyond_gd.training import step_budget, steps_per_epoch
 
 LABELS = ["optimizer", "seed"]
-STATS = ("mean", "std", "min", "max")
 
 
 @dataclass
@@ -89,31 +90,35 @@ class Config:
                               "bias_correction: false (beyond_gd.optim.adam.Adam)")
 
 
-def build_cells(cfg: Config, lrs: dict[str, float], steps_per_epoch: int) -> list[CellConfig]:
+def build_cells(cfg: Config, lrs: dict[str, float]) -> list[CellConfig]:
     """The long runs (the first listed dispatched first) and the uncorrected runs, for every seed."""
     c = cfg.lr_adaptation
-    runs = [(n, cfg.optimizers[n].with_lr(lrs[n]), c.epochs * steps_per_epoch) for n in c.optimizers]
+    # Every cell trains on the whole training split: its epochs are of MNIST's training images.
+    steps = step_budget(c.epochs, MNIST_TRAIN_IMAGES, c.batch_size)
+    runs = [(n, cfg.optimizers[n].with_lr(lrs[n]), steps) for n in c.optimizers]
     runs.append((c.uncorrected, cfg.optimizers[c.uncorrected].with_lr(lrs[c.uncorrected]), c.early_steps))
+    # No target: the study reads the loss and the probes, not steps to a cost. The long runs are evaluated
+    # once, at the budget's end; the uncorrected ones never.
     return [CellConfig(id=f"{name}-s{seed}", seed=seed, optimizer=spec, model=cfg.model, init="torch_default",
-                       train_images=None, batch_size=c.batch_size, max_steps=steps,
-                       divergence_loss=c.divergence_loss, evaluate=name != c.uncorrected,
-                       eval_batch_size=c.eval_batch_size, eval_every=c.epochs, target_loss=0.1,
-                       smoothing_window=c.smoothing_window, cost="smoothed", stop_margin=None,
+                       train_images=None, batch_size=c.batch_size, max_steps=budget,
+                       divergence_loss=c.divergence_loss, eval_batch_size=c.eval_batch_size,
+                       eval_every=None if name == c.uncorrected else c.epochs,
+                       smoothing_window=c.smoothing_window,
                        probe_every=c.probe_every, probe_updates=c.probe_updates,
                        labels={"optimizer": name, "seed": seed})
-            for name, spec, steps in runs for seed in c.seeds]
+            for name, spec, budget in runs for seed in c.seeds]
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:
     c = cfg.lr_adaptation
     lrs = best_lrs(pd.read_csv(inputs.folder("optimizer_grid") / "summary.csv"), c.optimizers, "lr_adaptation")
     lrs[c.uncorrected] = lrs[c.corrected]
-    steps_per_epoch = -(-MNIST_TRAIN_IMAGES // c.batch_size)
-    outputs = inputs.run_cells(build_cells(cfg, lrs, steps_per_epoch))
+    per_epoch = steps_per_epoch(MNIST_TRAIN_IMAGES, c.batch_size)
+    outputs = inputs.run_cells(build_cells(cfg, lrs))
     probes = pd.concat([o.probes.assign(**{k: o.cell.labels[k] for k in LABELS}) for o in outputs],
                        ignore_index=True)[LABELS + PROBE_COLUMNS]
-    epoch_loss = epoch_losses(outputs, steps_per_epoch)
-    summary = summarize(outputs, probes, epoch_loss, c, lrs, steps_per_epoch)
+    epoch_loss = epoch_losses(outputs, per_epoch)
+    summary = summarize(outputs, probes, epoch_loss, c, lrs, per_epoch)
     rows = summary.set_index("optimizer")
     after = (c.probe_updates // c.probe_every + 1) * c.probe_every
     return Result(
@@ -124,7 +129,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
            "uncorrected_over_corrected_update": rows.loc[c.uncorrected, "update_norm_mean"]
            / rows.loc[c.corrected, "update_norm_mean"]},
         summary={"optimizers": c.optimizers, "corrected": c.corrected, "uncorrected": c.uncorrected,
-                 "epochs": c.epochs, "steps_per_epoch": steps_per_epoch, "early_steps": c.early_steps,
+                 "epochs": c.epochs, "steps_per_epoch": per_epoch, "early_steps": c.early_steps,
                  "probe_every": c.probe_every, "probe_updates": c.probe_updates, "seeds": len(c.seeds),
                  # The first probe after the first updates: where each lr's decay is measured from.
                  "lr_after_step": after,

@@ -43,7 +43,7 @@ from beyond_gd.model import build_model, fresh_init
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.studies.interpolate import InterpolateConfig
 from beyond_gd.study import Inputs, Result, Series
-from beyond_gd.training import evaluate, train
+from beyond_gd.training import evaluate, step_budget, train
 
 PATHS = ("linear", "aligned", "curve")
 SPLITS = ("train", "test")
@@ -115,9 +115,6 @@ class Config:
     model: ModelConfig
     runtime: RuntimeConfig
 
-    def check(self) -> None:
-        c = self.mode_connectivity
-
 
 def run(cfg: Config, inputs: Inputs) -> Result:
     c, device = cfg.mode_connectivity, inputs.torch_device
@@ -125,7 +122,6 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     x_test, y_test = load_tensors(inputs.folder("mnist"), train=False, device=device)
     data = {"train": fixed_subset(x_train, y_train, c.subset_size, c.subset_seed, "mode_connectivity.subset_size"),
             "test": (x_test, y_test)}
-    steps_per_epoch = math.ceil(len(x_train) / c.batch_size)
 
     # 1. The solutions: one recipe, one seed each.
     # Seconds are machine facts: MLflow and the printed lines only, so the same seed writes the same bytes.
@@ -137,8 +133,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         model.load_state_dict(inits[label])
         optimizer = cfg.optimizers[c.optimizer].build(model.parameters(), key=f"optimizers.{c.optimizer}")
         res = train(model, optimizer, x_train, y_train, batch_size=c.batch_size, seed=seed,
-                    max_steps=_budget(c.epochs, c.max_steps, steps_per_epoch), divergence_loss=c.divergence_loss,
-                    progress=inputs.progress, desc=f"mode_connectivity {label}")
+                    max_steps=step_budget(c.epochs, len(x_train), c.batch_size, c.max_steps),
+                    divergence_loss=c.divergence_loss, progress=inputs.progress, desc=f"mode_connectivity {label}")
         solutions[label] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seconds[label] = res.seconds
         row = {"solution": label, "seed": seed, "steps": res.steps, "epochs": res.epochs, "diverged": res.diverged,
@@ -182,7 +178,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         opt = spec.with_lr(spec.lr * c.curve.lr_factor).build(curve.theta.parameters(),
                                                               key=f"optimizers.{c.curve.optimizer}")
         res = train(curve, opt, x_train, y_train, batch_size=c.batch_size, seed=c.curve.seed + k,
-                    max_steps=_budget(c.curve.epochs, c.curve.max_steps, steps_per_epoch),
+                    max_steps=step_budget(c.curve.epochs, len(x_train), c.batch_size, c.curve.max_steps),
                     divergence_loss=c.divergence_loss, progress=inputs.progress, desc=f"curve {pair}")
         seconds[f"curve {pair}"] = res.seconds
         theta = {n: v.detach().clone() for n, v in curve.control().items()}
@@ -281,10 +277,6 @@ def _result(c: ModeConnectivityConfig, solutions: pd.DataFrame, paths: pd.DataFr
                f"{summary['over_and_over']['local_minima_max']} local minima in (0, 1), slope ratio at most "
                f"{summary['over_and_over']['slope_ratio_max']:.3g}"],
     )
-
-
-def _budget(epochs: int, max_steps: int | None, steps_per_epoch: int) -> int:
-    return epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
 
 
 def _finite(state: dict[str, torch.Tensor]) -> bool:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from beyond_gd.cells import (COSTS, EPOCH_COLUMNS, INITS, CellConfig, CellOutput, cells_table, epochs_table,
-                             seed_stats, steps_table)
+from beyond_gd.cell_tables import STATS, cells_table, epochs_table, seed_stats, steps_table
+from beyond_gd.cells import COSTS, EPOCH_COLUMNS, INITS, CellConfig, CellOutput
 from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
@@ -38,7 +38,6 @@ from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 
 LABELS = ["setup", "optimizer", "seed"]
-STATS = ("mean", "std", "min", "max")
 
 
 @dataclass
@@ -131,7 +130,9 @@ def build_cells(cfg: Config) -> list[CellConfig]:
                    model=ModelConfig(m.in_dim, m.hidden_dim, m.out_dim, setup.final_relu),
                    init=setup.init, train_images=setup.train_images, batch_size=setup.batch_size,
                    max_steps=setup.max_steps, divergence_loss=c.divergence_loss,
-                   evaluate=c.eval_batch_size is not None, eval_batch_size=c.eval_batch_size, eval_test=False,
+                   # Every epoch end where an eval batch size is given: the third crossing, the dead units.
+                   eval_every=None if c.eval_batch_size is None else 1, eval_batch_size=c.eval_batch_size,
+                   eval_test=False,
                    target_loss=c.target_loss, smoothing_window=c.smoothing_window,
                    cost=setup.cost, stop_margin=c.stop_margin,
                    labels={"setup": setup_name, "optimizer": opt, "seed": seed})

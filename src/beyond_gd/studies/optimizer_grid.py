@@ -32,21 +32,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, CellOutput, cells_table, epochs_table, steps_table
+from beyond_gd.cell_tables import STATS, cells_table, epochs_table, steps_table
+from beyond_gd.cells import EPOCH_COLUMNS, CellConfig, CellOutput
 from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
-from beyond_gd.errors import ConfigError, DataError
+from beyond_gd.data.mnist import MNIST_TRAIN_IMAGES
+from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
 from beyond_gd.measures import bootstrap_ranking, trailing_mean, tuned_scores
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
+from beyond_gd.training import step_budget
 
 LABELS = ["optimizer", "lr", "seed"]
 # What a ranking can be by, and whether lower is better.
 RANK_BY = {"train_loss": True, "test_loss": True, "test_accuracy": False, "final_loss": True, "steps_to_target": True}
 # Measures an averaging optimizer (ASGD) is scored by on its averaged weights (cells' average_* columns).
 AVERAGED = ("train_loss", "test_loss", "test_accuracy", "train_accuracy")
-MNIST_TRAIN_IMAGES = 60_000  # the budget in epochs is counted over the whole training split
-STATS = ("mean", "std", "min", "max")
 LONG_COLUMNS = ("long_train_loss_mean", "long_train_loss_std", "long_test_accuracy_mean", "long_test_accuracy_std",
                 "long_diverged", "long_rank")
 REPORTED = ("train_loss", "test_accuracy", "test_loss", "final_loss", "steps_to_target", "seconds_to_target",
@@ -73,7 +74,7 @@ class LongBudgetConfig:
 
 
 @dataclass
-class GridConfig:
+class OptimizerGridConfig:
     # optimizer (an entry of the `optimizers` section) -> its learning rates.
     # Cells are dispatched in this order.
     lrs: dict[str, list[float]] = optimizer_names(nonempty=True)
@@ -103,40 +104,25 @@ class GridConfig:
 
 @dataclass
 class Config:
-    optimizer_grid: GridConfig
+    optimizer_grid: OptimizerGridConfig
     optimizers: dict[str, OptimizerSpec]
     model: ModelConfig
     runtime: RuntimeConfig = entries("device")  # the cells' threads are the launcher's
     launcher: LauncherConfig
 
 
-def best_lrs(summary: pd.DataFrame, names: list[str], key: str) -> dict[str, float]:
-    """The best learning rates this grid found (its summary.csv), for the optimizers a later stage names at
-    `key`; a name with none is one line naming it."""
-    best = summary.set_index("optimizer")["best_lr"]
-    missing = [n for n in names if n not in best or pd.isna(best[n])]
-    if missing:
-        raise DataError(f"optimizer_grid/summary.csv: no best lr for {', '.join(missing)} (every lr diverged, or "
-                        f"not in the grid); {key} names optimizers of the grid")
-    return {n: float(best[n]) for n in names}
-
-
-def budget(epochs: int, max_steps: int | None, batch_size: int) -> int:
-    steps = epochs * math.ceil(MNIST_TRAIN_IMAGES / batch_size)
-    return min(steps, max_steps or steps)
-
-
 def build_cells(cfg: Config, lrs: dict[str, list[float]] | None = None, seeds: list[int] | None = None,
                 max_steps: int | None = None, prefix: str = "") -> list[CellConfig]:
     """The grid's cells; with the arguments, another budget's (the longer one at each best lr)."""
     c = cfg.optimizer_grid
-    steps = max_steps or budget(c.epochs, c.max_steps, c.batch_size)
+    # Every cell trains on the whole training split: its epochs are of MNIST's training images.
+    steps = max_steps or step_budget(c.epochs, MNIST_TRAIN_IMAGES, c.batch_size, c.max_steps)
     return [
         CellConfig(id=f"{prefix}{name}-lr{lr:g}-s{seed}", seed=seed, optimizer=cfg.optimizers[name].with_lr(lr),
                    model=cfg.model, init="torch_default", train_images=None, batch_size=c.batch_size,
-                   max_steps=steps, divergence_loss=c.divergence_loss, evaluate=True,
+                   max_steps=steps, divergence_loss=c.divergence_loss, eval_every=1,
                    eval_batch_size=c.eval_batch_size, target_loss=c.target_loss,
-                   smoothing_window=c.smoothing_window, cost="smoothed", stop_margin=None,
+                   smoothing_window=c.smoothing_window, cost="smoothed",
                    labels={"optimizer": name, "lr": lr, "seed": seed})
         for name, opt_lrs in (lrs or c.lrs).items() for lr in opt_lrs for seed in (seeds or c.seeds)
     ]
@@ -145,6 +131,8 @@ def build_cells(cfg: Config, lrs: dict[str, list[float]] | None = None, seeds: l
 def run(cfg: Config, inputs: Inputs) -> Result:
     c = cfg.optimizer_grid
     cells = build_cells(cfg)
+    steps = cells[0].max_steps  # the budget every cell of the grid shares
+    long_steps = step_budget(c.long_budget.epochs, MNIST_TRAIN_IMAGES, c.batch_size, c.long_budget.max_steps)
     outputs = inputs.run_cells(cells)
     table = cells_table(outputs)
     table["torch_name"] = [o.cell.optimizer.class_name for o in outputs]
@@ -152,8 +140,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     long_cells, long_outputs = [], []
     if c.long_budget.enabled:
         best = {r.optimizer: [r.best_lr] for r in ranking.itertuples() if pd.notna(r.best_lr)}
-        long_cells = build_cells(cfg, best, c.long_budget.seeds, prefix="long-",
-                                 max_steps=budget(c.long_budget.epochs, c.long_budget.max_steps, c.batch_size))
+        long_cells = build_cells(cfg, best, c.long_budget.seeds, prefix="long-", max_steps=long_steps)
         long_outputs = inputs.run_cells(long_cells)
         ranking = ranking.merge(long_summary(cells_table(long_outputs), c), on="optimizer", how="left")
     else:  # the same columns either way: the report says the longer budget did not run
@@ -162,12 +149,12 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     score = "score_mean"
     best_row, sgd = ranking.iloc[0], ranking[ranking.optimizer == "sgd"]
     summary = {"cells": len(cells), "diverged_cells": int(table["diverged"].sum()), "rank_by": c.rank_by,
-               "budget_steps": budget(c.epochs, c.max_steps, c.batch_size), "target_loss": c.target_loss,
+               "budget_steps": steps, "target_loss": c.target_loss,
                "smoothing_window": c.smoothing_window, "seeds": len(c.seeds), "lrs_per_optimizer": {k: len(v) for k, v in c.lrs.items()},
                "equal_effort": len({len(v) for v in c.lrs.values()}) == 1, "confidence": c.bootstrap.confidence,
                "excluded": dict(c.excluded), "tied_with_best": list(ranking.loc[ranking.tied_with_best, "optimizer"]),
                "long_budget": {"ran": c.long_budget.enabled, "epochs": c.long_budget.epochs,
-                               "steps": budget(c.long_budget.epochs, c.long_budget.max_steps, c.batch_size),
+                               "steps": long_steps,
                                "seeds": len(c.long_budget.seeds), "cells": len(long_cells),
                                "lr": "each optimizer's best lr of the one-budget grid"},
                "ranking": {r.optimizer: {k: getattr(r, k) for k in ("rank", "best_lr", score, "score_low",
@@ -192,7 +179,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     )
 
 
-def rank(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
+def rank(table: pd.DataFrame, c: OptimizerGridConfig) -> pd.DataFrame:
     """Per optimizer, the lr with the best mean score over seeds, the optimizers sorted by it, and the
     bootstrap intervals of each one's score and rank.
 
@@ -257,7 +244,7 @@ def rank(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
     return ranking
 
 
-def long_summary(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
+def long_summary(table: pd.DataFrame, c: OptimizerGridConfig) -> pd.DataFrame:
     """Per optimizer, the longer budget's end: the ranked measure and test accuracy over its seeds, its rank."""
     cells = table.assign(**{m: pd.to_numeric(table[m]) for m in ("train_loss", "test_accuracy",
                                                                  "average_train_loss", "average_test_accuracy")})
@@ -273,7 +260,7 @@ def long_summary(table: pd.DataFrame, c: GridConfig) -> pd.DataFrame:
     return stats
 
 
-def curves(outputs: list[CellOutput], ranking: pd.DataFrame, c: GridConfig) -> dict[str, pd.DataFrame]:
+def curves(outputs: list[CellOutput], ranking: pd.DataFrame, c: OptimizerGridConfig) -> dict[str, pd.DataFrame]:
     """Per optimizer at its best lr: the smoothed cost, mean over seeds (empty if every lr diverged)."""
     found = {}
     for r in ranking.itertuples():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
-import pandas as pd
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log

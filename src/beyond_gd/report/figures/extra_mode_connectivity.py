@@ -120,7 +120,7 @@ def barrier_pairs(i: View) -> pd.DataFrame:
 def weight_matching_lowers(i: View, tol: float) -> Measured:
     b = barrier_pairs(i)
     lower, far = b["aligned"] < b["linear"], b["aligned"] <= tol * b["linear"]
-    return Measured(f"aligned / raw barrier per pair: " + ", ".join(
+    return Measured("aligned / raw barrier per pair: " + ", ".join(
         f"{pair} {a:.3f} / {r:.3f}" for pair, a, r in zip(b.index, b["aligned"], b["linear"], strict=True))
         + f"; lower on {int(lower.sum())} of {len(b)}, at most {tol:g} × raw on {int((lower & far).sum())}",
         graded(bool((lower & far).all()) and len(b) > 0, bool(lower.any())))
