@@ -748,7 +748,8 @@ def test_run_ids_link_to_the_mlflow_ui_and_kept_cells_name_their_runs(tmp_path: 
         ("r1", f"{ui}/#/experiments/{grid}/runs/r1"), ("r2", f"{ui}/#/experiments/{grid}/runs/r2"),
         ("fixture-lbfgs", f"{ui}/#/experiments/{ARTIFACTS.index('lbfgs') + 1}/runs/fixture-lbfgs")]
     figure = page.PageFigure("f", "F", "shows", "book", "measured", {"png": "figures/f.png"}, pieces)
-    table = pd.DataFrame([{"id": "c", "figure": "F", "book": "b", "measured": "m", "tolerance": "t", "verdict": "agrees"}])
+    table = pd.DataFrame([{"id": "c", "figure": "F", "book": "b", "measured": "m", "tolerance": "t",
+                           "verdict": "agrees"}])
     html_page = page.html_page([figure], table, {}, pd.DataFrame(), ui)
     markdown = page.markdown_page([figure], table, {}, pd.DataFrame(), ui)
     for link in links:

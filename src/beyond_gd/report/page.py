@@ -109,7 +109,8 @@ def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenanc
                   inputs: pd.DataFrame, mlflow_ui: str = "") -> str:
     lines = [f"# {TITLE}", "",
              "Drawn from the pipeline's cached artifacts by the `report` stage; the same content as "
-             f"[index.html](index.html). Verdicts are computed from the artifacts, never typed. {_runs_note(mlflow_ui)}",
+             "[index.html](index.html). Verdicts are computed from the artifacts, never typed. "
+             + _runs_note(mlflow_ui),
              ""]
     lines += [f"- [{f.title}](#{f.name})" + ("" if f.drawn else " (not drawn)") for f in figures] + [
         "- [Claims check](#claims-check)", "- [Provenance](#provenance)", ""]

@@ -50,7 +50,8 @@ def hessian_density(i: Inputs, p: FigureParams, s: Style) -> Drawn:
     fig.tight_layout()
     measured = (f"{m['starts']} starts × {m['lanczos_steps']} Lanczos steps per point on {m['subset_size']:,} "
                 f"training images ({m['parameters']:,} parameters, {m['classes']} classes). "
-                + "; ".join(f"{at(p_)}: λ_max {pt['lambda_max']:.3g}, {_outliers(pt)}, mass at zero {pt['zero_mass']:.3f}, "
+                + "; ".join(f"{at(p_)}: λ_max {pt['lambda_max']:.3g}, {_outliers(pt)}, "
+                            f"mass at zero {pt['zero_mass']:.3f}, "
                             f"negative mass {pt['negative_mass']:.4f}, trace {pt['trace']:.3g}"
                             for p_, pt in m["points"].items()) + ".")
     return Drawn(fig, measured)

@@ -105,7 +105,8 @@ def _measured(summary: pd.DataFrame, m: dict) -> str:
     tied = summary.loc[summary["tied_with_best"].astype(bool), "optimizer"].tolist()
     long = m["long_budget"]
     return (f"Ranked by {m['rank_by']} ({MEASURE_NAMES.get(m['rank_by'], m['rank_by'])} after "
-            f"{m['budget_steps']:,} steps; each optimizer at the best of its {lrs_searched(m['lrs_per_optimizer'], detail=True)}, "
+            f"{m['budget_steps']:,} steps; each optimizer at the best of its "
+            f"{lrs_searched(m['lrs_per_optimizer'], detail=True)}, "
             f"{plural(m['seeds'], 'seed')}), with {m['confidence']:.0%} "
             "bootstrap intervals of the score and the rank: "
             + "; ".join(f"#{r.rank} {r.optimizer} {r.score_mean:.3f} {interval(r.score_low, r.score_high)}, rank "
