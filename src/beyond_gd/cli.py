@@ -116,7 +116,9 @@ def serve_ui(host: str, port: int, browse: bool) -> None:
     """`mlflow ui` over the pipeline's store, its output in a log file; once it answers, the address of the
     runs table it opens on, last."""
     from beyond_gd.provenance import workspace_root
-    from beyond_gd.tracking import tracking_uri
+
+    with _quiet_mlflow():  # importing MLflow may warn of its own dependencies
+        from beyond_gd.tracking import tracking_uri
 
     mlflow = Path(sys.executable).with_name("mlflow")
     store = tracking_uri()
@@ -160,11 +162,11 @@ def landing_url(base: str) -> str:
     """The runs table `ui` opens on: the optimizer grid's (else the experiment whose runs carry the most
     metrics), its metric columns shown, in model-training mode (MLflow 3's UI otherwise opens every
     experiment in its GenAI view, traces, unless the browser remembers otherwise)."""
-    from mlflow.tracking import MlflowClient
-
-    from beyond_gd.tracking import EXPERIMENT_PREFIX, experiment_name, tracking_uri
-
     with _quiet_mlflow():
+        from mlflow.tracking import MlflowClient
+
+        from beyond_gd.tracking import EXPERIMENT_PREFIX, experiment_name, tracking_uri
+
         client = MlflowClient(tracking_uri=tracking_uri())
         stage, sort = LANDING
         exp = client.get_experiment_by_name(experiment_name(stage))
