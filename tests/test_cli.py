@@ -114,3 +114,18 @@ def test_the_ui_view_shows_the_metrics_most_runs_carry_sorted_by_the_score() -> 
     assert view == {"selectedColumns": ["metrics.`train_loss`", "metrics.`steps`", "metrics.`test_accuracy`"],
                     "orderByKey": "metrics.`train_loss`", "orderByAsc": True}
     assert "orderByKey" not in cli.runs_view([stage], sort="train_loss")  # no run has the score: no sort
+
+
+def test_exps_names_a_metric_by_the_shortest_part_of_its_files_path_that_tells_it_apart() -> None:
+    """Several metrics files (a stage's each): a metric is led by its stage's folder, not the whole path."""
+    def rev(rev: str, name: str, seed: int, error: float) -> dict:
+        return {"rev": rev, "name": name, "experiments": None, "data": {
+            "params": {"params.yaml": {"data": {"random_walk": {"seed": seed}}}},
+            "metrics": {"data/random_walk/metrics.json": {"data": {"std_error": error}},
+                        "reports/metrics.json": {"data": {"figures": 29}}}}}
+
+    base = rev("a" * 40, "main", 0, 0.001)
+    base["experiments"] = [{"name": "walk-seed-7", "revs": [rev("b" * 40, "walk-seed-7", 7, 0.002)]}]
+    rows = [line.split() for line in cli.experiments([base]).splitlines()[1:]]
+    assert rows == [["params"], ["random_walk.seed", "0", "7"],
+                    ["metrics"], ["random_walk.std_error", "0.001", "0.002"]]

@@ -265,16 +265,33 @@ def experiments(shown: list[dict[str, Any]], width: int = 120) -> str:
 
 
 def _values(rev: dict[str, Any]) -> dict[str, Any]:
-    """A commit's or an experiment's params and metrics, flattened: 'params:key.sub' and 'metrics:key' (the file
-    named too where a project has several); nothing for a failed one."""
+    """A commit's or an experiment's params and metrics, flattened: 'params:key.sub' and 'metrics:key', where a
+    project has several files of a kind each key led by its file's short name (`_short`); nothing for a
+    failed one."""
     data = rev.get("data") or {}
     out: dict[str, Any] = {}
     for kind in ("params", "metrics"):
         files = data.get(kind) or {}
+        names = _short([p for p in files if not (kind == "params" and p == "params.yaml")])
         for path, content in files.items():
-            prefix = f"{kind}:" + ("" if kind == "params" and path == "params.yaml" or len(files) == 1 else f"{path}:")
-            out |= {prefix + k: v for k, v in _flat(content.get("data") or {})}
+            lead = f"{names[path]}." if path in names and len(files) > 1 else ""
+            out |= {f"{kind}:{lead}{k}": v for k, v in _flat(content.get("data") or {})}
     return out
+
+
+def _short(paths: list[str]) -> dict[str, str]:
+    """Each path by the fewest of its last folders that tell it from the others, the file name dropped where
+    all share it: data/interpolate/metrics.json and reports/metrics.json read interpolate and reports."""
+    parts = {p: p.split("/") for p in paths}
+    if len(paths) > 1 and len({q[-1] for q in parts.values()}) == 1:
+        parts = {p: q[:-1] or q for p, q in parts.items()}
+    short = {}
+    for p, q in parts.items():
+        n = 1
+        while n < len(q) and sum("/".join(r[-n:]) == "/".join(q[-n:]) for r in parts.values()) > 1:
+            n += 1
+        short[p] = "/".join(q[-n:])
+    return short
 
 
 def _flat(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
