@@ -51,3 +51,26 @@ def test_the_product_points_to_no_file_outside_the_repository() -> None:
     found = [str(p.relative_to(REPO)) for p in files if p != REPO / "tests" / "test_docs.py"
              and outside.search(p.read_text())]
     assert not found, found
+
+
+def _table(heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after `heading` in the README, header and rule left out."""
+    after = README[README.index(heading):]
+    rows = []
+    for line in after.splitlines()[1:]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]
+
+
+def test_the_readmes_rerun_table_is_what_the_workflow_test_checks() -> None:
+    """Each row of "What re-runs": its edited key (the first in backticks) and the stages it names (the backticked
+    stage names of its second cell) are those of tests/test_workflows.py's EDITS, row by row, in order."""
+    from test_workflows import EDITS
+
+    stages = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    rows = [(re.findall(r"`([^`]+)`", key)[0], set(re.findall(r"`([^`]+)`", ran)) & stages)
+            for key, ran in _table("What re-runs")]
+    assert rows == [(key, expected) for key, _, expected in EDITS]

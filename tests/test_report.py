@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from PIL import Image
 
 from beyond_gd import cell_tables as T
 from beyond_gd import cells as C
+from beyond_gd import tracking
 from beyond_gd import measures
 from beyond_gd.cells import EPOCH_COLUMNS
 from beyond_gd.config import load
@@ -47,6 +48,7 @@ from beyond_gd.landscape.interpolation import alpha_grid, summarize_path
 from beyond_gd.report import build as report_build
 from beyond_gd.report import registry
 from beyond_gd.report.artifacts import Artifacts
+from beyond_gd.report.claims import check_claims
 from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.stage import execute, write
 from beyond_gd.stages.report import STAGE
@@ -83,7 +85,8 @@ def upstream_params() -> dict[str, Any]:
 def record(folder: Path, stage: str, **extra: Any) -> None:
     """The run record every stage writes beside its outputs (run.json)."""
     (folder / "run.json").write_text(json.dumps({"mlflow_run_id": f"fixture-{stage}",
-                                                 "mlflow_experiment": f"beyond-gd/{stage}", **extra}))
+                                                 "mlflow_experiment": f"beyond-gd/{stage}",
+                                                 "mlflow_experiment_id": str(ARTIFACTS.index(stage) + 1), **extra}))
 
 
 def write_baseline(folder: Path) -> None:
@@ -314,13 +317,17 @@ def write_optimizer_grid(folder: Path, long_budget: bool = True) -> None:
     (folder / "summary.json").write_text(json.dumps({
         "cells": len(table), "diverged_cells": int(table["diverged"].sum()), "rank_by": cfg.rank_by,
         "budget_steps": 938, "target_loss": cfg.target_loss, "smoothing_window": cfg.smoothing_window,
-        "seeds": len(cfg.seeds), "lrs_per_optimizer": 5, "confidence": cfg.bootstrap.confidence,
+        "seeds": len(cfg.seeds), "lrs_per_optimizer": {k: len(v) for k, v in cfg.lrs.items()},
+        "confidence": cfg.bootstrap.confidence,
         "excluded": dict(cfg.excluded), "tied_with_best": list(ranking.loc[ranking["tied_with_best"], "optimizer"]),
         "long_budget": {"ran": long_budget, "epochs": lb.epochs, "steps": 938 * lb.epochs, "seeds": len(lb.seeds),
                         "cells": len(long_cells), "lr": "each optimizer's best lr of the one-budget grid"},
         "ranking": {r.optimizer: {"rank": r.rank, "best_lr": r.best_lr, "score_mean": r.score_mean}
                     for r in ranking.itertuples()}}, default=float))
-    record(folder, "optimizer_grid", cells=len(table) + len(long_cells))
+    # Grown by a fifth lr: its cells ran now, the rest were kept from two earlier runs.
+    kept = len(table) - len(table) // 5
+    record(folder, "optimizer_grid", cells=len(table) + len(long_cells) - kept, cells_kept=kept,
+           cells_kept_in={"fixture-earlier-grid": kept - 9, "fixture-first-grid": 9})
 
 
 def write_lbfgs(folder: Path) -> None:
@@ -572,6 +579,7 @@ def built(upstream: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPa
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
         mp.chdir(work)
+        tracking.experiment_id("surfaces", "The toy studies.")  # as if the surfaces stage had run in this store
         execute(STAGE, stage_args(root / "data", root / "params.yaml", out))
         runs = mlflow.search_runs(experiment_names=["beyond-gd/report"])
         logged = {a.path for a in MlflowClient().list_artifacts(runs.loc[0, "run_id"])}
@@ -579,7 +587,10 @@ def built(upstream: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPa
         notes = {e.name: e.tags.get("mlflow.note.content", "") for e in client.search_experiments()}
     assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
     assert {"figures", "claims.csv", "index.html", "README.md", "metrics.json", "run.json"} <= logged
-    assert "Fig 6-1" in notes["beyond-gd/report"] or notes["beyond-gd/report"]
+    # The report's experiment says what the stage computes; an upstream stage's (one that had run here) gets
+    # the titles of the figures it feeds.
+    assert notes["beyond-gd/report"] == STAGE.computes
+    assert all(title in notes["beyond-gd/surfaces"] for title in report_build.figures_by_artifact()["surfaces"])
     return out
 
 
@@ -638,7 +649,11 @@ def test_pages_reference_only_files_that_exist(built: Path) -> None:
     markdown = re.findall(r"\]\(([^)\s]+)\)", (built / "README.md").read_text())
     files = [link for link in parser.links + markdown if not link.startswith("#")]
     assert any(link.endswith(".png") for link in files) and "claims.csv" in files
-    for link in files:
+    runs = [link for link in files if link.startswith(REPORT["mlflow_ui"] + "/")]
+    assert runs, "no run id links to the MLflow UI"
+    for link in runs:  # the UI's address of a run
+        assert re.fullmatch(re.escape(REPORT["mlflow_ui"]) + r"/#/experiments/\d+/runs/[\w-]+", link), link
+    for link in (link for link in files if link not in runs):
         assert "://" not in link and not link.startswith("/"), f"not a relative link: {link}"
         assert (built / link).is_file(), f"links to a missing file: {link}"
     for spec in FIGURES:  # every figure is on both pages
@@ -708,6 +723,125 @@ def test_without_the_longer_budget_its_figure_is_listed_not_drawn(built_without_
     assert verdicts["little_consensus_on_the_best"] == registry.AGREES
 
 
+def test_run_ids_link_to_the_mlflow_ui_and_kept_cells_name_their_runs(tmp_path: Path) -> None:
+    """`mlflow_runs`: each run id a link to its page in the UI (<ui>/#/experiments/<id>/runs/<run id>); a
+    stage of training cells says how many it ran and kept, and under which runs the kept ones were recorded
+    (some of them before cells said so); both pages render the links, a record without its experiment's id
+    stays plain text."""
+    from beyond_gd.report import page
+    from beyond_gd.report.artifacts import Need
+
+    for stage, extra in (("optimizer_grid", {"cells": 0, "cells_kept": 225, "cells_kept_in": {"r1": 200, "r2": 5}}),
+                         ("lbfgs", {"cells": 1, "cells_kept": 0}), ("baseline", {})):
+        (tmp_path / stage).mkdir()
+        record(tmp_path / stage, stage, **extra)
+    (tmp_path / "baseline" / "run.json").write_text(json.dumps({"mlflow_run_id": "b", "mlflow_experiment": "x"}))
+    artifacts = Artifacts({n: tmp_path / n for n in ("optimizer_grid", "lbfgs", "baseline")})
+    ui, grid = "http://127.0.0.1:5000", ARTIFACTS.index("optimizer_grid") + 1
+    pieces = report_build.mlflow_runs(artifacts, (Need("optimizer_grid", "x"), Need("lbfgs", "x"),
+                                                  Need("baseline", "x")), ui)
+    assert page.plain(pieces) == (
+        "beyond-gd/optimizer_grid run fixture-optimizer_grid, which ran no cell: 225 cells kept from earlier runs "
+        "(200 recorded under run r1, 5 recorded under run r2, 20 whose run is not recorded); "
+        "beyond-gd/lbfgs run fixture-lbfgs with its 1 nested cell run; x run b")
+    links = [p for p in pieces if isinstance(p, page.Link) and p.url]
+    assert [(link.text, link.url) for link in links] == [
+        ("fixture-optimizer_grid", f"{ui}/#/experiments/{grid}/runs/fixture-optimizer_grid"),
+        ("r1", f"{ui}/#/experiments/{grid}/runs/r1"), ("r2", f"{ui}/#/experiments/{grid}/runs/r2"),
+        ("fixture-lbfgs", f"{ui}/#/experiments/{ARTIFACTS.index('lbfgs') + 1}/runs/fixture-lbfgs")]
+    figure = page.PageFigure("f", "F", "shows", "book", "measured", {"png": "figures/f.png"}, pieces)
+    table = pd.DataFrame([{"id": "c", "figure": "F", "book": "b", "measured": "m", "tolerance": "t",
+                           "verdict": "agrees"}])
+    html_page = page.html_page([figure], table, {}, pd.DataFrame(), ui)
+    markdown = page.markdown_page([figure], table, {}, pd.DataFrame(), ui)
+    for link in links:
+        assert f'<a href="{link.url}">{link.text}</a>' in html_page and f"[{link.text}]({link.url})" in markdown
+    assert "x run b" in html_page and f"MLflow UI at {ui}" in markdown
+    # Without a UI address, no links at all.
+    assert not any(isinstance(p, page.Link) and p.url for p in report_build.mlflow_runs(
+        artifacts, (Need("optimizer_grid", "x"),)))
+
+
+# What a reader should never meet in a figure, a caption or a table: a Python repr (a dict, a list, a numpy
+# scalar, None or nan where a number belongs).
+REPR = re.compile(r"\{'|\['|np\.(?:float|int)\d*\(|\bNone\b|\bnan\b")
+# A count of one with a plural noun ("1 outliers"); the words ending in s that are no plurals aside.
+ONE_PLURAL = re.compile(r"(?<![\d.,\-−⁻×^])(?<![−+×] )\b1 ([A-Za-z-]+s)\b")
+NOT_PLURAL = {"is", "was", "has", "as", "its", "this", "does", "thus", "plus", "less", "across"}
+
+
+def reader_problems(where: str, text: str) -> list[str]:
+    """`text`'s Python reprs and "1 <plural>"s, each as 'where: the offending words'."""
+    found = [m.group(0) for m in REPR.finditer(text)]
+    found += [m.group(0) for m in ONE_PLURAL.finditer(text) if m.group(1).lower() not in NOT_PLURAL]
+    return [f"{where}: {word!r} in {text[:160]!r}" for word in found]
+
+
+def drawn_texts(figure: Any) -> list[str]:
+    """Every text matplotlib draws on `figure` (titles, labels, tick labels, legends, annotations)."""
+    from matplotlib.text import Text
+
+    figure.canvas.draw()  # tick labels exist once drawn
+    return [t.get_text() for t in figure.findobj(Text) if t.get_visible() and t.get_text()]
+
+
+def sparse_log_axes(figure: Any) -> list[str]:
+    """The log axes of `figure` with fewer than two labelled ticks in view: a scale no value can be read from."""
+    sparse = []
+    for k, ax in enumerate(figure.axes):
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            if not ax.get_visible() or axis.get_scale() != "log" or not any(axis.get_ticklabels()):
+                continue
+            lo, hi = sorted(axis.get_view_interval())
+            shown = {float(tick.get_loc()) for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]
+                     if lo <= tick.get_loc() <= hi and any(label.get_visible() and label.get_text()
+                                                           for label in (tick.label1, tick.label2))}
+            if len(shown) < 2:
+                sparse.append(f"axes {k} {ax.get_title()!r}, {name}: labelled at {sorted(shown)} of [{lo:g}, {hi:g}]")
+    return sparse
+
+
+@pytest.mark.slow
+def test_no_python_repr_or_one_plural_in_any_figure_caption_or_claim(upstream: tuple[Path, dict[str, Any]]) -> None:
+    """Every figure drawn from the fixture artifacts in this process (the texts on it, its title, caption,
+    measured text, table and runs) and every claim's measured text read as prose: no Python repr, no "1 outliers",
+    and every log axis labelled at two ticks at least."""
+    import matplotlib.pyplot as plt
+
+    from beyond_gd.report import page
+    from beyond_gd.report.style import apply
+
+    root, params = upstream
+    cfg = load(params, report_study.Config).report
+    artifacts = Artifacts({n: root / "data" / n for n in ARTIFACTS})
+    apply(cfg.style)
+    problems: list[str] = []
+    for spec in FIGURES:
+        drawn = spec.draw(artifacts.view(spec.needs), cfg.figures, cfg.style)
+        texts = {"title": spec.title, "shows": spec.shows, "book": spec.book, "measured": drawn.measured,
+                 "MLflow runs": page.plain(report_build.mlflow_runs(artifacts, spec.needs, cfg.mlflow_ui))}
+        if drawn.table is not None:
+            texts["table"] = drawn.table.to_csv(index=False)
+        if drawn.figure is not None:
+            texts |= {f"on the figure ({k})": t for k, t in enumerate(drawn_texts(drawn.figure))}
+            problems += [f"{spec.name}: {axis}" for axis in sparse_log_axes(drawn.figure)]
+            plt.close(drawn.figure)
+        problems += [p for where, text in texts.items() for p in reader_problems(f"{spec.name} {where}", text)]
+    table = check_claims(CLAIMS, artifacts.view, cfg.claims)
+    problems += [p for row in table.itertuples() for p in reader_problems(f"claim {row.id}", row.measured)]
+    assert not problems, "\n".join(problems)
+
+
+def test_reader_problems_catch_reprs_and_one_plural() -> None:
+    """The check above fails on what it is for, and passes prose."""
+    for bad in ("{'sgd': 5} lrs", "lrs ['a', 'b']", "np.float64(0.5) nats", "lr None", "init: 1 outliers",
+                "a loss of nan"):
+        assert reader_problems("t", bad), bad
+    for fine in ("5 lrs × 5 seeds", "1 outlier", "class 1 is", "0.1 seeds", "after epoch 1", "10 runs, 21 points",
+                 "about C − 1 outliers"):
+        assert not reader_problems("t", fine), fine
+
+
 @pytest.mark.slow
 def test_report_imports_no_training_code() -> None:
     code = ("import sys, beyond_gd.stages.report; "
@@ -734,6 +868,7 @@ BAD = [
     (("claims", "cg_n_steps"), -1, "report.claims.cg_n_steps: must be >= 0"),
     (("claims", "no_such_claim"), 0.1, "report.claims.no_such_claim: unknown claim"),
     (("figurez",), {}, "report.figurez: unknown key"),
+    (("mlflow_ui",), "127.0.0.1:5000", "report.mlflow_ui: must be an http(s) address"),
 ]
 
 

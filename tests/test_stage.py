@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from beyond_gd import tracking
 from beyond_gd.pipeline import declared
-from beyond_gd.stage import Stage, execute, undeclared, write
+from beyond_gd.stage import UNDER_DVC, Stage, execute, main, undeclared, write
 from beyond_gd.study import Inputs, Result
 from beyond_gd.studies import random_walk
 from conftest import composed, write_params
@@ -54,6 +54,30 @@ def test_bad_params_are_one_line_exit_2_and_no_run(stage: str, tmp_path: Path) -
     assert len(lines) == 1 and lines[0].startswith(f"error: {stage}.no_such_key: unknown key (allowed: "), done.stderr
     assert not out.exists()
     assert runs(stage) == []  # validation comes before any MLflow run
+
+
+def test_under_dvc_the_error_says_that_dvc_checkout_restores_the_outputs(tmp_path: Path) -> None:
+    """DVC removes a stage's outputs before running it (DVC_STAGE is set then): the one line says how to get
+    them back."""
+    params = copy.deepcopy(composed())
+    params["baseline"]["batch_size"] = -1
+    done = subprocess.run([sys.executable, "-m", "beyond_gd.stages.baseline", "--params",
+                           str(write_params(tmp_path / "params.yaml", params)), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env={**os.environ, "DVC_STAGE": "baseline"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: baseline.batch_size: must be > 0, got -1 (DVC removed this stage's outputs before running it: "
+        "`dvc checkout` restores them)"], done.stderr
+
+
+def test_under_dvc_an_unexpected_error_keeps_its_traceback_and_gets_the_same_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = Stage("random_walk", random_walk.Config, failing, "A walk that breaks.",
+                   outputs=STAGES["random_walk"].outputs)
+    monkeypatch.setenv("DVC_STAGE", "random_walk")
+    with pytest.raises(RuntimeError, match="the study broke") as err:
+        main(broken, ["--params", str(small_walk(tmp_path)), "--out", str(tmp_path / "out")])
+    assert err.value.__notes__ == [UNDER_DVC]
 
 
 def test_outputs_tagged_run_and_same_bytes_on_the_same_seed(tmp_path: Path) -> None:

@@ -107,8 +107,10 @@ def test_reproduction_is_complete_and_then_cached(smoke: Path, tmp_path: Path) -
                 for m in st.get("metrics", [])]
     assert len(files) == len(declared), sorted(files)
     assert max(flat(d["data"]) for d in files.values()) <= 5, {path: flat(d["data"]) for path, d in files.items()}
-    user(f"dvc plots show -o {tmp_path / 'plots'}", smoke)
+    plots = user(f"dvc plots show -o {tmp_path / 'plots'}", smoke)
     assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
+    # Every declared plot loads (DVC warns "failed to load" for a plot whose file or columns are missing).
+    assert "failed to load" not in plots.stdout + plots.stderr, plots.stdout + plots.stderr
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -159,6 +161,7 @@ def test_each_edit_reruns_its_stage_and_what_depends_on_it(smoke: Path) -> None:
 
 def test_one_more_learning_rate_runs_only_its_cells(smoke: Path) -> None:
     """The grid keeps its finished cells (they persist in DVC's outputs): one more lr, one more cell run."""
+    previous = json.loads((smoke / "data" / "optimizer_grid" / "run.json").read_text())["mlflow_run_id"]
     try:
         # The longer budget off, so that only the new lr's cells are new (its best lr could move).
         done = user("dvc exp run -S profile=smoke -S optimizer_grid.lrs.sgd=[0.1,0.2] "
@@ -169,10 +172,18 @@ def test_one_more_learning_rate_runs_only_its_cells(smoke: Path) -> None:
         grid = yaml.safe_load((smoke / "params.yaml").read_text())["optimizer_grid"]
         seeds, cells = len(grid["seeds"]), sum(len(v) for v in grid["lrs"].values()) * len(grid["seeds"])
         assert record["cells"] == seeds and record["cells_kept"] == cells - seeds, record
+        # The kept cells were recorded under the smoke reproduction's grid run, which run.json names (where
+        # the cells' result.json say which run that was: `parent_run_id`).
+        named = any("parent_run_id" in json.loads(p.read_text())
+                    for p in (smoke / "data" / "optimizer_grid" / "cells").glob("*/result.json"))
+        assert record["cells_kept_in"] == ({previous: cells - seeds} if named else {}), record
     finally:
         restore(smoke)
 
 
+# What `make exps` runs (its one recipe line).
+MAKE_EXPS = re.search(r"^exps:.*\n\t(.+)$", (Path(__file__).resolve().parents[1] / "Makefile").read_text(),
+                      re.MULTILINE).group(1)
 QUEUED = {  # experiment name -> its overrides (on top of the smoke profile)
     # Values no earlier test ran: DVC restores a stage it has run before with the same deps and params
     # from its run cache, without running it (so without a new MLflow run).
@@ -210,11 +221,17 @@ def test_queued_experiments_side_by_side(smoke: Path, tmp_path: Path) -> None:
         assert data["walk-seed-7"]["params"]["params.yaml"]["data"]["random_walk"]["seed"] == 7
         for d in data.values():
             assert "test_accuracy" in d["metrics"]["data/baseline/metrics.json"]["data"]
-        # Side by side in a terminal: only what differs between them, code and data hashes dropped.
-        table = user("dvc exp show --csv --only-changed --drop ^(src|data)/", smoke).stdout.splitlines()
-        columns = table[0].split(",")
-        assert len(columns) < 40, columns
-        assert {"interpolate.alpha_step", "random_walk.seed", "report.style.dpi"} <= set(columns), columns
+        # Side by side in a 120-column terminal (`make exps`, the Makefile's own command): a line per param or
+        # metric that differs, each experiment a column.
+        table = run(MAKE_EXPS.split(), smoke, timeout_s=300, COLUMNS="120")
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 120, table.stdout
+        # The experiments head the columns, in blocks as many as fit.
+        names = {name for block in table.stdout.split("\n\n") for name in block.splitlines()[0].split()}
+        assert set(QUEUED) <= names, table.stdout
+        rows = {line.split()[0] for line in lines if line.startswith("  ")}
+        assert {"interpolate.alpha_step", "random_walk.seed", "report.style.dpi"} <= rows, table.stdout
 
         # Their MLflow runs are in the workspace's store, tagged with the experiment's name.
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke / 'mlflow.db'}")
@@ -269,17 +286,18 @@ def _free_port() -> int:
 @pytest.fixture
 def mlflow_server(smoke: Path) -> Iterator[tuple[str, str]]:
     """What `make ui` starts (`beyond-gd ui`) on a free localhost port over the clone's store: its base
-    address and the page it opens."""
+    address and the page it opens, printed as its only line (the server's output goes to its log)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "beyond-gd"), "ui", "--no-browser", "--port",
-                               str(port)], cwd=smoke, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               str(port)], cwd=smoke, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        # Printed once the server answers /health (the server's own output may come first).
-        line = next((ln for ln in server.stdout if ln.startswith("MLflow UI: ")), "")
-        assert line, "beyond-gd ui printed no address"
+        # Printed once the server answers /health, and nothing before it: no warning, no server log line.
+        line = server.stdout.readline()
+        assert line.startswith("MLflow UI: "), line
+        assert f"the server's log: {smoke / 'mlflow-ui.log'}" in line and (smoke / "mlflow-ui.log").is_file(), line
         yield base, line.split()[2]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -299,8 +317,19 @@ def test_mlflow_server_serves_the_stage_runs(smoke: Path, mlflow_server: tuple[s
     assert "Feeds the report's figures" in {t["key"]: t["value"] for t in next(
         e for e in experiments if e["name"] == "beyond-gd/interpolate")["tags"]}["mlflow.note.content"]
 
-    # `make ui` opens the baseline's runs table, in the UI's model-training view.
-    assert landing == f"{base}/#/experiments/{by_name['beyond-gd/baseline']}?workflowType=machine_learning"
+    # `make ui` opens the grid's runs table in the UI's model-training view, through a shared view (an
+    # experiment tag) that shows the metrics its cell runs carry, sorted by the score.
+    grid_id = by_name["beyond-gd/optimizer_grid"]
+    assert landing == (f"{base}/#/experiments/{grid_id}?viewStateShareKey=beyond-gd-runs"
+                       "&workflowType=machine_learning")
+    grid_tags = {t["key"]: t["value"] for t in mlflow_get(base, "experiments/get", experiment_id=grid_id)[
+        "experiment"]["tags"]}
+    view = json.loads(grid_tags["mlflow.sharedViewState.beyond-gd-runs"])
+    assert view["orderByKey"] == "metrics.`train_loss`" and view["selectedColumns"][0] == view["orderByKey"]
+    cell_runs = mlflow_post(base, "runs/search", {"experiment_ids": [grid_id], "max_results": 1000,
+                                                  "filter": "tags.cell LIKE '%'"})["runs"]
+    logged = {m["key"] for r in cell_runs for m in r["data"].get("metrics", [])}
+    assert {c.removeprefix("metrics.`").removesuffix("`") for c in view["selectedColumns"]} <= logged, view
 
     # The baseline: its params, the loss at every step, the device tags.
     runs = mlflow_post(base, "runs/search", {"experiment_ids": [by_name["beyond-gd/baseline"]],
@@ -341,9 +370,14 @@ def test_every_run_carries_its_provenance(smoke: Path) -> None:
                                                                                 tags["params_hash"])
     # The report names the runs each figure draws, and its provenance shows its own run's tags.
     page = (smoke / "reports" / "index.html").read_text()
+    ui = yaml.safe_load((smoke / "params.yaml").read_text())["report"]["mlflow_ui"]
     for stage, folder in FOLDER.items():
         if stage not in ("mnist", "report"):  # the report draws nothing from the MNIST files themselves
-            assert json.loads((smoke / folder / "run.json").read_text())["mlflow_run_id"] in page, stage
+            record = json.loads((smoke / folder / "run.json").read_text())
+            # Each run id a link to the run in the MLflow UI.
+            url = f"{ui}/#/experiments/{record['mlflow_experiment_id']}/runs/{record['mlflow_run_id']}"
+            assert f'<a href="{url}">{record["mlflow_run_id"]}</a>' in page, stage
+            assert client.get_run(record["mlflow_run_id"]).info.experiment_id == record["mlflow_experiment_id"], stage
     report_run = client.get_run(json.loads((smoke / "reports" / "run.json").read_text())["mlflow_run_id"])
     tags = report_run.data.tags
     assert tags["git_commit"] in page and tags["params_hash"] in page

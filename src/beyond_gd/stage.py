@@ -101,16 +101,27 @@ class Stage:
         return " ".join(self.doc.strip().split("\n\n")[0].split())
 
 
+# Said beside a failure under DVC (`dvc repro`, `dvc exp run`), which sets DVC_STAGE: DVC removes a stage's
+# outputs before running it, so a failed run leaves the workspace without them until they are checked out.
+UNDER_DVC = "DVC removed this stage's outputs before running it: `dvc checkout` restores them"
+
+
 def main(stage: Stage, argv: list[str] | None = None) -> None:
-    """The command line: a known error is one line on stderr and exit 2; a signal exits 128 + its number."""
+    """The command line: a known error is one line on stderr and exit 2; a signal exits 128 + its number.
+    Under DVC the line also says how to get the outputs DVC removed back."""
+    dvc = " (" + UNDER_DVC + ")" if "DVC_STAGE" in os.environ else ""
     try:
         execute(stage, argv)
     except BeyondGDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{dvc}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as exc:
-        print(f"{stage.name}: {exc}; no output written", file=sys.stderr)
+        print(f"{stage.name}: {exc}; no output written{dvc}", file=sys.stderr)
         sys.exit(128 + signal.Signals[exc.signal].value)
+    except Exception as exc:  # a bug: its traceback, then the same advice
+        if dvc:
+            exc.add_note(UNDER_DVC)
+        raise
 
 
 def parser(stage: Stage) -> argparse.ArgumentParser:
@@ -145,7 +156,7 @@ def execute(stage: Stage, argv: list[str] | None = None) -> Result:
         with tracking.recorded(experiment, stage.name, read, tracking.run_tags(stage.name, read, device)) as run:
             folders = {name: Path(getattr(args, name)) for name in stage.inputs}
             inputs = Inputs(device, folders, work, run_id=run.info.run_id, progress=not args.no_progress)
-            cells: dict[str, int] = {}
+            cells: dict[str, Any] = {}
             if stage.launch is not None:
                 context = RunContext(stage.name, tracking.tracking_uri(), experiment, run.info.run_id,
                                      cfg.runtime.device, str(inputs.folder("mnist").resolve()))
@@ -231,13 +242,20 @@ def _log(run_id: str, result: Result) -> None:
         tracking.mlflow.set_tags(result.tags)
 
 
-def _counted(run_cells: Callable[[list[Any]], list[Any]], tally: dict[str, int]) -> Callable[[list[Any]], list[Any]]:
-    """`run_cells`, counting in `tally` the cells run now (`cells`, each a nested MLflow run) and kept."""
+def _counted(run_cells: Callable[[list[Any]], list[Any]], tally: dict[str, Any]) -> Callable[[list[Any]], list[Any]]:
+    """`run_cells`, counting in `tally` the cells run now (`cells`, each a nested MLflow run) and kept
+    (`cells_kept`), and the stage runs the kept cells were recorded under (`cells_kept_in`: run id -> cells;
+    a cell's result.json names it as `parent_run_id`, absent from cells recorded before it did)."""
     def run(cells: list[Any]) -> list[Any]:
         outputs = run_cells(cells)
-        kept = sum(o.reused for o in outputs)
-        tally["cells"] = tally.get("cells", 0) + len(outputs) - kept
-        tally["cells_kept"] = tally.get("cells_kept", 0) + kept
+        kept = [o for o in outputs if o.reused]
+        tally["cells"] = tally.get("cells", 0) + len(outputs) - len(kept)
+        tally["cells_kept"] = tally.get("cells_kept", 0) + len(kept)
+        held = tally.setdefault("cells_kept_in", {})
+        for o in kept:
+            if parent := o.result.get("parent_run_id"):
+                held[parent] = held.get(parent, 0) + 1
+        tally["cells_kept_in"] = dict(sorted(held.items()))
         return outputs
 
     return run

@@ -127,9 +127,11 @@ def recorded(experiment: str, name: str, params: Mapping[str, Any], tags: Mappin
 
 
 def run_record(run: mlflow.ActiveRun, **extra: Any) -> dict[str, Any]:
-    """run.json: which MLflow run made a stage's outputs (the report names it under each figure)."""
+    """run.json: which MLflow run made a stage's outputs, in which experiment (the report names and links it
+    under each figure: the UI's address of a run holds the experiment's id)."""
     exp = mlflow.get_experiment(run.info.experiment_id)
-    return {"mlflow_run_id": run.info.run_id, "mlflow_experiment": exp.name, **extra}
+    return {"mlflow_run_id": run.info.run_id, "mlflow_experiment": exp.name,
+            "mlflow_experiment_id": run.info.experiment_id, **extra}
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

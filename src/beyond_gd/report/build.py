@@ -14,6 +14,7 @@ from beyond_gd.report.artifacts import Artifacts, Need
 from beyond_gd.report.claims import check_claims
 # The registries as the figures package fills them: every figure module imported, so every figure and claim.
 from beyond_gd.report.figures import CLAIMS, FIGURES
+from beyond_gd.report.grid import plural
 from beyond_gd.report.registry import FigureParams
 from beyond_gd.report.style import Style, apply, save
 from beyond_gd.study import RECORD
@@ -21,8 +22,9 @@ from beyond_gd.study import RECORD
 FIGURE_DIR = "figures"
 CLAIMS_CSV = "claims.csv"
 HTML, MARKDOWN = "index.html", "README.md"
-# Every upstream stage's run record: the MLflow run (and experiment) that made its artifacts, and how many
-# nested cell runs it has where it has them. The page names it under each figure.
+# Every upstream stage's run record: the MLflow run (and experiment) that made its artifacts, and where it has
+# them how many nested cell runs it ran and under which runs the cells it kept were recorded. The page names
+# and links them under each figure.
 RUN_RECORD = RECORD
 
 
@@ -33,19 +35,41 @@ def needs() -> list[Need]:
     return list(seen | dict.fromkeys(Need(n.artifact, RUN_RECORD) for n in seen))
 
 
-def mlflow_runs(artifacts: Artifacts, needs: tuple[Need, ...]) -> str:
-    """The MLflow runs whose artifacts a figure draws, named from each artifact's run record."""
-    named = []
+def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the MLflow UI served at `ui` (MLflow's own address scheme for a run)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_runs(artifacts: Artifacts, needs: tuple[Need, ...], ui: str = "") -> tuple[str | page.Link, ...]:
+    """The MLflow runs whose artifacts a figure draws, named from each artifact's run record, each id a link to
+    the run in the UI at `ui` (where a record names its experiment's id); for a stage of training cells, how
+    many it ran, how many it kept from earlier runs and the stage runs those were recorded under."""
+    def run(record: dict, run_id: str) -> page.Link:
+        experiment = record.get("mlflow_experiment_id")
+        return page.Link(run_id, run_url(ui, experiment, run_id) if ui and experiment else "")
+
+    named: list[str | page.Link] = []
     for artifact in dict.fromkeys(n.artifact for n in needs):
+        named += ["; "] if named else []
         record = artifacts.load(Need(artifact, RUN_RECORD))
         if "mlflow_run_id" not in record:
             named.append(f"{artifact}: no run recorded")
             continue
-        cells = f" with its {record['cells']} nested cell runs" if "cells" in record else ""
-        if record.get("cells_kept"):  # finished cells kept from earlier runs name their own runs
-            cells += f" ({record['cells_kept']} more cells kept from earlier runs)"
-        named.append(f"{record['mlflow_experiment']} run {record['mlflow_run_id']}{cells}")
-    return "; ".join(named)
+        named += [f"{record['mlflow_experiment']} run ", run(record, record["mlflow_run_id"])]
+        if "cells" not in record:
+            continue
+        ran, kept = record["cells"], record.get("cells_kept", 0)
+        named.append(f" with its {plural(ran, 'nested cell run')}" if ran else ", which ran no cell")
+        if not kept:
+            continue
+        named.append(f"{'; ' if ran else ': '}{plural(kept, 'cell')} kept from earlier runs (")
+        held = record.get("cells_kept_in", {})
+        for k, (parent, count) in enumerate(held.items()):
+            named += [", " if k else "", f"{count} recorded under run ", run(record, parent)]
+        if unnamed := kept - sum(held.values()):
+            named.append(f"{', ' if held else ''}{unnamed} whose run is not recorded")
+        named.append(")")
+    return tuple(named)
 
 
 def inputs() -> dict[str, tuple[str, ...]]:
@@ -102,17 +126,18 @@ class Drawing:
 
 
 def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: dict[str, float],
-          provenance: Mapping[str, str]) -> Built:
-    """Collect the drawn figures, check every claim, write claims.csv, index.html and README.md."""
+          provenance: Mapping[str, str], mlflow_ui: str = "") -> Built:
+    """Collect the drawn figures, check every claim, write claims.csv, index.html and README.md; the run ids
+    under each figure link to the MLflow UI at `mlflow_ui` (plain text without one)."""
     shown = [page.PageFigure(spec.name, spec.title, spec.shows, spec.book, measured, files,
-                             mlflow_runs(artifacts, spec.needs), table)
+                             mlflow_runs(artifacts, spec.needs, mlflow_ui), table)
              for spec, (measured, files, table) in zip(FIGURES, drawing.results(), strict=True)]
     claims = check_claims(CLAIMS, artifacts.view, tolerances)
     claims.to_csv(folder / CLAIMS_CSV, index=False)
     inputs = pd.DataFrame([{"artifact": n.artifact, "file": n.file, "sha256 (first 12)": artifacts.digest(n)}
                            for n in sorted(needs())])
-    (folder / HTML).write_text(page.html_page(shown, claims, provenance, inputs))
-    (folder / MARKDOWN).write_text(page.markdown_page(shown, claims, provenance, inputs))
+    (folder / HTML).write_text(page.html_page(shown, claims, provenance, inputs, mlflow_ui))
+    (folder / MARKDOWN).write_text(page.markdown_page(shown, claims, provenance, inputs, mlflow_ui))
     files = [Path(p) for f in shown for p in f.files.values()] + [Path(CLAIMS_CSV), Path(HTML), Path(MARKDOWN)]
     return Built([f for f in shown if f.drawn], [f for f in shown if not f.drawn], claims, files)
 

@@ -4,7 +4,7 @@ a cell, where an lr sits in its optimizer's search, how an interval reads."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -56,6 +56,16 @@ def lower_is_better(rank_by: str) -> bool:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def lrs_searched(sizes: Mapping[str, int] | int, detail: bool = False) -> str:
+    """How many lrs each optimizer searched (summary.json's `lrs_per_optimizer`, optimizer -> count): '5 lrs'
+    when all searched as many (the protocol), else '3 to 5 lrs', with `detail` each optimizer's count."""
+    counts = dict(sizes) if isinstance(sizes, Mapping) else {"": int(sizes)}
+    low, high = min(counts.values()), max(counts.values())
+    if low == high:
+        return plural(low, "lr")
+    return f"{low} to {high} lrs" + (" (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")" if detail else "")
 
 
 def ranked(summary: pd.DataFrame) -> pd.DataFrame:

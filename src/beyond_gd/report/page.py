@@ -1,14 +1,50 @@
-"""The report's pages: `index.html` (one file, inline CSS, relative links) and `README.md`, same content."""
+"""The report's pages: `index.html` (one file, inline CSS, relative links to its files; run ids link to the MLflow
+UI) and `README.md`, same content."""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
 TITLE = "Beyond Gradient Descent (Fundamentals of Deep Learning, ch. 6): the figures, measured"
+
+
+class Link(NamedTuple):
+    """Text that links to `url` on the pages (plain text where `url` is empty)."""
+
+    text: str
+    url: str = ""
+
+
+Pieces = tuple["str | Link", ...]  # a sentence, some of its words links
+
+
+def plain(pieces: Pieces) -> str:
+    """The sentence's text, its links as their text."""
+    return "".join(p.text if isinstance(p, Link) else p for p in pieces)
+
+
+def _html(pieces: Pieces) -> str:
+    e = html.escape
+    return "".join(f'<a href="{e(p.url)}">{e(p.text)}</a>' if isinstance(p, Link) and p.url else
+                   e(p.text if isinstance(p, Link) else p) for p in pieces)
+
+
+def _markdown(pieces: Pieces) -> str:
+    return "".join(f"[{p.text}]({p.url})" if isinstance(p, Link) and p.url else
+                   (p.text if isinstance(p, Link) else p) for p in pieces)
+
+
+def _runs_note(mlflow_ui: str) -> str:
+    """What the pages say of the MLflow runs named under each figure (`mlflow_ui`: where their links point)."""
+    where = (f"each run id links to the run in the MLflow UI at {mlflow_ui}, which `make ui` serves over this "
+             "checkout's store" if mlflow_ui else "`make ui` opens them")
+    return f"Under each figure, MLflow names the runs whose artifacts it draws ({where})."
 
 
 @dataclass(frozen=True)
@@ -19,7 +55,7 @@ class PageFigure:
     book: str
     measured: str
     files: Mapping[str, str]  # format -> path relative to the page
-    runs: str  # the MLflow runs whose artifacts it draws
+    runs: Pieces  # the MLflow runs whose artifacts it draws, their ids linked to the UI
     table: pd.DataFrame | None = None
 
     @property
@@ -34,7 +70,7 @@ class PageFigure:
 
 
 def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: Mapping[str, str],
-              inputs: pd.DataFrame) -> str:
+              inputs: pd.DataFrame, mlflow_ui: str = "") -> str:
     e = html.escape
     counts = claims["verdict"].value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("agrees", "partly", "differs"))
@@ -43,8 +79,9 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
     body = [f"<h1>{e(TITLE)}</h1>",
             "<p>Every figure is drawn from the pipeline's cached artifacts (no model is trained here); each "
             "caption says what the figure shows, what the book claims and what we measured. Verdicts in the "
-            "claims table are computed from the artifacts against the stated tolerance. Under each figure, "
-            "<b>MLflow</b> names the runs whose artifacts it draws (<code>make ui</code> opens them).</p>",
+            "claims table are computed from the artifacts against the stated tolerance. "
+            + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(_runs_note(mlflow_ui))) +
+            "</p>",
             f'<nav><ol>{toc}<li><a href="#claims">Claims check</a></li>'
             '<li><a href="#provenance">Provenance</a></li></ol></nav>']
     for f in figures:
@@ -56,7 +93,7 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
         body.append(
             f'<figure id="{e(f.name)}"><h2>{e(f.title)}</h2>{image}'
             f"<figcaption><p><b>Shows:</b> {e(f.shows)}</p><p><b>Book:</b> {e(f.book)}</p>"
-            f"{measured}<p class=files>{links + ' · ' if links else ''}MLflow: {e(f.runs)}</p>"
+            f"{measured}<p class=files>{links + ' · ' if links else ''}MLflow: {_html(f.runs)}</p>"
             f"</figcaption>{table}</figure>")
     body.append(f'<section id="claims"><h2>Claims check ({e(summary)})</h2>'
                 '<p>Also as <a href="claims.csv">claims.csv</a>.</p>' + _claims_table(claims) + "</section>")
@@ -69,11 +106,12 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
 
 
 def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: Mapping[str, str],
-                  inputs: pd.DataFrame) -> str:
+                  inputs: pd.DataFrame, mlflow_ui: str = "") -> str:
     lines = [f"# {TITLE}", "",
              "Drawn from the pipeline's cached artifacts by the `report` stage; the same content as "
-             "[index.html](index.html). Verdicts are computed from the artifacts, never typed. Under each "
-             "figure, MLflow names the runs whose artifacts it draws (`make ui` opens them).", ""]
+             "[index.html](index.html). Verdicts are computed from the artifacts, never typed. "
+             + _runs_note(mlflow_ui),
+             ""]
     lines += [f"- [{f.title}](#{f.name})" + ("" if f.drawn else " (not drawn)") for f in figures] + [
         "- [Claims check](#claims-check)", "- [Provenance](#provenance)", ""]
     for f in figures:
@@ -82,7 +120,7 @@ def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenanc
                            (f"**Not drawn:** {f.measured}", None))
         lines += [f'<a id="{f.name}"></a>', "", f"## {f.title}", "", image, "", f"**Shows:** {f.shows}", "",
                   f"**Book:** {f.book}", "", *([measured, ""] if measured else []),
-                  (f"Files: {links}. " if links else "") + f"MLflow: {f.runs}", ""]
+                  (f"Files: {links}. " if links else "") + f"MLflow: {_markdown(f.runs)}", ""]
         if f.table is not None:
             lines += [_md_table(f.table), ""]
     lines += ["## Claims check", "", "Also as [claims.csv](claims.csv).", "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import re
 from dataclasses import dataclass
 
 from beyond_gd import provenance
@@ -27,7 +28,12 @@ from beyond_gd.report.registry import VERDICTS, FigureParams
 from beyond_gd.report.style import Style, check_names
 from beyond_gd.study import Inputs, Result
 
-LIBRARIES = ("numpy", "pandas", "matplotlib", "seaborn", "torch", "mlflow", "dvc", "hydra-core")
+# The installed versions the provenance names (make setup installs them from requirements.lock): the
+# packages that compute the results (torch trains and differentiates, torchvision reads MNIST, numpy and scipy
+# do the toy studies' and the statistics' maths, pandas the tables, matplotlib and seaborn draw), then the
+# tools that run and record them.
+LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "hydra-core", "omegaconf",
+             "dvc", "mlflow")
 
 
 @dataclass
@@ -36,8 +42,13 @@ class ReportConfig:
     figures: FigureParams = required()
     # One tolerance per registered claim, by claim id.
     claims: dict[str, float] = required()
+    # The MLflow UI's address (what `beyond-gd ui` serves): the page links every run id to the run there.
+    mlflow_ui: str = required(nonempty=True)
 
     def check(self) -> None:
+        if not re.fullmatch(r"https?://[^\s/#?]+(/[^\s#?]*)?", self.mlflow_ui):
+            raise ConfigError(f"mlflow_ui: must be an http(s) address such as http://127.0.0.1:5000, got "
+                              f"{self.mlflow_ui!r}")
         if problem := check_names(self.style):
             raise ConfigError(f"style.{problem}")
         known = [c.id for c in CLAIMS]
@@ -66,7 +77,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     # Figures are drawn in worker processes (saving PNG and SVG is most of the time); the files do not
     # depend on how many.
     with report.Drawing(inputs.workdir, artifacts, c.style, c.figures, os.cpu_count() or 1) as drawing:
-        built = report.build(inputs.workdir, drawing, artifacts, c.claims, _provenance(cfg, inputs.run_id))
+        built = report.build(inputs.workdir, drawing, artifacts, c.claims, _provenance(cfg, inputs.run_id),
+                             c.mlflow_ui)
     counts = {v: int((built.claims["verdict"] == v).sum()) for v in VERDICTS}
     return Result(
         metrics={"figures": len(built.figures), "claims": len(built.claims), **counts},

@@ -8,6 +8,7 @@ import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.claims import graded
+from beyond_gd.report.grid import plural
 from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
@@ -42,14 +43,15 @@ def hessian_density(i: View, p: FigureParams, s: Style) -> Drawn:
             ax.axvline(pt["bulk_edge"], color="0.4", ls="--", lw=0.8)
         ax.axvline(0, color="0.6", lw=0.6)
         ax.set_ylim(FLOOR, None)
-        ax.set(xlabel="eigenvalue of H", ylabel="density", title=f"{point}: {pt['outliers']} outliers, negative "
-                                                                 f"mass {pt['negative_mass']:.3f}")
+        ax.set(xlabel="eigenvalue of H", ylabel="density",
+               title=f"{at(point)}: {plural(pt['outliers'], 'outlier')}, negative mass {pt['negative_mass']:.3f}")
     for ax in axes.flat[len(order):]:
         ax.set_visible(False)
     fig.tight_layout()
     measured = (f"{m['starts']} starts × {m['lanczos_steps']} Lanczos steps per point on {m['subset_size']:,} "
                 f"training images ({m['parameters']:,} parameters, {m['classes']} classes). "
-                + "; ".join(f"{p_}: λ_max {pt['lambda_max']:.3g}, {_outliers(pt)}, mass at zero {pt['zero_mass']:.3f}, "
+                + "; ".join(f"{at(p_)}: λ_max {pt['lambda_max']:.3g}, {_outliers(pt)}, "
+                            f"mass at zero {pt['zero_mass']:.3f}, "
                             f"negative mass {pt['negative_mass']:.4f}, trace {pt['trace']:.3g}"
                             for p_, pt in m["points"].items()) + ".")
     return Drawn(fig, measured)
@@ -67,7 +69,7 @@ def outliers_near_classes(i: View, tol: float) -> Measured:
     last = m["order"][-1]
     pt, c = m["points"][last], m["classes"]
     n = pt["outliers"]
-    return Measured(f"at {last} (C = {c}): {_outliers(pt)}; top {', '.join(f'{v:.3g}' for v in pt['top'])}",
+    return Measured(f"{at(last)} (C = {c}): {_outliers(pt)}; top {', '.join(f'{v:.3g}' for v in pt['top'])}",
                     graded(c - 1 - tol <= n <= c + tol, n > 0 and c / 2 <= n <= 2 * c))
 
 
@@ -84,13 +86,20 @@ def negative_mass_shrinks(i: View, tol: float) -> Measured:
     first, last = m["order"][0], m["order"][-1]
     a, b = m["points"][first]["negative_mass"], m["points"][last]["negative_mass"]
     ratio = b / a if a > 0 else float("inf")
-    return Measured(f"negative mass {a:.4f} at {first}, {b:.4f} at {last} (×{ratio:.2f}); along the way "
-                    + ", ".join(f"{p_} {pt['negative_mass']:.4f}" for p_, pt in m["points"].items()),
+    return Measured(f"negative mass {a:.4f} {at(first)}, {b:.4f} {at(last)} (×{ratio:.2f}); along the way "
+                    + ", ".join(f"{at(p_)} {pt['negative_mass']:.4f}" for p_, pt in m["points"].items()),
                     graded(ratio <= tol, ratio < 1))
+
+
+def at(point: str) -> str:
+    """A point of the baseline's training as prose: the stage's ids are init, epoch_<n> and solution."""
+    if point.startswith("epoch_"):
+        return f"after epoch {point.removeprefix('epoch_')}"
+    return f"at the {point}"
 
 
 def _outliers(pt: dict) -> str:
     """A point's outliers as text; with fewer than two converged top values there is no gap to read."""
     if not pt["outliers"]:
         return "no gap measured (fewer than two converged top eigenvalues)"
-    return f"{pt['outliers']} outliers above {pt['bulk_edge']:.3g} (gap ×{pt['gap']:.2f})"
+    return f"{plural(pt['outliers'], 'outlier')} above {pt['bulk_edge']:.3g} (gap ×{pt['gap']:.2f})"

@@ -3,6 +3,8 @@ non-linear CG, per example-gradient and per second; what BFGS and L-BFGS would h
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -52,13 +54,10 @@ def lbfgs(i: View, p: FigureParams, s: Style) -> Drawn:
                 band(ax, mine, x, y, color[name], at="epoch", lw=2.2 if full else 1.6 if name == CG else 1.3,
                      marker="o" if full else None, ms=4, ls="-." if name == CG else linestyle(name), label=label)
         ax.set_xscale("log")
-        if x == "example_gradients":  # three decades and more
-            decades(ax.xaxis)
-        else:
-            plain_log(ax.xaxis)
+        _log_ticks(ax.xaxis)
         if y == "train_loss":
             ax.set_yscale("log")
-            decades(ax.yaxis)
+            _log_ticks(ax.yaxis)
         ax.set(xlabel=xlabel, ylabel=ylabel)
     ref = rows.loc[m["optimizer"]]
     for ax, x in zip(axes, ("example_gradients", "seconds", "example_gradients"), strict=True):
@@ -71,6 +70,27 @@ def lbfgs(i: View, p: FigureParams, s: Style) -> Drawn:
                frameon=False)
     fig.tight_layout(rect=(0, 0.09 * -(-len(names) // ncols), 1, 1))
     return Drawn(fig, _measured(summary, m), _table(summary, m["optimizer"]))
+
+
+def _log_ticks(axis: plt.Axes) -> None:
+    """Powers of ten alone on a log axis spanning three decades or more; below that also 2 and 5 times
+    them (one or two decades of example-gradients would show a single label), thousands as 20k, millions
+    as 1.5M."""
+    lo, hi = sorted(axis.get_view_interval())
+    if math.log10(hi / lo) >= 3:
+        decades(axis)
+        return
+    plain_log(axis)
+    if hi >= 1e4:
+        axis.set_major_formatter(plt.FuncFormatter(lambda v, _: _count(v)))
+        axis.set_minor_formatter(plt.FuncFormatter(lambda v, _: _count(v) if f"{v:.0e}"[0] in "25" else ""))
+
+
+def _count(v: float) -> str:
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:g}{unit}"
+    return f"{v:g}"
 
 
 def _end(ax: plt.Axes, rows: pd.DataFrame, x: str, y: str, color: object, label: str) -> None:
@@ -127,9 +147,9 @@ def _memory(m: dict) -> str:
 
 
 def _bytes(b: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if b >= size:
-            return f"{b / size:.3g} {unit}"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.3g} {unit}"
     return f"{b:.0f} B"
 
 

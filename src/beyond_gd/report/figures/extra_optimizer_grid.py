@@ -11,7 +11,7 @@ from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
 from beyond_gd.report.claims import graded, in_every
 from beyond_gd.report.grid import (MEASURE_NAMES, OG, band, cell_scores, colors, flag, interval, linestyle,
-                                   lower_is_better, number, plural, rank_interval, ranked, search)
+                                   lower_is_better, lrs_searched, number, plural, rank_interval, ranked, search)
 from beyond_gd.report.registry import AGREES, PARTLY, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
@@ -105,7 +105,8 @@ def _measured(summary: pd.DataFrame, m: dict) -> str:
     tied = summary.loc[summary["tied_with_best"].astype(bool), "optimizer"].tolist()
     long = m["long_budget"]
     return (f"Ranked by {m['rank_by']} ({MEASURE_NAMES.get(m['rank_by'], m['rank_by'])} after "
-            f"{m['budget_steps']:,} steps; each optimizer at the best of its {plural(m['lrs_per_optimizer'], 'lr')}, "
+            f"{m['budget_steps']:,} steps; each optimizer at the best of its "
+            f"{lrs_searched(m['lrs_per_optimizer'], detail=True)}, "
             f"{plural(m['seeds'], 'seed')}), with {m['confidence']:.0%} "
             "bootstrap intervals of the score and the rank: "
             + "; ".join(f"#{r.rank} {r.optimizer} {r.score_mean:.3f} {interval(r.score_low, r.score_high)}, rank "

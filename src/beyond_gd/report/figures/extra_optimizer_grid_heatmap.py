@@ -11,7 +11,8 @@ from matplotlib.colors import LogNorm
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.grid import MEASURE_NAMES, OG, cell_scores, position_label, positions, ranked, search
+from beyond_gd.report.grid import (MEASURE_NAMES, OG, cell_scores, lrs_searched, plural, position_label, positions,
+                                   ranked, search)
 from beyond_gd.report.registry import Drawn, FigureParams, figure
 from beyond_gd.report.style import Style, size
 
@@ -64,7 +65,8 @@ def optimizer_heatmap(i: View, p: FigureParams, s: Style) -> Drawn:
                                        lw=2.2))
     ax.set(xlabel="learning rate's place in the optimizer's own search (× its default)",
            ylabel="optimizer (rank order)",
-           title=f"{m['lrs_per_optimizer']} lrs × {seeds} seeds for every optimizer, {m['budget_steps']:,} steps each")
+           title=f"{lrs_searched(m['lrs_per_optimizer'])} × {plural(seeds, 'seed')} per optimizer, "
+                 f"{m['budget_steps']:,} steps each")
     ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return Drawn(fig, _measured(cells, summary, m))
@@ -73,7 +75,8 @@ def optimizer_heatmap(i: View, p: FigureParams, s: Style) -> Drawn:
 def _measured(cells: pd.DataFrame, summary: pd.DataFrame, m: dict) -> str:
     bad = cells[cells["diverged"].astype(bool)].groupby("optimizer", sort=False)["lr"].unique()
     edge = summary[summary["best_lr_at_edge"].astype(bool)]
-    return (f"Every optimizer searched {m['lrs_per_optimizer']} lrs with {m['seeds']} seeds each. "
+    return (f"Every optimizer searched {lrs_searched(m['lrs_per_optimizer'], detail=True)} with "
+            f"{plural(m['seeds'], 'seed')} each. "
             f"{m['diverged_cells']} of {m['cells']} cells (optimizer × lr × seed) diverged"
             + (": " + "; ".join(f"{opt} at lr {', '.join(f'{v:g}' for v in sorted(v))}" for opt, v in bad.items())
                if len(bad) else "")
