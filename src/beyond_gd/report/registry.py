@@ -80,18 +80,21 @@ class FigureSpec:
     shows: str  # what the figure shows
     book: str  # the book's claim it illustrates
     draw: Callable[[View, FigureParams, Style], Drawn]
+    # How it is computed beyond its stage's params (methods, papers, which keys drive what): the chapter
+    # map's text for it (docs/chapter-map.md, generated); paragraphs split by blank lines.
+    notes: str = ""
 
 
 FIGURES: list[FigureSpec] = []
 
 
-def figure(name: str, *, title: str, needs: tuple[Need, ...], shows: str, book: str) -> Callable:
+def figure(name: str, *, title: str, needs: tuple[Need, ...], shows: str, book: str, notes: str = "") -> Callable:
     """Register `draw` as the figure `name`; the page shows figures in registration order."""
 
     def register(draw: Callable[[View, FigureParams, Style], Drawn]) -> Callable:
         if any(f.name == name for f in FIGURES):
             raise ValueError(f"figure {name!r} registered twice")
-        FIGURES.append(FigureSpec(name, title, needs, shows, book, draw))
+        FIGURES.append(FigureSpec(name, title, needs, shows, book, draw, notes))
         return draw
 
     return register

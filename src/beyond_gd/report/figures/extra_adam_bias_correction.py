@@ -26,7 +26,11 @@ DISPLAY_WINDOW = 5
               "the size (L2 norm) of each of the first updates, mean over seeds (log scale). Right: the mini-batch "
               "loss over the early steps (a short trailing mean of every few steps, mean over seeds).",
         book="Adam's moment estimates are biased towards zero because both start as zero vectors; it corrects "
-             "them by 1 − β^i, which RMSProp does not, and that correction is why Adam has become popular.")
+             "them by 1 − β^i, which RMSProp does not, and that correction is why Adam has become popular.",
+        notes="Adam without the correction is `optimizers.adam_uncorrected` (`src/beyond_gd/optim/adam.py`: "
+              "torch's Adam update written out, with the two corrections' divisions as a switch), run at Adam's "
+              "lr for `lr_adaptation.early_steps` steps.\n\nThe size of each of the first "
+              "`lr_adaptation.probe_updates` updates, and the mini-batch loss over the early steps.")
 def adam_bias_correction(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, probes, summary, m = i.csv(LA, "steps.csv"), i.csv(LA, "probes.csv"), i.csv(LA, "summary.csv"), i.json(LA)
     names = [m["corrected"], m["uncorrected"], "rmsprop"]

@@ -32,7 +32,10 @@ FIRST_ORDER = ("The book lists averaged SGD beside L-BFGS among the second-order
               "the lr ASGD was ranked at (by its average). Bottom, only where the longer budget ran: both at the "
               "end of each epoch at that lr, mean over seeds with the lowest-to-highest band.",
         book="PyTorch supports L-BFGS and other methods, such as averaged stochastic gradient descent, for you to "
-             "try on your own.")
+             "try on your own.",
+        notes="Averaging starts at `optimizers.asgd.t0`.\n\nThe whole training set's loss and the test accuracy of "
+              "ASGD's iterate and of its averaged weights, at each lr of its search; per epoch too where the "
+              "longer budget ran.")
 def asgd_average(i: View, p: FigureParams, s: Style) -> Drawn:
     cells, long, summary, m = (i.csv(OG, "cells.csv"), i.csv(OG, "long.csv"), i.csv(OG, "summary.csv"),
                                i.json(OG))

@@ -33,7 +33,15 @@ GD_COLORS, SGD_COLORS = (0, 1, 5, 8, 9), (2, 4, 7, 6, 3)
         book="Not in the book, which treats a learning rate as fixed against a fixed curvature. Cohen et al. "
              "(2021): under full-batch GD the sharpness rises (progressive sharpening) until it reaches 2 / lr, "
              "the limit of stability on a quadratic, and then hovers just above it while the loss goes on "
-             "falling, non-monotonically; SGD's sharpness stays below 2 / lr.")
+             "falling, non-monotonically; SGD's sharpness stays below 2 / lr.",
+        notes="The sharpness is tracked by `src/beyond_gd/landscape/sharpness.py`: a power iteration on the "
+              "Hessian-vector products of `src/beyond_gd/landscape/hessian.py`, warm-started from the previous "
+              "evaluation's top vector.\n\nBeyond the book, which takes a learning rate against a fixed curvature: "
+              "from one fresh initialisation, gradient descent on a fixed subset of "
+              "`edge_of_stability.subset_size` training images at each of `edge_of_stability.gd_lrs`, and "
+              "mini-batch SGD on the same subset at `edge_of_stability.sgd_lrs`, each for "
+              "`edge_of_stability.steps` steps; every `edge_of_stability.eval_every` steps the subset's loss and "
+              "λ_max, the largest eigenvalue of its Hessian, against the quadratic stability limit 2 / lr.")
 def edge_of_stability(i: View, p: FigureParams, s: Style) -> Drawn:
     curves, runs, m = i.csv(EOS, "curves.csv"), i.csv(EOS, "runs.csv"), i.json(EOS)
     colors = run_colors(runs)

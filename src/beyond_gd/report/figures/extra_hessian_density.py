@@ -26,7 +26,12 @@ FLOOR = 1e-9
               "dashed: where the widest gap among them puts the bulk's edge.",
         book="The chapter asks whether the landscape's critical points and ill-conditioning trouble descent; it "
              "gives no spectrum. The literature since: a bulk near zero and about C − 1 outliers for C classes "
-             "(Sagun et al. 2017; Papyan 2019), a negative part that shrinks in training (Ghorbani et al. 2019).")
+             "(Sagun et al. 2017; Papyan 2019), a negative part that shrinks in training (Ghorbani et al. 2019).",
+        notes="Stochastic Lanczos quadrature (`src/beyond_gd/landscape/density.py`): at each point, "
+              "`hessian_density.starts` Lanczos runs from random starts; each run's Ritz values and weights are a"
+              " Gauss quadrature of the spectrum, their Gaussian-broadened mean a density. The outliers are the "
+              "converged top eigenvalues above the widest ratio gap among the largest "
+              "`hessian_density.candidates`; the negative mass is the quadrature's weight below zero.")
 def hessian_density(i: View, p: FigureParams, s: Style) -> Drawn:
     dens, top, m = i.csv(HD, "density.csv"), i.csv(HD, "top.csv"), i.json(HD)
     order = m["order"]

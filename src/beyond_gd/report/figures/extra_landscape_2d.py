@@ -34,7 +34,16 @@ RAYS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
         book="Beyond the book: Fig 6-3's line is one cut; Li et al. (2018) show that the filter-normalised 2-D "
              "slice around a well-trained minimum is convex-looking with the minimum at the centre, and that an "
              "optimizer's path lies almost entirely in a 2-D subspace (its top two PCA directions explain most "
-             "of its variance).")
+             "of its variance).",
+        notes="Li, Xu, Taylor, Studer & Goldstein (2018): the book's line from θ* is one cut; here the cut is a "
+              "plane. Left, θ* + a d1 + b d2 on a `landscape_2d.random_plane.resolution`² grid over [−1, 1]², "
+              "with d1 and d2 Gaussian and every unit's row of weights rescaled to that row's norm in θ* (biases "
+              "not moved), so that a = 1 moves each unit by its own size. Right, one panel per optimizer trained "
+              "from the baseline's init for `landscape_2d.trajectory.max_steps` steps: the plane through its "
+              "final iterate spanned by the top two singular vectors of its saved iterates minus the final one, "
+              "the path projected on it, and the share of the path's squared distance to the end that each "
+              "direction explains. Every grid point is the mean loss over the same `landscape_2d.subset_size` "
+              "training images.")
 def landscape_2d(i: View, p: FigureParams, s: Style) -> Drawn:
     rand, planes, paths, m = (i.csv(L2, "random_plane.csv"), i.csv(L2, "pca_planes.csv"), i.csv(L2, "paths.csv"),
                               i.json(L2))

@@ -36,7 +36,11 @@ PANELS = (("example_gradients", "train_loss", "example-gradients (evaluations ×
               "what the compute costs); middle: against seconds; right: test accuracy against example-gradients.",
         book="BFGS computes the inverse Hessian iteratively and uses it to optimize the parameters more "
              "efficiently; L-BFGS is its memory-efficient version. Second-order methods hold some promise but "
-             "remain unpopular among practitioners; PyTorch supports L-BFGS for you to try on your own.")
+             "remain unpopular among practitioners; PyTorch supports L-BFGS for you to try on your own.",
+        notes="L-BFGS with the whole training subset as its batch and a strong-Wolfe line search beside SGD, "
+              "momentum and Adam at their best lrs, for about equal example-gradients: the subset's loss against "
+              "example-gradients and against seconds, test accuracy against example-gradients, and each method's "
+              "loss at L-BFGS's compute and at its seconds.")
 def lbfgs(i: View, p: FigureParams, s: Style) -> Drawn:
     epochs, summary, m = i.csv(LB, "epochs.csv"), i.csv(LB, "summary.csv"), i.json(LB)
     names = list(summary["optimizer"])

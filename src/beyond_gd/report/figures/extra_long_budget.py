@@ -22,7 +22,11 @@ from beyond_gd.report.style import Style, size
               "optimizer's rank after one epoch (the grid's ranking) beside its rank at the end of the longer "
               "budget (by the mean training-set loss; a diverged run ranks last).",
         book="While it would be nice to know when to use which algorithm, there is little consensus among "
-             "professional practitioners.")
+             "professional practitioners.",
+        notes="Drawn only where the longer budget ran (`optimizer_grid.long_budget.enabled`: the thorough "
+              "profile); elsewhere the page lists it, not drawn, with the reason. Each optimizer's loss and test "
+              "accuracy per epoch at its best lr, and its rank after one epoch beside its rank after the longer "
+              "budget.")
 def long_budget(i: View, p: FigureParams, s: Style) -> Drawn:
     long, m = i.csv(OG, "long.csv"), i.json(OG)
     lb = m["long_budget"]

@@ -25,7 +25,12 @@ SUMMARY = Need(LA, "summary.csv")
               "(line, mean over seeds) and its quartiles (band), log axes.",
         book="AdaGrad scales each parameter's learning rate by the inverse square root of its accumulated squared "
              "gradients; empirically it tends to lower the learning rate too early, so it does not work well for "
-             "some deep models. RMSProp's exponentially weighted average of the squared gradients remedies that.")
+             "some deep models. RMSProp's exponentially weighted average of the squared gradients remedies that.",
+        notes="The effective learning rate is read from each optimizer's own state "
+              "(`src/beyond_gd/optim/probes.py`) through torch's step hooks.\n\nEach method on the whole training "
+              "set for `lr_adaptation.epochs` epochs at its best lr from the grid's one-epoch search: the mean "
+              "mini-batch loss over the last epoch of steps, and the median and quartiles over parameters of lr /"
+              " (δ + √r), every `lr_adaptation.probe_every` steps.")
 def lr_adaptation(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, probes, summary, m = i.csv(LA, "steps.csv"), i.csv(LA, "probes.csv"), i.csv(LA, "summary.csv"), i.json(LA)
     names = m["optimizers"]

@@ -35,7 +35,19 @@ SPLIT_NAMES = {"train": "training subset", "test": "test set"}
              "\"are local minima a problem?\"); many are equivalent copies of each other under the permutation "
              "symmetry of Fig 6-2. Beyond the book: minima from different seeds are then joined by paths of "
              "low loss, straight ones once the symmetry is undone (Entezari et al. 2022; Ainsworth et al. 2023), "
-             "curved ones without it (Garipov et al. 2018; Draxler et al. 2018).")
+             "curved ones without it (Garipov et al. 2018; Draxler et al. 2018).",
+        notes="It trains one solution per seed of `mode_connectivity.seeds` with one recipe (the book's SGD, "
+              "batch 64, `mode_connectivity.epochs`), then for every pair walks from A to B three ways: the "
+              "straight line, the line after B's hidden units are aligned to A's by weight matching (Ainsworth et"
+              " al. 2023, Algorithm 1: one linear assignment per hidden layer, by coordinate descent), and a "
+              "quadratic Bézier curve whose control point is trained by SGD with t drawn per mini-batch (Garipov "
+              "et al. 2018, started at the midpoint of A and B as trained). Each path's barrier is the largest "
+              "rise of the loss above the chord between its endpoints (Frankle et al. 2020). The chapter's link: "
+              "Fig 6-2's permutations make every solution one of (256!)² equivalent networks, and its claim that "
+              "most local minima are about as good as the global one.\n\nIt also redraws Fig 6-3 \"over and over\" "
+              "from each solution to its own init (`interpolation_path.csv`, `interpolation_summary.csv`, the "
+              "interpolate stage's columns plus `theta_opt`): the claim `interpolation_holds_over_and_over` "
+              "counts those lines beside the interpolate stage's.")
 def mode_connectivity(i: View, p: FigureParams, s: Style) -> Drawn:
     paths, barriers = i.csv(MC, "paths.csv"), i.csv(MC, "barriers.csv")
     solutions, matching = i.csv(MC, "solutions.csv"), i.csv(MC, "matching.csv")

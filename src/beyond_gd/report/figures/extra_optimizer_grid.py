@@ -32,7 +32,15 @@ TIED = "#fbeaa5"  # the rows tied with the best
               "'edge': the best lr is at an end of its search.",
         book="There is little consensus on which optimizer to use; the most popular are mini-batch gradient "
              "descent, with momentum, RMSProp, RMSProp with momentum, Adam and AdaDelta: try them on the "
-             "feed-forward network.")
+             "feed-forward network.",
+        notes="Every mini-batch optimizer of the chapter gets the same search (`optimizer_grid.lrs`: five lrs "
+              "half a decade apart around its default), the same seeds (`optimizer_grid.seeds`) and budget, and "
+              "is scored at its best lr by `optimizer_grid.rank_by` (the whole training set's loss; ASGD by its "
+              "averaged weights), with 95% bootstrap intervals of the score and the rank over seed resamples "
+              "(`optimizer_grid.bootstrap`); optimizers whose rank interval reaches 1 are tied with the best. The"
+              " table gives the search, the best lr (flagged at an edge of its search), the intervals, and the "
+              "longer budget's loss, accuracy and rank where it ran. L-BFGS is not in this grid "
+              "(`optimizer_grid.excluded`, with the reason the page gives).")
 def optimizer_grid(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, cells, m = i.csv(OG, "steps.csv"), i.csv(OG, "cells.csv"), i.json(OG)
     summary = ranked(i.csv(OG, "summary.csv"))

@@ -26,7 +26,10 @@ from beyond_gd.report.style import Style, size
               "its lr. Hatched grey: at least one seed diverged there (recorded, not crashed; never the best); "
               "boxed: the best lr.",
         book="Readers are urged to try the optimizers on the feed-forward network (the book gives no learning "
-             "rates beyond its examples).")
+             "rates beyond its examples).",
+        notes="Rows are optimizers in rank order, columns the place of an lr in that optimizer's own search "
+              "(default × 10^-1 … 10^1), so equal effort shows as equal rows; diverged cells are hatched, the "
+              "best lr boxed.")
 def optimizer_heatmap(i: View, p: FigureParams, s: Style) -> Drawn:
     cells, m = i.csv(OG, "cells.csv"), i.json(OG)
     summary = ranked(i.csv(OG, "summary.csv"))

@@ -62,7 +62,18 @@ def summary_row(summary: pd.DataFrame, label: str) -> pd.Series:
               "log scale; shaded: the window around α = 1 where the flat-region claims read it). The table "
               "lists each difference and what it changes, measured.",
         book="The figure shows the loss descending from a flat region around the random point (α = 1) to the SGD "
-             "solution (α = 0), with no local minimum in between (drawn from the companion notebook's run).")
+             "solution (α = 0), with no local minimum in between (drawn from the companion notebook's run).",
+        notes="The printed figure comes from the book's companion notebook, whose setup differs from the text's "
+              "code in four ways, each a key of the section: a ReLU on the logits (`final_relu`), SGD at lr 1e-4 "
+              "(`lr`, set on the `optimizers` entry the training names), α in steps of 0.01 (`path.alpha_step`) "
+              "and a fresh random network as θ_rand (`path.theta_rand`). Training goes through the baseline's own"
+              " run (`baseline.fit`), the lines through the interpolate study's (`interpolate.trace`), evaluated "
+              "on the training set in full (the thorough profile adds the test set and more random points).\n\nThe "
+              "same figure from the existing stages, no new code (everything downstream of `model` retrains): "
+              "`dvc exp run -S model.final_relu=true -S optimizers.sgd.lr=1.0e-4 -S interpolate.alpha_step=0.01 "
+              "-S 'interpolate.theta_rand=[fresh]' -S 'interpolate.fresh_seeds=[1]' -S "
+              "'interpolate.splits=[train]'` (`tests/test_interpolate_notebook.py` checks that these give this "
+              "section's values, and that the baseline so configured trains the same network bit for bit).")
 def notebook_interpolation(i: View, p: FigureParams, s: Style) -> Drawn:
     nb_path, nb_sum, nb = i.csv(NB, "path.csv"), i.csv(NB, "summary.csv"), i.json(NB)
     ip_path, ip_sum, base = i.csv(IP, "path.csv"), i.csv(IP, "summary.csv"), i.json(BL)

@@ -32,7 +32,14 @@ COST_NAMES = {"smoothed": "trailing mean", "epoch_last": "epoch's last mini-batc
               "target cost; large dots on it: each optimizer's mean steps to reach it (by the setup's cost); "
               "grey verticals: the book's 18,000 and 2,000 steps.",
         book="Reaching a cost of 0.1 takes almost 18,000 mini-batch steps without momentum and just over 2,000 "
-             "with it (a ratio of about 9).")
+             "with it (a ratio of about 9).",
+        notes="Every cell evaluates the whole training split at each epoch end "
+              "(`momentum_speedup.eval_batch_size`): the crossing is timed three ways (the trailing mean, the "
+              "epoch's last mini-batch, the training split's loss), and with the first edition's ReLU on the "
+              "logits the output units that are zero on every training image are counted, and the unit positive "
+              "on the smallest share of its own class's images is found. The page says how many seeds of each "
+              "optimizer reached the target and names each stalled run with its dead output units, or its weakest"
+              " one.")
 def momentum_curves(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, epochs = i.csv(MO, "steps.csv"), i.csv(MO, "epochs.csv")
     summary, m = i.csv(MO, "summary.csv"), i.json(MO)
