@@ -26,6 +26,13 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def report_reads() -> tuple[str, ...]:
+    """The stages whose folders the report reads: every stage but the raw data and the report itself."""
+    from beyond_gd.pipeline import declared
+
+    return tuple(name for name in declared() if name not in ("mnist", "report"))
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread for a module of tiny tensors (`pytestmark = pytest.mark.usefixtures("one_thread")`): on

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from beyond_gd.pipeline import declared
 from beyond_gd.report import build, figures
 from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.report.registry import FigureParams, FigureSpec
 from beyond_gd.report.style import Style, apply
+from conftest import report_reads
 from test_claims import BOOK, interpolate, notebook, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES = [name for name, value in vars(figures).items()
            if isinstance(value, ModuleType) and value.__name__ == f"{figures.__name__}.{name}"]
 CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
-# The report reads every study's folder: every stage but the raw data and the report itself.
-ARTIFACTS = set(declared()) - {"mnist", "report"}
+ARTIFACTS = set(report_reads())
 
 
 def module_of(obj: object) -> str:

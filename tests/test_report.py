@@ -58,15 +58,12 @@ from beyond_gd.studies import lr_adaptation as lr_adaptation_study
 from beyond_gd.studies import momentum_speedup, optimizer_grid, optimizer_toys, random_walk, surfaces, update_rules
 from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
-from conftest import REPO, composed, write_params
+from conftest import REPO, composed, report_reads, write_params
 from test_claims import hessian_density as hessian_density_picture
 from test_edge_of_stability import synthetic_curves
 
 REPORT: dict[str, Any] = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
-ARTIFACTS = ("baseline", "random_walk", "surfaces", "update_rules", "optimizer_toys", "interpolate",
-             "identifiability", "hessian", "momentum_speedup", "optimizer_grid", "lbfgs", "lr_adaptation",
-             "interpolate_notebook", "hessian_density", "edge_of_stability", "mode_connectivity",
-             "landscape_2d")
+ARTIFACTS = report_reads()
 
 
 def upstream_params() -> dict[str, Any]:
