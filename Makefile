@@ -50,7 +50,7 @@ test-fast: setup    ## the tests that take seconds (no real-data stages)
 params: setup       ## recompose params.yaml from conf/ (as `dvc exp run` does); OVERRIDES="profile=smoke"
 	python -m beyond_gd.compose $(OVERRIDES)
 
-pipeline: setup     ## rewrite dvc.yaml and docs/stages.md from the stage declarations (src/beyond_gd/stages/)
+pipeline: setup     ## rewrite dvc.yaml, docs/stages.md and the chapter map from the declarations and registries
 	python -m beyond_gd.pipeline
 
 bench: setup        ## training throughput: the one loop vs the book's DataLoader loop, and vs the matmul peak
