@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from beyond_gd.report import build, figures
+from beyond_gd.report.claims import VerdictRules
 from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.report.registry import FigureParams, FigureSpec
 from beyond_gd.report.style import Style, apply
@@ -100,7 +101,7 @@ def test_a_figure_whose_data_did_not_run_is_listed_not_drawn(tmp_path: Path, mon
     out = tmp_path / "out"
     out.mkdir()
     with build.Drawing(out, artifacts, style, FigureParams(**CONF["figures"])) as drawing:
-        built = build.build(out, drawing, artifacts, {}, {"git commit": "test"})
+        built = build.build(out, drawing, artifacts, {}, {}, VerdictRules(1, 0, 0.9, 1.0), {"git commit": "test"})
     assert [f.name for f in built.figures] == [shown.name]
     assert [f.name for f in built.not_drawn] == [absent.name]
     assert {p.stem for p in (out / "figures").iterdir()} == {shown.name}

@@ -26,6 +26,7 @@ from beyond_gd.config import load
 from beyond_gd.data import mnist
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import density as sd
+from beyond_gd.landscape import spectrum
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import identifiability as ident
 from beyond_gd.landscape.interpolation import affine_head, alpha_grid, mix, path_loss, sub_state, summarize_path
@@ -340,15 +341,15 @@ def test_the_density_integrates_to_1_and_matches_a_dense_eigendecomposition() ->
 
 
 def test_outliers_are_found_above_the_widest_gap_and_only_converged_values_count() -> None:
-    spectrum = np.r_[np.linspace(0.0, 1.0, 200), 10.0 + np.arange(9.0)]  # 9 outliers, 10 x the bulk's edge
-    (q,) = sd.slq(spectrum_hvp(spectrum), len(spectrum), 1, 40, torch.Generator().manual_seed(0),
+    eigenvalues = np.r_[np.linspace(0.0, 1.0, 200), 10.0 + np.arange(9.0)]  # 9 outliers, 10 x the bulk's edge
+    (q,) = sd.slq(spectrum_hvp(eigenvalues), len(eigenvalues), 1, 40, torch.Generator().manual_seed(0),
                   torch.device("cpu"))
     top = sd.converged_top(q, 20, 1e-6)
     np.testing.assert_allclose(top[:9], np.arange(18.0, 9.0, -1.0), atol=1e-8)
     assert len(top) < 20, "bulk Ritz values are quadrature nodes, not converged eigenvalues"
-    found = sd.outliers(np.r_[top[:9], 1.0, 0.9])
+    found = spectrum.outliers(np.r_[top[:9], 1.0, 0.9])
     assert (found.count, found.edge) == (9, 1.0) and found.gap == pytest.approx(10.0)
-    none = sd.outliers(np.array([3.0, -1.0]))  # one positive value: no gap to measure
+    none = spectrum.outliers(np.array([3.0, -1.0]))  # one positive value: no gap to measure
     assert none.count == 0 and np.isnan(none.gap) and np.isnan(none.edge)
 
 
@@ -476,11 +477,14 @@ def test_identifiability_study_gives_every_output(base_params: dict[str, Any], f
                                                   tmp_path: Path) -> None:
     result = run_study(base_params, "identifiability", fake_inputs)
     trials = result.tables["trials.csv"]
-    assert len(trials) == 2 * 4 and set(trials["transform"]) == {"permutation", "rescaling", "both", "control"}
+    assert len(trials) == 2 * 5 and set(trials["transform"]) == {"permutation", "rescaling", "both",
+                                                                 "negative_rescaling", "control"}
     summary = result.summary
     for name in ("permutation", "rescaling", "both"):
         assert summary[name]["rel_logit_change"] < 1e-5 and summary[name]["predictions_changed"] == 0
     assert summary["control"]["max_logit_change"] > 1e-3
+    # k < 0 is no symmetry of ReLU (the chapter says any non-zero k): the logits move.
+    assert summary["negative_rescaling"]["rel_logit_change"] > 1e-3
     assert summary["log10_orderings"] == pytest.approx(2 * math.log10(math.factorial(8)))
     out = written(result, "identifiability", tmp_path / "out")
     example = json.loads((out / "example.json").read_text())

@@ -221,7 +221,9 @@ def chapter_map_md(head: str, params: Mapping[str, Any]) -> str:
                 and (set(c.needs) & set(spec.needs) or spec is _last_of(FIGURES, module))]
         for c in mine:
             listed.add(c.id)
-            lines.append(f"- Claim `{c.id}` (tolerance `report.claims.{c.id}`): {c.book}")
+            numbers = [f"`report.claims.{c.id}`"] * c.own_tolerance + [f"`report.concepts.{u}`" for u in c.uses]
+            lines.append(f"- {c.kind.capitalize()} `{c.id}` ({c.source}; " + (", ".join(numbers) or "no tolerance")
+                         + f"): {c.book}")
     return "\n".join(lines) + "\n"
 
 

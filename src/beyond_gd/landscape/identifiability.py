@@ -47,7 +47,8 @@ def permute_units(state: State, layers: Sequence[str], perms: Sequence[torch.Ten
 
 
 def rescale_units(state: State, layers: Sequence[str], scales: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Scale each hidden unit's incoming weights and bias by k > 0 and its outgoing weights by 1/k."""
+    """Scale each hidden unit's incoming weights and bias by k and its outgoing weights by 1/k: a symmetry of a
+    ReLU unit for k > 0 (relu(k x) = k relu(x)); for k < 0 it is not, and the network changes."""
     out = dict(state)
     for i, k in enumerate(scales):
         into, after = layers[i], layers[i + 1]

@@ -11,7 +11,8 @@ import pandas as pd
 
 from beyond_gd.report import page
 from beyond_gd.report.artifacts import Artifacts, Need
-from beyond_gd.report.claims import check_claims
+from beyond_gd.report.claims import VerdictRules, check_claims
+
 # The registries as the figures package fills them: every figure module imported, so every figure and claim.
 from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.report.grid import plural
@@ -125,14 +126,16 @@ class Drawing:
             self._pool.shutdown(cancel_futures=True)
 
 
-def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: dict[str, float],
-          provenance: Mapping[str, str], mlflow_ui: str = "") -> Built:
+def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: Mapping[str, float],
+          concepts: Mapping[str, float], rules: VerdictRules, provenance: Mapping[str, str],
+          mlflow_ui: str = "") -> Built:
     """Collect the drawn figures, check every claim, write claims.csv, index.html and README.md; the run ids
     under each figure link to the MLflow UI at `mlflow_ui` (plain text without one)."""
+    claims_under = claims_by_figure()
     shown = [page.PageFigure(spec.name, spec.title, spec.shows, spec.book, measured, files,
-                             mlflow_runs(artifacts, spec.needs, mlflow_ui), table)
+                             mlflow_runs(artifacts, spec.needs, mlflow_ui), table, claims_under.get(spec.name, ()))
              for spec, (measured, files, table) in zip(FIGURES, drawing.results(), strict=True)]
-    claims = check_claims(CLAIMS, artifacts.view, tolerances)
+    claims = check_claims(CLAIMS, artifacts.view, tolerances, concepts, rules)
     claims.to_csv(folder / CLAIMS_CSV, index=False)
     inputs = pd.DataFrame([{"artifact": n.artifact, "file": n.file, "sha256 (first 12)": artifacts.digest(n)}
                            for n in sorted(needs())])
@@ -140,6 +143,17 @@ def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: dict
     (folder / MARKDOWN).write_text(page.markdown_page(shown, claims, provenance, inputs, mlflow_ui))
     files = [Path(p) for f in shown for p in f.files.values()] + [Path(CLAIMS_CSV), Path(HTML), Path(MARKDOWN)]
     return Built([f for f in shown if f.drawn], [f for f in shown if not f.drawn], claims, files)
+
+
+def claims_by_figure() -> dict[str, tuple[str, ...]]:
+    """Each claim under the first figure its module registered (a module's claims belong to its figure)."""
+    first = {}
+    for spec in FIGURES:
+        first.setdefault(spec.draw.__module__, spec.name)
+    under: dict[str, tuple[str, ...]] = {}
+    for c in CLAIMS:
+        under[first[c.module]] = (*under.get(first[c.module], ()), c.id)
+    return under
 
 
 def _draw(task: tuple[int, Path, dict[str, Path], Style, FigureParams]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from beyond_gd.report.artifacts import Need, View
 
 OG, LB, LA = "optimizer_grid", "lbfgs", "lr_adaptation"
 # Every optimizer of the chapter by its `optimizers` entry: one colour each, the same in every figure of the
@@ -83,6 +86,54 @@ def cell_scores(cells: pd.DataFrame, rank_by: str) -> pd.Series:
     averaged = pd.to_numeric(cells[average], errors="coerce")
     keeps = averaged.notna().groupby(cells["optimizer"]).transform("any")
     return averaged.where(keeps, own)
+
+
+@dataclass(frozen=True)
+class SeedScores:
+    """cells.csv as one row per seed (the grid's optimizers and lrs share seeds: a resample of rows stays
+    paired): `units` has the column `seed`, then one column per (optimizer, lr) holding its score, signed so
+    that lower is better, +inf where the cell diverged or has no score (an lr unusable on a seed is unusable)."""
+
+    units: pd.DataFrame
+    columns: dict[str, list[str]]  # optimizer -> its columns, in search order
+    at_edge: dict[str, bool]  # optimizer -> its best lr (summary.csv) at an end of its search
+
+    def tuned(self, units: pd.DataFrame) -> dict[str, float]:
+        """Each optimizer's score at its best lr on these rows (the mean over seeds, the best lr picked again);
+        +inf where every lr is unusable on them. Lower is better."""
+        means = units.drop(columns="seed").to_numpy(dtype=np.float64).mean(axis=0)
+        at = dict(zip(units.columns.drop("seed"), means, strict=True))
+        return {name: min(at[c] for c in cols) for name, cols in self.columns.items()}
+
+
+def seed_scores(cells: pd.DataFrame, summary: pd.DataFrame, rank_by: str) -> SeedScores:
+    """The grid's cells as `SeedScores`: each cell scored as the grid ranks it (`cell_scores`)."""
+    lower = lower_is_better(rank_by)
+    scored = cells.assign(score=cell_scores(cells, rank_by) * (1 if lower else -1))
+    unusable = scored["diverged"].astype(bool) | scored["score"].isna()
+    scored.loc[unusable, "score"] = math.inf
+    scored["key"] = scored["optimizer"] + "@" + scored["lr"].map(lambda v: f"{v:g}")
+    units = scored.pivot(index="seed", columns="key", values="score").fillna(math.inf)
+    columns = {name: [f"{name}@{lr:g}" for lr in search(lrs)] for name, lrs in zip(summary["optimizer"],
+                                                                                    summary["lrs"], strict=True)}
+    order = [c for cols in columns.values() for c in cols]
+    edge = {name: flag(v) for name, v in zip(summary["optimizer"], summary["best_lr_at_edge"], strict=True)}
+    return SeedScores(units.reindex(columns=order).reset_index(), columns, edge)
+
+
+SCORES = (Need(OG, "cells.csv"), Need(OG, "summary.csv"), Need(OG, "summary.json"))
+
+
+def grid_scores(i: View) -> tuple[SeedScores, dict]:
+    m = i.json(OG)
+    return seed_scores(i.csv(OG, "cells.csv"), i.csv(OG, "summary.csv"), m["rank_by"]), m
+
+
+def edge_caveat(scores: SeedScores, names: Iterable[str]) -> str:
+    """The rule for every ranking claim: an optimizer whose best lr lies at an end of its search may do better
+    beyond it, so no comparison with it is better than inconclusive."""
+    edge = [n for n in names if scores.at_edge.get(n)]
+    return f"best lr at an edge of its search: {', '.join(edge)} (a better lr may lie beyond)" if edge else ""
 
 
 def search(lrs: str) -> list[float]:

@@ -31,6 +31,7 @@ from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.landscape import density as sd
 from beyond_gd.landscape import hessian as hs
+from beyond_gd.landscape import spectrum
 from beyond_gd.model import build_model, load_state
 from beyond_gd.runtime import seed_everything
 from beyond_gd.study import Inputs, Result, Series
@@ -97,7 +98,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         tops = [sd.converged_top(q, c.candidates, c.residual_tol) for q in quads]
         # The outliers of the start that resolved the most top eigenvalues (they agree where both converged).
         best = max(tops, key=len)
-        out = sd.outliers(best)
+        out = spectrum.outliers(best)
         for s, q in enumerate(quads):
             ritz_rows += [{"point": point, "start": s, "index": i, "value": v, "weight": w, "bound": b}
                           for i, (v, w, b) in enumerate(zip(q.nodes, q.weights, q.bounds, strict=True))]
@@ -119,6 +120,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     return Result(
         metrics={k: last[k] for k in ("outliers", "gap", "negative_mass", "lambda_max")},
         summary={"parameters": dim, "subset_size": c.subset_size, "classes": cfg.model.out_dim, "starts": c.starts,
+                 "zero_band": c.zero_band,
                  "lanczos_steps": c.lanczos_steps, "order": c.points, "points": points},
         tables={"ritz.csv": pd.DataFrame(ritz_rows), "density.csv": pd.concat(density_rows, ignore_index=True),
                 # Its columns even where no top value converged (a short Lanczos run): a CSV, not an empty file.

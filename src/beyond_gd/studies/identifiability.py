@@ -5,8 +5,10 @@ any parameter, of any test logit (absolute and relative to the largest
 logit), of the test loss and accuracy, and how many test predictions changed.
 Transforms: `permutation` (a random order of every hidden layer), `rescaling`
 (every ReLU unit's incoming weights and bias x k, outgoing x 1/k, k drawn
-log-uniformly), `both`, and `control` (incoming weights permuted without the
-outgoing ones: no symmetry, so its change shows what a real change is).
+log-uniformly), `both`, `negative_rescaling` (the same with -k: the chapter
+says any non-zero k, but ReLU commutes with k > 0 only), and `control`
+(incoming weights permuted without the outgoing ones: no symmetry, so its
+change shows what a real change is).
 `example.json`: the figure's 3-neuron layer, its weights before and after a
 permutation, its outputs on probe inputs, the output change for every ordering.
 """
@@ -86,6 +88,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
             "permutation": ident.permute_units(state, layers, perms),
             "rescaling": ident.rescale_units(state, layers, scales),
             "both": ident.permute_units(ident.rescale_units(state, layers, scales), layers, perms),
+            # The chapter says any non-zero k; ReLU commutes only with k > 0 (relu(-x) != -relu(x)).
+            "negative_rescaling": ident.rescale_units(state, layers, [-k for k in scales]),
             "control": ident.permute_incoming_only(state, layers, perms),
         }
         for name, new in transformed.items():

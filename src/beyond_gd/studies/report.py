@@ -2,7 +2,8 @@
 
 Writes, in the work folder the runner moves into `reports/`:
 `figures/<name>.<format>` for every registered figure (beyond_gd.report.figures);
-`claims.csv` (id, figure, book, measured, tolerance, verdict); `index.html`
+`claims.csv` (`beyond_gd.report.claims.COLUMNS`: each claim's kind, statement, measurement, verdict,
+P(verdict) and margin); `index.html`
 (self-contained apart from relative links to figures/) and `README.md`, each
 figure with what it shows, the book's claim and what we measured, the claims
 table and the provenance (git commit, params hash, machine, library versions,
@@ -22,9 +23,11 @@ from beyond_gd import provenance
 from beyond_gd.config import as_dict, required
 from beyond_gd.errors import ConfigError, DataError
 from beyond_gd.report import build as report
+from beyond_gd.report import claims
 from beyond_gd.report.artifacts import Artifacts
+from beyond_gd.report.claims import VerdictRules
 from beyond_gd.report.figures import CLAIMS
-from beyond_gd.report.registry import VERDICTS, FigureParams
+from beyond_gd.report.registry import MEASURED, OUTCOMES, FigureParams
 from beyond_gd.report.style import Style, check_names
 from beyond_gd.study import Inputs, Result
 
@@ -40,8 +43,12 @@ LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "
 class ReportConfig:
     style: Style = required()
     figures: FigureParams = required()
-    # One tolerance per registered claim, by claim id.
+    # Each claim's own tolerance, by claim id (a claim decided by shared concepts alone has none).
     claims: dict[str, float] = required()
+    # One definition per concept that several claims use ("flat", "near zero"), by name.
+    concepts: dict[str, float] = required()
+    # How a measured verdict is tested against its own randomness (P(verdict), margin).
+    verdicts: VerdictRules = required()
     # The MLflow UI's address (what `beyond-gd ui` serves): the page links every run id to the run there.
     mlflow_ui: str = required(nonempty=True)
 
@@ -51,15 +58,22 @@ class ReportConfig:
                               f"{self.mlflow_ui!r}")
         if problem := check_names(self.style):
             raise ConfigError(f"style.{problem}")
-        known = [c.id for c in CLAIMS]
+        own = [c.id for c in CLAIMS if c.own_tolerance]
         for key in self.claims:
-            if key not in known:
-                raise ConfigError(f"claims.{key}: unknown claim (known: {', '.join(known)})")
-        for key in known:
+            if key not in own:
+                raise ConfigError(f"claims.{key}: not a claim with a tolerance of its own (those: {', '.join(own)})")
+        for key in own:
             if key not in self.claims:
-                raise ConfigError(f"claims.{key}: missing (every registered claim needs its tolerance)")
+                raise ConfigError(f"claims.{key}: missing (the claim's tolerance reads it)")
             if not self.claims[key] >= 0:
                 raise ConfigError(f"claims.{key}: must be >= 0, got {self.claims[key]!r}")
+        used = sorted({u for c in CLAIMS for u in c.uses})
+        for key in self.concepts:
+            if key not in used:
+                raise ConfigError(f"concepts.{key}: no claim uses it (used: {', '.join(used)})")
+        for key in used:
+            if key not in self.concepts:
+                raise ConfigError(f"concepts.{key}: missing (a claim uses it)")
 
 
 @dataclass
@@ -77,15 +91,18 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     # Figures are drawn in worker processes (saving PNG and SVG is most of the time); the files do not
     # depend on how many.
     with report.Drawing(inputs.workdir, artifacts, c.style, c.figures, os.cpu_count() or 1) as drawing:
-        built = report.build(inputs.workdir, drawing, artifacts, c.claims, _provenance(cfg, inputs.run_id),
-                             c.mlflow_ui)
-    counts = {v: int((built.claims["verdict"] == v).sum()) for v in VERDICTS}
+        built = report.build(inputs.workdir, drawing, artifacts, c.claims, c.concepts, c.verdicts,
+                             _provenance(cfg, inputs.run_id), c.mlflow_ui)
+    n = claims.counts(built.claims)
     return Result(
-        metrics={"figures": len(built.figures), "claims": len(built.claims), **counts},
+        # The headline in few columns (`dvc metrics show` makes one of each key): the measured claims by
+        # verdict, and how many checks fail (the page gives the rest).
+        metrics={"figures": len(built.figures), "claims": n["claims"],
+                 **{v.replace(" ", "_"): n[v.replace(" ", "_")] for v in OUTCOMES[MEASURED]},
+                 "checks_failing": n["checks_fails"]},
         made=(report.FIGURE_DIR, report.CLAIMS_CSV, report.HTML, report.MARKDOWN),
         feeds=report.figures_by_artifact(),
-        lines=[f"{len(built.figures)} figures, {len(built.claims)} claims ("
-               + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"],
+        lines=[f"{len(built.figures)} figures; {claims.headline(built.claims)}"],
     )
 
 

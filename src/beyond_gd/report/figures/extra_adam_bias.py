@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from beyond_gd.report.artifacts import Need, View
-from beyond_gd.report.claims import all_within
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.claims import holds
+from beyond_gd.report.registry import CHECK, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 UR = "update_rules"
@@ -45,16 +45,16 @@ def adam_bias(i: View, p: FigureParams, s: Style) -> Drawn:
     return Drawn(fig, measured)
 
 
-@claim("adam_bias_factor", figure="Adam",
-       book="With m_0 = v_0 = 0, E[m_i] = (1 - β₁^i) E[g] and E[v_i] = (1 - β₂^i) E[g²]: the biases Adam's "
-            "correction divides out.",
+@claim("adam_bias_factor", kind=CHECK, figure="Adam", source="§ Learning rate adaptation: Adam (its derivation)",
+       book="With m_0 = v_0 = 0, E[m_i] = (1 - β₁^i) E[g] and E[v_i] = (1 - β₂^i) E[g²] for stationary "
+            "gradients: the biases Adam's correction divides out (an identity, checked on synthetic streams).",
        needs=(Need(UR, "adam_bias.csv"),),
-       tolerance="|measured / (1 - β^i) - 1| <= {tol:.0%}, both moments. agrees: at every step; partly: at some; "
-                 "differs: at none")
+       tolerance="holds: |measured / (1 - β^i) - 1| <= {tol:.0%} for both moments at every step; fails "
+                 "otherwise")
 def adam_bias_factor(i: View, tol: float) -> Measured:
     b = i.csv(UR, "adam_bias.csv")
     inside = b["rel_error"].abs() <= tol
     worst = b.groupby("moment", sort=False)["rel_error"].agg(lambda e: e.abs().max())
     return Measured("largest relative difference " + ", ".join(f"{k} moment {v:.2%}" for k, v in worst.items())
                     + f" over steps 1-{b['step'].max()}; within at {int(inside.sum())} of {len(b)} (moment, step)",
-                    all_within(b["rel_error"], tol))
+                    holds(bool(len(b)) and bool(inside.all())))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
+from beyond_gd.landscape import spectrum
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.claims import graded
 from beyond_gd.report.grid import plural
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
+                                       resampled)
 from beyond_gd.report.style import Style, size
 
 HD = "hessian_density"
@@ -62,38 +67,62 @@ def hessian_density(i: View, p: FigureParams, s: Style) -> Drawn:
     return Drawn(fig, measured)
 
 
-@claim("hessian_outliers_near_class_count", figure="Hessian density",
+@claim("hessian_outliers_near_class_count", kind=MEASURED, figure="Hessian density",
+       source="Sagun, Bottou & LeCun (2017); Papyan (2019); beyond the chapter",
        book="At a trained network's solution the Hessian's spectrum is a bulk near zero plus about C − 1 outliers "
-            "for C classes (Sagun, Bottou & LeCun 2017; Papyan 2019).",
-       needs=(Need(HD, "summary.json"),),
+            "for C classes.",
+       needs=(Need(HD, "top.csv"), Need(HD, "summary.json")),
        tolerance="outliers: the converged top eigenvalues above the widest ratio gap among them, at the last point "
-                 "(the solution). agrees: between C − 1 − {tol:g} and C + {tol:g}; partly: between C / 2 and 2C; "
-                 "differs: otherwise, or no gap measured")
+                 "(the solution), from the Lanczos start that resolved the most (resampled over starts). agrees: "
+                 "between C − 1 − {tol:g} and C + {tol:g}; partly: between C / 2 and 2C; differs: otherwise; not "
+                 "measured: fewer than two converged top values")
 def outliers_near_classes(i: View, tol: float) -> Measured:
-    m = i.json(HD)
+    m, top = i.json(HD), i.csv(HD, "top.csv")
     last = m["order"][-1]
     pt, c = m["points"][last], m["classes"]
-    n = pt["outliers"]
-    return Measured(f"{at(last)} (C = {c}): {_outliers(pt)}; top {', '.join(f'{v:.3g}' for v in pt['top'])}",
-                    graded(c - 1 - tol <= n <= c + tol, n > 0 and c / 2 <= n <= 2 * c))
+    units = top[top["point"] == last]
+    if units.empty:
+        return Measured(f"{at(last)}: {_outliers(pt)}", not_measured("no top eigenvalue converged at the solution"))
+
+    def decide(u: pd.DataFrame) -> Decision:
+        best = max((g.sort_values("rank")["value"].to_numpy() for _, g in u.groupby("start")), key=len)
+        n = spectrum.outliers(best).count
+        if n == 0:
+            return not_measured("fewer than two converged top eigenvalues: no gap to read")
+        return graded(c - 1 - tol <= n <= c + tol, c / 2 <= n <= 2 * c, n, (c - 1 - tol, c + tol))
+
+    return resampled(f"{at(last)} (C = {c}): {_outliers(pt)}; top {', '.join(f'{v:.3g}' for v in pt['top'])}",
+                     units, decide, unit="start")
 
 
-@claim("negative_mass_shrinks_in_training", figure="Hessian density",
+@claim("negative_mass_shrinks_in_training", kind=MEASURED, figure="Hessian density",
+       source="Ghorbani, Krishnan & Xiao (2019); Sagun et al. (2017); beyond the chapter",
        book="The Hessian's negative eigenvalues, a visible share of the spectrum at the init, lose their mass as "
-            "training goes on (Ghorbani, Krishnan & Xiao 2019; Sagun et al. 2017).",
-       needs=(Need(HD, "summary.json"),),
-       tolerance="negative mass: the quadrature's weight on Ritz values below −zero_band × λ_max, averaged over "
-                 "starts. agrees: at "
-                 "the last point at most {tol:g} × at the first; partly: smaller, not by that much; differs: not "
-                 "smaller")
+            "training goes on.",
+       needs=(Need(HD, "ritz.csv"), Need(HD, "summary.json")),
+       tolerance="negative mass: a start's quadrature weight on Ritz values below −zero_band × λ_max, averaged over "
+                 "starts (resampled). agrees: at the last point at most {tol:g} × at the first; partly: smaller, "
+                 "not by that much; differs: not smaller")
 def negative_mass_shrinks(i: View, tol: float) -> Measured:
-    m = i.json(HD)
+    m, ritz = i.json(HD), i.csv(HD, "ritz.csv")
+    if "zero_band" not in m:
+        return Measured("–", not_measured("hessian_density's summary names no zero_band: re-run the stage"))
     first, last = m["order"][0], m["order"][-1]
+    band = {p: m["zero_band"] * abs(m["points"][p]["lambda_max"]) for p in (first, last)}
+    below = ritz[ritz["point"].isin(band)]
+    below = below.assign(neg=below["weight"].where(below["value"] < -below["point"].map(band), 0.0))
+    units = below.groupby(["start", "point"])["neg"].sum().unstack("point").reset_index()
+
+    def decide(u: pd.DataFrame) -> Decision:
+        a, b = u[first].mean(), u[last].mean()
+        if not a > 0:
+            return not_measured(f"no negative mass {at(first)}: nothing to shrink")
+        return graded(b / a <= tol, b / a < 1, b / a, (tol, 1.0))
+
     a, b = m["points"][first]["negative_mass"], m["points"][last]["negative_mass"]
-    ratio = b / a if a > 0 else float("inf")
-    return Measured(f"negative mass {a:.4f} {at(first)}, {b:.4f} {at(last)} (×{ratio:.2f}); along the way "
-                    + ", ".join(f"{at(p_)} {pt['negative_mass']:.4f}" for p_, pt in m["points"].items()),
-                    graded(ratio <= tol, ratio < 1))
+    return resampled(f"negative mass {a:.4f} {at(first)}, {b:.4f} {at(last)} (×{b / a if a > 0 else math.inf:.2f}); "
+                     "along the way " + ", ".join(f"{at(p_)} {pt['negative_mass']:.4f}"
+                                                 for p_, pt in m["points"].items()), units, decide, unit="start")
 
 
 def at(point: str) -> str:

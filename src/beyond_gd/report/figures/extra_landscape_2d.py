@@ -11,7 +11,7 @@ from matplotlib.colors import LogNorm
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.claims import graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.registry import MEASURED, Drawn, FigureParams, Measured, claim, figure, not_measured
 from beyond_gd.report.style import Style, size
 
 L2 = "landscape_2d"
@@ -153,9 +153,10 @@ def falls(ray: np.ndarray, slack: float) -> bool:
     return bool((ray[1:] < np.maximum.accumulate(ray)[:-1] - slack).any())
 
 
-@claim("solution_is_a_minimum_in_2d", figure="Fig 6-3 (2-D)",
-       book="Li et al. (2018): around the minimum of a well-trained network the filter-normalised 2-D slice is "
-            "convex-looking, with the minimum at the centre and the loss rising in every direction from it.",
+@claim("solution_is_a_minimum_in_2d", kind=MEASURED, figure="Fig 6-3 (2-D)",
+       source="Li, Xu, Taylor, Studer & Goldstein (2018); beyond the chapter",
+       book="Around the minimum of a well-trained network the filter-normalised 2-D slice is convex-looking, with "
+            "the minimum at the centre and the loss rising in every direction from it.",
        needs=(Need(L2, "random_plane.csv"),),
        tolerance="a grid point is lower than the SGD solution when its loss is below the centre's by more than "
                  "{tol:.0%} of it; a ray from the centre (the axes and diagonals) falls when its loss drops more "
@@ -163,13 +164,15 @@ def falls(ray: np.ndarray, slack: float) -> bool:
                  "partly: no point lower, but some ray falls; differs: some grid point lower than the centre")
 def solution_is_a_minimum(i: View, tol: float) -> Measured:
     centre, values, rays = ray_losses(i.csv(L2, "random_plane.csv"))
+    if not np.isfinite(centre):
+        return Measured("–", not_measured("the loss at the plane's centre (the solution) is not finite"))
     finite = values[np.isfinite(values)]
     low = float(finite.min()) if finite.size else float("nan")
     slack = tol * centre
-    lower = not np.isfinite(centre) or bool((finite < centre - slack).any())
+    lower = bool((finite < centre - slack).any())
     fell = [f"({da:+d}, {db:+d})" for (da, db), ray in zip(RAYS, rays, strict=True) if falls(ray, slack)]
     below = (centre - low) / centre if np.isfinite(centre) and centre > 0 else float("nan")
     return Measured(f"loss {centre:.4g} at the centre, grid minimum {low:.4g} ({below:.1%} below it); "
                     + (f"{len(fell)} of {len(rays)} rays fall: {', '.join(fell)}" if fell
                        else f"the loss rises along all {len(rays)} rays"),
-                    graded(not lower and not fell, not lower))
+                    graded(not lower and not fell, not lower, below, (tol,)))

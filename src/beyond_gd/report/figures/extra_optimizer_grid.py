@@ -3,6 +3,8 @@ intervals and its table, and the two claims of the chapter's section on choosing
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.patches import Patch
@@ -10,9 +12,11 @@ from matplotlib.patches import Patch
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
 from beyond_gd.report.claims import graded, in_every
-from beyond_gd.report.grid import (MEASURE_NAMES, OG, band, cell_scores, colors, flag, interval, linestyle,
-                                   lower_is_better, lrs_searched, number, plural, rank_interval, ranked, search)
-from beyond_gd.report.registry import AGREES, PARTLY, Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, band, cell_scores, colors, edge_caveat, flag,
+                                   grid_scores, interval, linestyle, lrs_searched, number, plural, rank_interval,
+                                   ranked, search)
+from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
+                                       resampled)
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -171,64 +175,65 @@ def _grid_table(summary: pd.DataFrame) -> pd.DataFrame:
 # The chapter's "most popular" optimizers besides plain mini-batch SGD, by their entries in the
 # `optimizers` section (conf/optimizers/).
 POPULAR = ("sgd_momentum", "rmsprop", "rmsprop_momentum", "adam", "adadelta")
-
-
-@claim("popular_methods_beat_sgd", figure="Optimizer grid",
-       book="The most popular algorithms are mini-batch gradient descent, mini-batch gradient descent with momentum, "
-            "RMSProp, RMSProp with momentum, Adam and AdaDelta; read as: each of the five beyond plain mini-batch "
-            "gradient descent trains the feed-forward network better than it, each at its own best lr.",
-       needs=(Need(OG, "summary.csv"), Need(OG, "summary.json")),
-       tolerance="beats SGD: its 95% score interval (bootstrap over seeds, re-picking the best lr) lies wholly on "
-                 "the better side of SGD's, by at least {tol:.0%} of SGD's nearer end. agrees: all five beat it; "
-                 "partly: some, or all five while SGD's best lr is at an edge of its search (a better SGD may lie "
-                 "beyond); differs: none")
+@claim("popular_methods_beat_sgd", kind=MEASURED, figure="Optimizer grid",
+       source="ours (the chapter, § The philosophy behind optimizer selection, names the most popular methods "
+              "and invites trying them on the feed-forward network; it claims no ranking)",
+       book="Each of the five popular methods beyond plain mini-batch gradient descent (with momentum, RMSProp, "
+            "RMSProp with momentum, Adam, AdaDelta) trains the feed-forward network better than plain SGD, each "
+            "tuned alike (the same lr search, seeds and budget).",
+       needs=SCORES,
+       tolerance="beats SGD: a tuned score better than SGD's by more than {tol:.0%} of it (each at its best lr, "
+                 "mean over the shared seeds). agrees: all five; partly: some; differs: none")
 def popular_beat_sgd(i: View, tol: float) -> Measured:
-    summary, m = i.csv(OG, "summary.csv").set_index("optimizer"), i.json(OG)
-    lower = lower_is_better(m["rank_by"])
-    if "sgd" not in summary.index or pd.isna(summary.loc["sgd", "score_mean"]):
-        return Measured("plain SGD not in the grid, or every lr diverged: nothing to beat", in_every([]))
-    sgd = summary.loc["sgd"]
-    bar = sgd["score_low"] * (1 - tol) if lower else sgd["score_high"] * (1 + tol)
+    scores, _ = grid_scores(i)
+    names = [n for n in POPULAR if n in scores.columns]
+    if "sgd" not in scores.columns or not names:
+        return Measured("–", not_measured("plain SGD or the popular methods are not in the grid"))
 
-    def beats(name: str) -> bool:
-        if name not in summary.index or pd.isna(summary.loc[name, "score_mean"]):
-            return False
-        return bool(summary.loc[name, "score_high"] < bar if lower else summary.loc[name, "score_low"] > bar)
+    def gains(u: pd.DataFrame) -> dict[str, float]:
+        t = scores.tuned(u)
+        return {n: (t["sgd"] - t[n]) / abs(t["sgd"]) if math.isfinite(t["sgd"]) else math.nan for n in names}
 
-    def reads(name: str) -> str:
-        if name not in summary.index:
-            return f"{name} not in the grid"
-        r = summary.loc[name]
-        if pd.isna(r["score_mean"]):
-            return f"{name} every lr diverged"
-        return f"{name} {r['score_mean']:.4f} {interval(r['score_low'], r['score_high'], '.4f')}" + (
-            "" if beats(name) else " (not beyond)")
+    def decide(u: pd.DataFrame) -> Decision:
+        g = gains(u)
+        if any(math.isnan(v) for v in g.values()):
+            return not_measured("every lr of plain SGD diverged on these seeds: nothing to beat")
+        beats = in_every(v > tol for v in g.values())
+        return Decision(beats.verdict, min(g.values(), key=lambda v: abs(v - tol)), (tol,))
 
-    verdict = in_every(beats(n) for n in POPULAR)
-    edge = bool(sgd["best_lr_at_edge"])
-    capped = verdict == AGREES and edge
-    return Measured(f"SGD {sgd['score_mean']:.4f} {interval(sgd['score_low'], sgd['score_high'], '.4f')} at lr "
-                    f"{sgd['best_lr']:g}; " + ", ".join(reads(n) for n in POPULAR)
-                    + f"; {sum(beats(n) for n in POPULAR)} of {len(POPULAR)} beat it beyond the seed spread"
-                    + (f". SGD's best lr {sgd['best_lr']:g} is at an edge of its search ({sgd['lrs']}), so a better "
-                       "SGD may lie beyond it" + (": partly at best" if capped else "") if edge else ""),
-                    PARTLY if capped else verdict)
+    g = gains(scores.units)
+    return resampled(", ".join(f"{n} {v:+.1%}" for n, v in g.items()) + " against SGD's tuned score "
+                     f"({sum(v > tol for v in g.values())} of {len(g)} better by more than {tol:.0%})",
+                     scores.units, decide, caveat=edge_caveat(scores, ["sgd", *names]))
 
 
-@claim("little_consensus_on_the_best", figure="Optimizer grid",
-       book="While it would be nice to know when to use which algorithm, there is little consensus among "
-            "professional practitioners; read as: on the feed-forward network no one optimizer is clearly best, "
-            "several are tied with the best.",
-       needs=(Need(OG, "summary.csv"), Need(OG, "summary.json")),
-       tolerance="several: at least {tol:.0f} optimizers tied with the best (their 95% bootstrap rank interval "
-                 "reaches rank 1). agrees: that many; partly: two (a pair, not several); differs: one optimizer "
+@claim("little_consensus_on_the_best", kind=MEASURED, figure="Optimizer grid",
+       source="§ The philosophy behind optimizer selection",
+       book="There is little consensus among practitioners on which algorithm to use when; read on the "
+            "feed-forward network as: no one optimizer is clearly best, several are tied with the best.",
+       needs=SCORES, uses=("tied_with_best",),
+       tolerance="tied with the best: a tuned score within {tied_with_best:.0%} of the best one's (each at its best "
+                 "lr, the best lrs picked again in every paired resample of the seeds). agrees: at least "
+                 "{tol:.0f} tied (the best included); partly: two (a pair, not several); differs: one optimizer "
                  "clearly best")
-def little_consensus(i: View, tol: float) -> Measured:
-    summary, m = ranked(i.csv(OG, "summary.csv")), i.json(OG)
-    tied = summary[summary["tied_with_best"].astype(bool)]
-    long = summary[summary["long_rank"] == 1]["optimizer"].tolist() if "long_rank" in summary else []
-    return Measured(f"{len(tied)} of {len(summary)} tied with the best after {m['budget_steps']:,} steps: "
-                    + ", ".join(f"{r.optimizer} (rank {rank_interval(r.rank_low, r.rank_high)}, p(best) "
-                                f"{r.p_best:.2f})" for r in tied.itertuples())
-                    + (f"; after the longer budget, best: {', '.join(long)}" if long else ""),
-                    graded(len(tied) >= tol, len(tied) >= 2))
+def little_consensus(i: View, tol: float, near: float) -> Measured:
+    scores, m = grid_scores(i)
+
+    def gaps(u: pd.DataFrame) -> dict[str, float]:
+        t = scores.tuned(u)
+        best = min(t.values())
+        return {n: (v - best) / abs(best) for n, v in t.items()} if math.isfinite(best) else {}
+
+    def decide(u: pd.DataFrame) -> Decision:
+        g = gaps(u)
+        if not g:
+            return not_measured("every lr of every optimizer diverged")
+        tied = sum(v <= near for v in g.values())
+        return graded(tied >= tol, tied >= 2, min(g.values(), key=lambda v: abs(v - near) if v > 0 else math.inf),
+                      (near,))
+
+    g = gaps(scores.units)
+    tied = [n for n, v in sorted(g.items(), key=lambda kv: kv[1]) if v <= near]
+    return resampled(f"{len(tied)} of {len(g)} within {near:.0%} of the best after {m['budget_steps']:,} steps: "
+                     + ", ".join(f"{n} ({g[n]:+.1%})" for n in tied), scores.units, decide,
+                     caveat=edge_caveat(scores, scores.columns))

@@ -10,7 +10,8 @@ from beyond_gd import measures
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints
 from beyond_gd.report.claims import graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
+                                       resampled)
 from beyond_gd.report.style import Style, size
 
 IP = "interpolate"
@@ -108,35 +109,61 @@ def slope_ratios(summary: pd.DataFrame) -> pd.Series:
     return summary[summary["split"] == training_split(summary["split"])].set_index("theta_rand")["slope_ratio"]
 
 
-@claim("no_local_minimum_between_0_and_1", figure="Fig 6-3",
-       book="On the line from the SGD solution (α = 0) to a random point (α = 1) there is no troublesome local "
-            "minimum.",
-       needs=(Need(IP, "path.csv"),),
-       tolerance="a local minimum: a point in 0 < α < 1 below both grid neighbours by more than {tol:g} nats. "
-                 "agrees: none on any path; partly: on some training paths but not all, or on test paths only; "
-                 "differs: on every training path")
-def no_local_minimum(i: View, tol: float) -> Measured:
-    minima = minima_between(i.csv(IP, "path.csv"), tol)
-    has = minima.map(bool)
-    train = has[has.index.get_level_values("split") == training_split(has.index.get_level_values("split"))]
+PESKY = "§ How pesky are spurious local minima in deep networks? (Fig 6-3)"
+
+
+def per_line(path: pd.DataFrame, summary: pd.DataFrame, depth: float) -> pd.DataFrame:
+    """One row per line (its θ_rand): whether it has a local minimum in (0, 1) on the training path, on any
+    path, and the training loss's slope ratio near α = 1 (what the Fig 6-3 claims resample)."""
+    minima = minima_between(path, depth).map(bool)
+    split = minima.index.get_level_values("split")
+    train = minima[split == training_split(split)].droplevel("split")
+    rows = pd.DataFrame({"train_minimum": train, "any_minimum": minima.groupby(level="theta_rand", sort=False).any()})
+    return rows.assign(slope_ratio=slope_ratios(summary).reindex(rows.index)).rename_axis("theta_rand").reset_index()
+
+
+@claim("no_local_minimum_between_0_and_1", kind=MEASURED, figure="Fig 6-3", source=PESKY,
+       book="On the straight line from the SGD solution (α = 0) to a random point (α = 1) there is no troublesome "
+            "local minimum.",
+       needs=(Need(IP, "path.csv"), Need(IP, "summary.csv")), uses=("local_minimum_depth",),
+       tolerance="a local minimum: a point in 0 < α < 1 below both grid neighbours by more than "
+                 "{local_minimum_depth:g} nats. agrees: none on any path; partly: on some training paths but not "
+                 "all, or on test paths only; differs: on every training path (resampled over θ_rand)")
+def no_local_minimum(i: View, tol: float, depth: float) -> Measured:
+    if i.csv(IP, "path.csv").empty:
+        return Measured("–", not_measured("the interpolate stage wrote no path"))
+    minima = minima_between(i.csv(IP, "path.csv"), depth)
+    units = per_line(i.csv(IP, "path.csv"), i.csv(IP, "summary.csv"), depth)
+
+    def decide(u: pd.DataFrame) -> Decision:
+        return graded(not u["any_minimum"].any(), not u["train_minimum"].all())
+
     where = "; ".join(f"{rand} ({split}) at α = {', '.join(f'{a:g}' for a in found)}"
                       for (rand, split), found in minima.items() if found)
-    return Measured(f"{int((minima.map(len) == 0).sum())} of {len(minima)} paths (θ_rand × split) without a local "
-                    "minimum in (0, 1)" + (f": {where}" if where else ""),
-                    graded(not has.any(), not train.all()))
+    return resampled(f"{int((minima.map(len) == 0).sum())} of {len(minima)} paths (θ_rand × split) without a local "
+                     "minimum in (0, 1)" + (f": {where}" if where else ""), units, decide, unit="theta_rand")
 
 
-@claim("flat_region_near_alpha_1", figure="Fig 6-3",
-       book="Around α = 1 (the random point) the training loss has a flat region with a near-zero gradient.",
-       needs=(Need(IP, "summary.csv"),),
-       tolerance="flat: the mean |dL/dα| near α = 1 at most {tol:g} × its mean on [0, window). agrees: flat on "
-                 "every θ_rand; partly: flat on some, or flatter (ratio < 1) on all; differs: flat on none and "
-                 "somewhere as steep as before")
-def flat_region(i: View, tol: float) -> Measured:
+@claim("flat_region_near_alpha_1", kind=MEASURED, figure="Fig 6-3", source="§ Flat regions in the error surface",
+       book="Around α = 1 the loss along the line has a peculiar flat region where the gradient is near zero.",
+       needs=(Need(IP, "summary.csv"),), uses=("flat",),
+       tolerance="flat: the mean |dL/dα| near α = 1 at most {flat:g} × its mean on [0, window) (training loss). "
+                 "agrees: flat on every θ_rand; partly: flat on some, or flatter (ratio < 1) on all; differs: flat "
+                 "on none and somewhere as steep as before (resampled over θ_rand)")
+def flat_region(i: View, tol: float, flat: float) -> Measured:
     ratio = slope_ratios(i.csv(IP, "summary.csv"))
-    return Measured("slope near 1 / slope before: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
-                    + f"; flat on {int((ratio <= tol).sum())} of {len(ratio)} θ_rand",
-                    graded(bool((ratio <= tol).all()), bool((ratio <= tol).any() or (ratio < 1).all())))
+    units = ratio.rename("slope_ratio").rename_axis("theta_rand").reset_index()
+
+    def decide(u: pd.DataFrame) -> Decision:
+        r = u["slope_ratio"]
+        if r.isna().all():
+            return not_measured("no slope ratio measured")
+        return graded(bool((r <= flat).all()), bool((r <= flat).any() or (r < 1).all()),
+                      float(r.max()), (flat,))
+
+    return resampled("slope near 1 / slope before: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
+                     + f"; flat on {int((ratio <= flat).sum())} of {len(ratio)} θ_rand", units, decide,
+                     unit="theta_rand")
 
 
 def every_line(i: View) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -149,27 +176,30 @@ def every_line(i: View) -> tuple[pd.DataFrame, pd.DataFrame]:
     return tuple(t.assign(theta_rand=t["theta_opt"] + "/" + t["theta_rand"].astype(str)) for t in (path, summary))
 
 
-@claim("interpolation_holds_over_and_over", figure="Fig 6-3",
-       book="The picture holds \"if we run this experiment over and over\": every random point, and every "
-            "solution (the baseline's and those of mode_connectivity's seeds, each to its own init), gives a line "
-            "without a local minimum between 0 and 1 and flat near α = 1.",
+@claim("interpolation_holds_over_and_over", kind=MEASURED, figure="Fig 6-3", source=PESKY,
+       book="Run over and over, the experiment finds no truly troublesome local minimum to trap us: read as "
+            "every line, from several solutions (the baseline's and mode_connectivity's seeds') to several random "
+            "points, without a local minimum between α = 0 and 1.",
        needs=(Need(IP, "path.csv"), Need(IP, "summary.csv"), Need(MC, "interpolation_path.csv"),
               Need(MC, "interpolation_summary.csv")),
-       uses=("no_local_minimum_between_0_and_1", "flat_region_near_alpha_1"),
-       tolerance="the picture on a line (θ_opt → θ_rand): no local minimum (depth {no_local_minimum_between_0_and_1:g} "
-                 "nats) on any split and flat (ratio <= {flat_region_near_alpha_1:g}). agrees: on every line, at "
-                 "least {tol:g} of them; partly: on some, or on fewer lines, or only flatter (ratio < 1) on all; "
-                 "differs: otherwise")
-def over_and_over(i: View, tol: float, depth: float, flat: float) -> Measured:
+       uses=("local_minimum_depth",),
+       tolerance="no local minimum (a point in 0 < α < 1 more than {local_minimum_depth:g} nats below both "
+                 "neighbours) on any split of a line (θ_opt → θ_rand). agrees: on every line, at least {tol:g} of "
+                 "them; partly: on some, or on fewer lines; differs: on none (resampled over lines)")
+def over_and_over(i: View, tol: float, depth: float) -> Measured:
     path, summary = every_line(i)
-    minima = minima_between(path, depth).map(bool).groupby(level="theta_rand", sort=False).any()
-    ratio = slope_ratios(summary).reindex(minima.index)
-    holds, weakly = ~minima & (ratio <= flat), ~minima & (ratio < 1)
-    n = len(holds)
-    from_baseline = int(holds.index.str.startswith("baseline/").sum())
-    return Measured(f"the picture on {int(holds.sum())} of {n} lines ({from_baseline} from the baseline's solution, "
-                    "the others from mode_connectivity's)"
-                    + (f" (fewer than {tol:g})" if n < tol else "")
-                    + "".join(f"; {k}: {'a local minimum' if minima[k] else f'slope ratio {ratio[k]:.2f}'}"
-                              for k in holds.index[~holds]),
-                    graded(bool(holds.all()) and n >= tol, bool(holds.any() or weakly.all())))
+    if path.empty:
+        return Measured("–", not_measured("no line was interpolated"))
+    units = per_line(path, summary, depth)
+
+    def decide(u: pd.DataFrame) -> Decision:
+        clear = ~u["any_minimum"]
+        return graded(bool(clear.all()) and len(u) >= tol, bool(clear.any()))
+
+    clear = ~units["any_minimum"]
+    from_baseline = int(units["theta_rand"].str.startswith("baseline/").sum())
+    return resampled(f"no local minimum on {int(clear.sum())} of {len(units)} lines ({from_baseline} from the "
+                     "baseline's solution, the others from mode_connectivity's)"
+                     + (f" (fewer than {tol:g})" if len(units) < tol else "")
+                     + "".join(f"; {r.theta_rand}: a local minimum" for r in units.itertuples() if r.any_minimum),
+                     units, decide, unit="theta_rand")

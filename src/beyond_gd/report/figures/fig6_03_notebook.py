@@ -12,7 +12,8 @@ from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints
 from beyond_gd.report.claims import graded
 from beyond_gd.report.figures.fig6_03_interpolation import IP, slope_ratios, training_split
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
+                                       resampled)
 from beyond_gd.report.style import Style, size
 
 NB = "interpolate_notebook"
@@ -151,22 +152,30 @@ def notebook_interpolation(i: View, p: FigureParams, s: Style) -> Drawn:
     return Drawn(fig, measured, table)
 
 
-@claim("notebook_solution_shows_flat_region", figure="Fig 6-3",
+@claim("notebook_solution_shows_flat_region", kind=MEASURED, figure="Fig 6-3",
+       source="§ Flat regions in the error surface (the printed Fig 6-3, from the companion notebook)",
        book="The printed Fig 6-3 (the companion notebook's barely trained network) shows a flat region around "
             "α = 1 and a descent from it to the solution at α = 0.",
-       needs=(Need(NB, "summary.csv"),), uses=("flat_region_near_alpha_1",),
-       tolerance="on the notebook's training-set lines: flat as flat_region_near_alpha_1 reads it (mean |dL/dα| "
-                 "near α = 1 at most {flat_region_near_alpha_1:g} × its mean on [0, window)), and a descent: the "
-                 "loss at α = 0 at least {tol:g} nats below the loss at α = 1. agrees: both on every θ_rand; "
-                 "partly: flat on some θ_rand, or a descent on every one with the slope only lower (ratio < 1) "
-                 "near α = 1; differs: otherwise")
+       needs=(Need(NB, "summary.csv"),), uses=("flat",),
+       tolerance="on the notebook's training-set lines: flat (mean |dL/dα| near α = 1 at most {flat:g} × its mean "
+                 "on [0, window)), and a descent: the loss at α = 0 at least {tol:g} nats below the loss at α = 1. "
+                 "agrees: both on every θ_rand; partly: flat on some θ_rand, or a descent on every one with the "
+                 "slope only lower (ratio < 1) near α = 1; differs: otherwise (resampled over θ_rand)")
 def notebook_flat_region(i: View, tol: float, flat: float) -> Measured:
     summary = i.csv(NB, "summary.csv")
+    if summary.empty:
+        return Measured("–", not_measured("interpolate_notebook wrote no line"))
     ratio = slope_ratios(summary)
     rows = summary[summary["split"] == training_split(summary["split"])].set_index("theta_rand")
     descent = (rows["loss_at_1"] - rows["loss_at_0"]).reindex(ratio.index)
-    is_flat, descends = ratio <= flat, descent >= tol
-    return Measured("; ".join(f"{k}: slope ratio {ratio[k]:.3f}, descent {descent[k]:.3f} nats" for k in ratio.index)
-                    + f"; flat on {int(is_flat.sum())} and descending on {int(descends.sum())} of {len(ratio)} θ_rand",
-                    graded(bool((is_flat & descends).all()),
-                           bool(is_flat.any() or (descends.all() and (ratio < 1).all()))))
+    units = pd.DataFrame({"theta_rand": ratio.index, "ratio": ratio.to_numpy(), "descent": descent.to_numpy()})
+
+    def decide(u: pd.DataFrame) -> Decision:
+        is_flat, descends = u["ratio"] <= flat, u["descent"] >= tol
+        return graded(bool((is_flat & descends).all()),
+                      bool(is_flat.any() or (descends.all() and (u["ratio"] < 1).all())), float(u["ratio"].max()),
+                      (flat,))
+
+    return resampled("; ".join(f"{k}: slope ratio {ratio[k]:.3f}, descent {descent[k]:.3f} nats" for k in ratio.index)
+                     + f"; flat on {int((ratio <= flat).sum())} and descending on {int((descent >= tol).sum())} of "
+                     f"{len(ratio)} θ_rand", units, decide, unit="theta_rand")

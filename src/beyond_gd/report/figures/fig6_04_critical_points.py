@@ -6,11 +6,13 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.claims import graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.registry import (DIFFERS, MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure,
+                                       not_measured)
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -63,24 +65,41 @@ def critical_points(i: View, p: FigureParams, s: Style) -> Drawn:
     return Drawn(fig, measured)
 
 
-@claim("minima_share_k_over_3_to_the_d", figure="Fig 6-4",
-       book="With k critical points, about k/3 are minima in 1-D and k/3^d in d dimensions: minima get rare as d "
-            "grows.",
+@claim("minima_share_k_over_3_to_the_d", kind=MEASURED, figure="Fig 6-4", source="§ Flat regions in the error surface",
+       book="If the three kinds of critical point are taken as equally likely, a random critical point is a minimum "
+            "with probability 1/3 in 1-D and 1/3^d in d dimensions: of k critical points about k/3^d are minima, and "
+            "minima get rarer as d grows (measured here on random symmetric Hessians).",
        needs=(Need(SURF, "fig6_4_minima_share.csv"),),
        tolerance="agrees: the share of minima within a factor {tol:g} of 1/3^d at every d (where none was seen, "
                  "its 95% upper bound not below 1/3^d / {tol:g}); partly: it falls with d (each share at most the "
                  "previous d's upper bound, the last upper bound below the first lower bound) but strays beyond "
-                 "the factor; differs: it does not fall")
+                 "the factor; differs: it does not fall (redrawn: binomial counts of minima at each d)")
 def minima_share(i: View, tol: float) -> Measured:
-    t = i.csv(SURF, "fig6_4_minima_share.csv").sort_values("d")
+    t = i.csv(SURF, "fig6_4_minima_share.csv").sort_values("d").reset_index(drop=True)
+    if t.empty:
+        return Measured("–", not_measured("the surfaces stage sampled no dimension"))
+
+    def decide(t: pd.DataFrame) -> Decision:
+        seen = t["minima"] > 0
+        ratio = t["share"] / t["book_share"]
+        # Where no sample was a minimum only the upper bound is known: too low only if even it lies below the factor.
+        within = np.where(seen, (ratio >= 1 / tol) & (ratio <= tol), t["share_high"] >= t["book_share"] / tol)
+        falls = bool(np.all(t["share"].to_numpy()[1:] <= t["share_high"].to_numpy()[:-1])
+                     and t["share_high"].iloc[-1] < t["share_low"].iloc[0])
+        return graded(bool(within.all()), falls, float(ratio.iloc[0]), (1 / tol, tol))
+
+    def redraw(rng: np.random.Generator) -> Decision:
+        # Each d's count of minima as a binomial draw at the measured share; its Wilson bounds move with it.
+        minima = rng.binomial(t["samples"].to_numpy(), t["share"].to_numpy())
+        share = minima / t["samples"]
+        return decide(t.assign(minima=minima, share=share, share_low=t["share_low"] + share - t["share"],
+                               share_high=t["share_high"] + share - t["share"]))
+
     seen = t["minima"] > 0
     ratio = t["share"] / t["book_share"]
-    # Where no sample was a minimum only the upper bound is known: too low only if even it lies below the factor.
-    within = np.where(seen, (ratio >= 1 / tol) & (ratio <= tol), t["share_high"] >= t["book_share"] / tol)
-    falls = bool(np.all(t["share"].to_numpy()[1:] <= t["share_high"].to_numpy()[:-1])
-                 and t["share_high"].iloc[-1] < t["share_low"].iloc[0])
     worst = t[seen].iloc[int(np.argmin(ratio[seen]))] if seen.any() else t.iloc[0]
+    d = decide(t)
     return Measured(f"d = 1: {t['share'].iloc[0]:.3f} (book 0.333); measured / book from {ratio.iloc[0]:.2f} "
                     f"(d = 1) to {ratio[seen].min() if seen.any() else math.nan:.1e} (d = {int(worst['d'])}); "
-                    f"within the factor at {int(within.sum())} of {len(t)} d; "
-                    f"{'falls' if falls else 'does not fall'} with d", graded(bool(within.all()), falls))
+                    f"{'falls' if d.verdict != DIFFERS else 'does not fall'} with d", d, redraw=redraw,
+                    unit="sample", draws=int(t["samples"].iloc[0]))

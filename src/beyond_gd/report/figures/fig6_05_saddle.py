@@ -8,8 +8,8 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
-from beyond_gd.report.claims import graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.claims import holds
+from beyond_gd.report.registry import CHECK, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -60,17 +60,17 @@ def looks_like(cut: pd.DataFrame, slack: float) -> str:
     return "minimum" if at <= cut["z"].min() + slack else "maximum" if at >= cut["z"].max() - slack else "neither"
 
 
-@claim("saddle_hessian_signs", figure="Fig 6-5",
+@claim("saddle_hessian_signs", kind=CHECK, figure="Fig 6-5", source="§ Flat regions in the error surface",
        book="Cut from A to B the critical point looks like a minimum, from C to D like a maximum: it is a saddle, "
             "its Hessian has eigenvalues of both signs.",
        needs=(SURF_SUMMARY, Need(SURF, "fig6_5_cuts.csv")),
-       tolerance="agrees: Hessian eigenvalues below -{tol:g} and above +{tol:g}, and the critical point the lowest "
-                 "point of A-B and the highest of C-D (to {tol:g}); partly: one of the two (a saddle the cuts do "
-                 "not show as the book's, or the book's cuts on a degenerate Hessian); differs: neither")
+       tolerance="holds: Hessian eigenvalues below -{tol:g} and above +{tol:g}, and the critical point the lowest "
+                 "point of A-B and the highest of C-D (to {tol:g}); fails otherwise (a closed form on the toy "
+                 "surface)")
 def saddle_signs(i: View, tol: float) -> Measured:
     m, cuts = i.json(SURF), i.csv(SURF, "fig6_5_cuts.csv")
     lo, hi = m["saddle_hessian_eig_min"], m["saddle_hessian_eig_max"]
     looks = {name: looks_like(rows, tol) for name, rows in cuts.groupby("cut")}
     indefinite, as_drawn = lo < -tol and hi > tol, looks.get("A-B") == "minimum" and looks.get("C-D") == "maximum"
     return Measured(f"eigenvalues {lo:g}, {hi:g}; at the critical point " + ", ".join(
-        f"{name} {kind}" for name, kind in looks.items()), graded(indefinite and as_drawn, indefinite or as_drawn))
+        f"{name} {kind}" for name, kind in looks.items()), holds(indefinite and as_drawn))

@@ -8,8 +8,8 @@ import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours
-from beyond_gd.report.claims import graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.claims import holds
+from beyond_gd.report.registry import CHECK, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -56,13 +56,14 @@ def gradient_angle(i: View, p: FigureParams, s: Style) -> Drawn:
     return Drawn(fig, measured)
 
 
-@claim("gradient_angle_up_to_90", figure="Fig 6-6",
+@claim("gradient_angle_up_to_90", kind=CHECK, figure="Fig 6-6",
+       source="§ When the gradient points in the wrong direction",
        book="If the contours are extremely elliptical, the gradient can point up to 90° away from the direction "
             "to the minimum.",
        needs=(Need(SURF, "fig6_6_largest_angle.csv"),),
-       tolerance="agrees: the largest angle grows with κ, never passes 90° and comes within {tol:g}° of it at the "
-                 "largest κ swept; partly: farther from 90° there, or not growing at every κ; differs: within "
-                 "{tol:g}° of 0 at the largest κ (the gradient points at the minimum as on circles), or beyond 90°")
+       tolerance="holds: the largest angle over directions grows with κ, never passes 90° and comes within "
+                 "{tol:g}° of it at the largest κ swept (theory: arccos(2√κ/(1 + κ)), a closed form); fails "
+                 "otherwise")
 def gradient_angle_90(i: View, tol: float) -> Measured:
     t = i.csv(SURF, "fig6_6_largest_angle.csv").sort_values("condition_number")
     angles = t["largest_angle_deg"].to_numpy()
@@ -71,4 +72,4 @@ def gradient_angle_90(i: View, tol: float) -> Measured:
     return Measured(f"{angles[-1]:.2f}° at κ = {t['condition_number'].iloc[-1]:g} "
                     f"(theory {t['theory_deg'].iloc[-1]:.2f}°); {'grows' if grows else 'does not grow'} with κ"
                     + ("; beyond 90° somewhere" if beyond else ""),
-                    graded(grows and not beyond and angles[-1] >= 90 - tol, not beyond and angles[-1] > tol))
+                    holds(grows and not beyond and angles[-1] >= 90 - tol))

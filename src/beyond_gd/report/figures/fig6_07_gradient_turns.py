@@ -8,8 +8,8 @@ import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours, frame
-from beyond_gd.report.claims import graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.claims import holds
+from beyond_gd.report.registry import CHECK, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -63,16 +63,15 @@ def gradient_turns(i: View, p: FigureParams, s: Style) -> Drawn:
 ROUND_OFF_DEG = 1e-5
 
 
-@claim("gradient_turns_on_ellipses", figure="Fig 6-7",
+@claim("gradient_turns_on_ellipses", kind=CHECK, figure="Fig 6-7",
+       source="§ When the gradient points in the wrong direction",
        book="Moving along the steepest-descent direction chosen at the start, the gradient changes direction "
             "under our feet on elliptical contours; on circular contours it would not.",
        needs=(SURF_SUMMARY,),
-       tolerance=f"agrees: by the end of the line the ellipse's gradient has turned >= {{tol:g}}° and the circle's "
-                 f"not at all (<= {ROUND_OFF_DEG:g}°, round-off); partly: the ellipse's turns more than the "
-                 "circle's, but less than that or the circle's turns too; differs: the ellipse's turns no more "
-                 "than the circle's")
+       tolerance=f"holds: by the end of the line the ellipse's gradient has turned >= {{tol:g}}° and the circle's "
+                 f"not at all (<= {ROUND_OFF_DEG:g}°, round-off); fails otherwise (a closed form on two quadratics)")
 def gradient_turns_ellipse(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     ellipse, circle = m["turn_deg_ellipse"], m["turn_deg_circle"]
     return Measured(f"ellipse {ellipse:.1f}°, circle {circle:.2g}°",
-                    graded(ellipse >= tol and circle <= ROUND_OFF_DEG, ellipse > circle + ROUND_OFF_DEG))
+                    holds(ellipse >= tol and circle <= ROUND_OFF_DEG))

@@ -9,8 +9,8 @@ import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import contours, frame
-from beyond_gd.report.claims import at_most, graded
-from beyond_gd.report.registry import Drawn, FigureParams, Measured, claim, figure
+from beyond_gd.report.claims import holds
+from beyond_gd.report.registry import CHECK, Drawn, FigureParams, Measured, claim, figure
 from beyond_gd.report.style import Style, size
 
 SURF = "surfaces"
@@ -70,29 +70,28 @@ def _iterations(value: int | None) -> float:
     return math.inf if value is None else value
 
 
-@claim("cg_two_steps_in_2d", figure="Fig 6-10",
+@claim("cg_two_steps_in_2d", kind=CHECK, figure="Fig 6-10", source="§ A brief view of second-order methods",
        book="Conjugate gradient reaches the minimum of a 2-D quadratic in 2 steps; steepest descent zig-zags.",
        needs=(SURF_SUMMARY,),
-       tolerance="agrees: CG within {tol:g} of the minimum after its 2nd step and steepest descent needing more "
-                 "steps; partly: CG needs fewer steps than steepest descent, but is not there after 2; differs: "
-                 "CG needs as many or more")
+       tolerance="holds: CG within {tol:g} of the minimum after its 2nd step and steepest descent needing more "
+                 "steps; fails otherwise (exact arithmetic says 2)")
 def cg_two_steps(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     cg, sd = _iterations(m["cg_2d_iterations"]), _iterations(m["sd_2d_iterations"])
     return Measured(f"CG {m['cg_2d_iterations']} steps (distance {m['cg_2d_distance_after_2_steps']:.1e} after "
                     f"2), steepest descent {m['sd_2d_iterations']}",
-                    graded(cg <= 2 < sd and m["cg_2d_distance_after_2_steps"] <= tol, cg < sd))
+                    holds(cg <= 2 < sd and m["cg_2d_distance_after_2_steps"] <= tol))
 
 
-@claim("cg_n_steps", figure="Fig 6-10",
-       book="Conjugate gradient minimises an n-dimensional quadratic in at most n steps.",
+@claim("cg_n_steps", kind=CHECK, figure="Fig 6-10", source="Hestenes & Stiefel (1952); not in the chapter",
+       book="Conjugate gradient minimises an n-dimensional quadratic in at most n steps (in exact arithmetic).",
        needs=(SURF_SUMMARY,),
-       tolerance="agrees: <= n iterations to the stage's tolerance; partly: <= n × (1 + {tol:g}) (float "
-                 "round-off loses conjugacy); differs: more, or never")
+       tolerance="holds: <= n × (1 + {tol:g}) iterations to the stage's tolerance (float round-off loses "
+                 "conjugacy slowly); fails: more, or never")
 def cg_n_steps(i: View, tol: float) -> Measured:
     m = i.json(SURF)
     its = m["cg_nd_iterations"]
     return Measured(("CG never reached the tolerance" if its is None else f"CG {its} iterations")
                     + f" for n = {m['nd_dim']} (κ = {m['nd_condition_number']:g}); steepest descent "
                     f"{m['sd_nd_iterations']}",
-                    at_most(_iterations(m["cg_nd_iterations"]), m["nd_dim"], tol))
+                    holds(_iterations(m["cg_nd_iterations"]) <= m["nd_dim"] * (1 + tol)))
