@@ -24,7 +24,7 @@ from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.report.registry import FigureParams, FigureSpec
 from beyond_gd.report.style import Style, apply
 from conftest import report_reads
-from test_claims import BOOK, interpolate, notebook, write
+from test_claims import BOOK, identifiability, interpolate, notebook, write
 
 REPO = Path(__file__).resolve().parents[1]
 # The figure modules in the order the package imports them (the page order).
@@ -77,6 +77,17 @@ def test_fig6_3_draws_from_synthetic_artifacts(tmp_path: Path) -> None:
     drawn = spec.draw(artifacts.view(spec.needs), FigureParams(**CONF["figures"]), style)
     assert len(drawn.figure.axes) >= 3
     assert "over 5 θ_rand" in drawn.measured and "0.06" in drawn.measured, drawn.measured
+
+
+def test_fig6_2_draws_every_transform_the_stage_tries(tmp_path: Path) -> None:
+    """The rescaling with k < 0 beside the symmetries and the control, each bar labelled."""
+    spec = next(f for f in FIGURES if f.name == "fig6-02-permutation-symmetry")
+    artifacts = write(identifiability(), spec.needs, tmp_path)
+    style = Style(**CONF["style"])
+    apply(style)
+    drawn = spec.draw(artifacts.view(spec.needs), FigureParams(**CONF["figures"]), style)
+    labels = [t.get_text() for ax in drawn.figure.axes for t in ax.get_xticklabels()]
+    assert "rescaling, k < 0\n(not a symmetry)" in labels and "control\n(not a symmetry)" in labels, labels
 
 
 def spec(name: str) -> FigureSpec:

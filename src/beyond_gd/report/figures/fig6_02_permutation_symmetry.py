@@ -33,7 +33,8 @@ BOOK_HIDDEN_WIDTH, BOOK_HIDDEN_LAYERS = 256, 2
               "probe inputs. Bottom left: on the trained MLP, the largest change of any test logit (relative "
               "to the largest logit) and of the test loss (relative), per trial and worst case, under random "
               "permutations of both hidden layers, positive rescalings (ReLU unit in × k, out × 1/k), both, "
-              "and a control that is no symmetry (incoming weights permuted alone); log scale, float32 "
+              "the same rescalings with k < 0 (the chapter's \"any non-zero k\"), and a control that is no "
+              "symmetry (incoming weights permuted alone); log scale, float32 "
               "epsilon dotted. Bottom right: log10 of the number of orderings (n!)^l of l layers of n neurons.",
         book="Permuting the neurons of a layer gives an equivalent network: a layer of n neurons has n! "
              "orderings, l such layers (n!)^l; scaling a ReLU unit's incoming weights by k and its outgoing "
@@ -74,7 +75,8 @@ def permutation_symmetry(i: View, p: FigureParams, s: Style) -> Drawn:
     ax.axhline(m["float32_eps"], color="0.2", ls=":", label=f"float32 epsilon {m['float32_eps']:.1e}")
     ax.set_yscale("log")
     ax.set_ylim(floor / 3, 30 * max(1.0, t[["logit", "loss"]].max().max()))
-    ax.set_xticks(x, ["permutation", "rescaling", "both", "control\n(not a symmetry)"])
+    labels = {NEGATIVE: "rescaling, k < 0\n(not a symmetry)", CONTROL: "control\n(not a symmetry)"}
+    ax.set_xticks(x, [labels.get(name, name) for name in order])
     ax.set(ylabel="relative change (log scale)", title=f"the trained MLP, {t['trial'].nunique()} trials")
     ax.legend(fontsize="x-small", loc="upper left")
 
