@@ -672,10 +672,10 @@ CASES: list[tuple[str, str, Edit]] = [
     ("rescaling_any_nonzero_k", DIFFERS, same),  # as measured: k < 0 changes a ReLU network by O(1)
     # A network of linear units (no ReLU): k < 0 is a symmetry too.
     ("rescaling_any_nonzero_k", AGREES, replace(identifiability(negative=(2.0 * EPS32,) * 10))),
-    # Units that are nearly never negative before the ReLU: k < 0 moves the logits by 30-150 epsilons, 8 of 10
-    # trials within round-off.
+    # Units that are nearly never negative before the ReLU: k < 0 moves the logits by 30-120 epsilons, 9 of 10
+    # trials within round-off (a third of the resamples miss the tenth).
     ("rescaling_any_nonzero_k", INCONCLUSIVE, replace(identifiability(negative=tuple(
-        v * EPS32 for v in (30, 40, 50, 60, 70, 80, 90, 95, 120, 150))))),
+        v * EPS32 for v in (30, 40, 50, 60, 70, 80, 90, 95, 98, 120))))),
     ("rescaling_any_nonzero_k", NOT_MEASURED, drop(ID, "trials.csv", transform="negative_rescaling")),
 
     # ---- Fig 6-3 ----
