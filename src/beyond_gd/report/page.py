@@ -149,9 +149,10 @@ COLUMNS_NOTE = ("P: P(verdict); margin: in spreads of the deciding statistic (�
 
 
 def _fmt(value: float, spec: str = ".2f") -> str:
+    """P or a margin as the tables show it: a margin past 100 spreads is as settled as one at 100."""
     if pd.isna(value):
         return "–"
-    return "∞" if value == float("inf") else format(value, spec)
+    return "∞" if value == float("inf") else "> 100" if value > 100 else format(value, spec)
 
 
 def _brief(claims: pd.DataFrame) -> pd.DataFrame:
