@@ -125,12 +125,13 @@ def write_interpolate(folder: Path) -> None:
 
 
 def write_identifiability(folder: Path) -> None:
-    """identifiability's outputs for 2 trials: the symmetries at float32 round-off, the control O(1)."""
+    """identifiability's outputs for 2 trials: the symmetries at float32 round-off, the rescaling with k < 0 and
+    the control O(1)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     base_loss, eps = 0.0856, float(np.finfo(np.float32).eps)
     change = {"permutation": (2.5 * eps, 1e-9), "rescaling": (2.0 * eps, 2e-9), "both": (2.8 * eps, 3e-9),
-              "control": (1.1, 2.8)}
+              "negative_rescaling": (0.4, 0.3), "control": (1.1, 2.8)}
     rows = [{"trial": trial, "transform": name, "max_param_change": 0.5 if name != "control" else 0.2,
              "max_logit_change": 20 * logit * (1 + 0.1 * rng.random()),
              "rel_logit_change": logit * (1 + 0.1 * rng.random()),
@@ -185,10 +186,12 @@ def write_hessian(folder: Path) -> None:
 
 
 def write_hessian_density(folder: Path) -> None:
-    """hessian_density's density.csv, top.csv and summary.json (test_claims' picture): a bulk near zero and,
-    from the first epoch on, 9 outliers up to 9."""
+    """hessian_density's density.csv, top.csv, ritz.csv and summary.json (test_claims' picture): a bulk near zero
+    and, from the first epoch on, 9 outliers up to 9."""
     folder.mkdir(parents=True)
-    summary = hessian_density_picture()[("hessian_density", "summary.json")]
+    picture = hessian_density_picture()
+    summary = picture[("hessian_density", "summary.json")]
+    picture[("hessian_density", "ritz.csv")].to_csv(folder / "ritz.csv", index=False)
     grid = np.linspace(-1.0, 10.0, 300)
     dens, top = [], []
     for point, m in summary["points"].items():
@@ -227,6 +230,7 @@ def write_momentum_speedup(folder: Path) -> None:
                                             "epoch_last_loss": 2.3 * np.exp(-ends / (n / np.log(23))),
                                             "seconds": ends / 300}))
     momentum_speedup.summary_table(pd.DataFrame(runs), c, names).to_csv(folder / "summary.csv", index=False)
+    pd.DataFrame(runs).assign(reached=True).to_csv(folder / "runs.csv", index=False)
     pd.concat(steps).to_csv(folder / "steps.csv", index=False)
     pd.concat(epochs).to_csv(folder / "epochs.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
@@ -408,6 +412,7 @@ def write_lr_adaptation(folder: Path) -> None:
     epoch_loss = lr_adaptation_study.epoch_losses(outputs, per_epoch)
     lr_adaptation_study.summarize(outputs, probes, epoch_loss, c, lrs, per_epoch).to_csv(folder / "summary.csv", index=False)
     probes[["optimizer", "seed", *C.PROBE_COLUMNS]].to_csv(folder / "probes.csv", index=False)
+    epoch_loss.to_csv(folder / "epoch_loss.csv", index=False)
     T.steps_table(outputs, ["optimizer", "seed"], c.curve_stride, c.smoothing_window).to_csv(
         folder / "steps.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
@@ -688,14 +693,16 @@ def test_claims_table_verdicts_and_provenance(built: Path) -> None:
 
 @pytest.mark.slow
 def test_fixture_checks_hold_and_claims_decide(built: Path) -> None:
-    """On the small fixture every check holds, and every measured claim that ran decides (its statistic is
-    measured); whether the resampling signs it is the verdict's business, tested in tests/test_claims.py."""
+    """On the small fixture every check holds, and every measured claim either decides or says why it could
+    not (a budget too short to reach a target reads not measured, with its reason); whether the resampling
+    signs a decision is the verdict's business, tested in tests/test_claims.py."""
     table = pd.read_csv(built / "claims.csv").set_index("id")
     checks = table[table["kind"] == registry.CHECK]
     assert (checks["verdict"] == registry.HOLDS).all(), checks.loc[checks["verdict"] != registry.HOLDS, "measured"]
     measured = table[table["kind"] == registry.MEASURED]
-    assert measured["decided"].isin(registry.DECIDED).all(), measured.loc[
-        ~measured["decided"].isin(registry.DECIDED), "note"]
+    unmeasured = measured["decided"] == registry.NOT_MEASURED
+    assert measured.loc[~unmeasured, "decided"].isin(registry.DECIDED).all()
+    assert measured.loc[unmeasured, "note"].notna().all() and unmeasured.sum() < len(measured) / 2, measured["note"]
 
 
 @pytest.mark.slow
@@ -850,9 +857,15 @@ def test_report_imports_no_training_code() -> None:
     code = ("import sys, beyond_gd.stages.report; "
             "print(' '.join(m for m in sys.modules if m.startswith('beyond_gd')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    forbidden = [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in
+    # landscape.spectrum is numpy only: the outliers statistic the report shares with hessian_density.
+    allowed = ("beyond_gd.studies.report", "beyond_gd.landscape", "beyond_gd.landscape.spectrum")
+    forbidden = [m for m in loaded if m not in allowed and (
+                 m.split(".")[1:2] and m.split(".")[1] in
                  ("training", "model", "optim", "landscape", "data", "cells", "launch", "toys")
-                 or m.startswith("beyond_gd.studies.") and m != "beyond_gd.studies.report"]
+                 or m.startswith("beyond_gd.studies."))]
+    assert "torch" not in subprocess.run([sys.executable, "-c", "import sys, beyond_gd.stages.report; "
+                                          "print(' '.join(sys.modules))"], capture_output=True, text=True,
+                                         check=True).stdout.split()
     assert not forbidden, forbidden
 
 
