@@ -258,23 +258,30 @@ GRID_DEFAULTS = {"sgd": 0.01, "sgd_momentum": 0.01, "sgd_nesterov": 0.01, "adagr
 
 
 def optimizer_grid(scores: dict[str, tuple[float, float, float, int]], sgd_at_edge: bool = False,
-                   diverged: tuple[str, ...] = (), seeds: int = 5) -> Data:
+                   diverged: tuple[str, ...] = (), seeds: int = 5, asgd_iterate: tuple[float, float] = (1.1, 0.0),
+                   flat: tuple[str, ...] = ()) -> Data:
     """optimizer_grid's cells.csv, summary.csv and summary.json: per optimizer (score at its best lr, the 95%
     interval of that score over seeds, the best lr's place in its search 0-4); the cells are 5 seeds at each of
     its 5 lrs, each lr away from the best 0.03 worse, the seeds scattered so that their mean's spread matches
     the interval (a seed std of sqrt(5) x (high - low) / 3.92). `diverged`: optimizers every cell of which
-    diverged (no score)."""
+    diverged (no score); `flat`: optimizers whose lrs all score within 0.1% of their best (a search too narrow
+    to show the lr matter). ASGD's score is that of its averaged weights; its iterate's is `asgd_iterate` =
+    (ratio to the average, its seed std) times it."""
     rows, cells = [], []
     for k, (name, (score, low, high, place)) in enumerate(scores.items()):
         lrs = [GRID_DEFAULTS[name] * 10 ** (j / 2 - 1) for j in range(5)]
         place = 4 if name == "sgd" and sgd_at_edge else place
         seed_std = math.sqrt(seeds) * (high - low) / 3.92
         for j, lr in enumerate(lrs):
+            step = 0.0001 if name in flat else 0.03
             for seed, dz in enumerate(z(k, seeds)):
                 bad = name in diverged
+                loss = math.nan if bad else score + step * abs(j - place) + seed_std * dz
+                average = name == "asgd"
+                ratio = asgd_iterate[0] + asgd_iterate[1] * z(99, seeds)[seed]
                 cells.append({"optimizer": name, "lr": float(f"{lr:.3g}"), "seed": seed,
-                              "train_loss": math.nan if bad else score + 0.03 * abs(j - place) + seed_std * dz,
-                              "diverged": bad})
+                              "train_loss": loss * ratio if average else loss,
+                              "average_train_loss": loss if average else math.nan, "diverged": bad})
         others = [v for n, v in scores.items() if n != name]
         rows.append({"optimizer": name, "torch_name": name, "best_lr": float(f"{lrs[place]:.3g}"),
                      "lrs": " ".join(f"{lr:.3g}" for lr in lrs), "best_lr_at_edge": place in (0, 4),
@@ -297,10 +304,11 @@ def optimizer_grid(scores: dict[str, tuple[float, float, float, int]], sgd_at_ed
 
 
 # Score (training-set loss after one epoch), its 95% interval, the best lr's place in the search: three
-# optimizers within a percent of each other at the top, every popular method clear of a well-tuned SGD.
+# optimizers within a percent of each other at the top, every popular method clear of a well-tuned SGD,
+# momentum's best lr half a decade below SGD's, Adam best at its default lr.
 GRID = {"adagrad": (0.092, 0.090, 0.094, 3), "rmsprop": (0.092, 0.090, 0.094, 1), "adadelta": (0.093, 0.091, 0.095, 2),
-        "adam": (0.110, 0.104, 0.117, 3), "sgd_nesterov": (0.124, 0.112, 0.131, 3),
-        "sgd_momentum": (0.125, 0.110, 0.130, 3), "rmsprop_momentum": (0.130, 0.118, 0.140, 1),
+        "adam": (0.110, 0.104, 0.117, 2), "sgd_nesterov": (0.124, 0.112, 0.131, 3),
+        "sgd_momentum": (0.125, 0.110, 0.130, 2), "rmsprop_momentum": (0.130, 0.118, 0.140, 1),
         "sgd": (0.180, 0.170, 0.190, 3), "asgd": (0.185, 0.178, 0.192, 3)}
 
 def update_rules(same: float = 3.1e-15, differ: float = 1.14e-2) -> Data:
@@ -436,11 +444,13 @@ PAIRS = (("seed_0", "seed_1"), ("seed_0", "seed_2"), ("seed_1", "seed_2"))
 
 
 def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Sequence[float] = (0.03, 0.04, 0.035),
-                      curve: Sequence[float] = (0.03, 0.04, 0.035),
-                      dip: dict[tuple[str, str], float] | None = None) -> Data:
+                      curve: Sequence[float] = (0.03, 0.04, 0.035), dip: dict[tuple[str, str], float] | None = None,
+                      test_accuracy: Sequence[float] = (0.975, 0.977, 0.976),
+                      diverged: Sequence[bool] = (False, False, False)) -> Data:
     """mode_connectivity's barriers.csv for 3 pairs (training-subset barrier per path and pair; the test set's
     5% higher), and its Fig 6-3 lines from 3 solutions to their own inits (the book's shape; `dip` per
-    (solution, split)) in the interpolate stage's columns plus theta_opt."""
+    (solution, split)) in the interpolate stage's columns plus theta_opt; solutions.csv, the 3 solutions' test
+    accuracies `test_accuracy` and training accuracies 1 point above them (as measured after 5 epochs)."""
     rows = []
     for k, (a, b) in enumerate(PAIRS):
         for path, heights in (("linear", linear), ("aligned", aligned), ("curve", curve)):
@@ -455,9 +465,48 @@ def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Seq
                             "accuracy": 0.1 + 0.85 * np.exp(-(ALPHAS**2) / 0.18), "theta_opt": sol})
               for k, sol in enumerate(SOLUTIONS) for split, at_0 in (("train", 0.21), ("test", 0.22))]
     summaries = [path_summary(f).assign(theta_opt=f["theta_opt"].iloc[0]) for f in frames]
-    return {("mode_connectivity", "barriers.csv"): pd.DataFrame(rows),
+    solutions = pd.DataFrame([{"solution": sol, "seed": k, "steps": 4690, "epochs": 5, "diverged": bad,
+                               "final_step_loss": 0.3, "train_loss": 0.30, "train_accuracy": acc + 0.01,
+                               "test_loss": 0.29, "test_accuracy": acc}
+                              for k, (sol, acc, bad) in enumerate(zip([f"seed_{k}" for k in range(len(diverged))],
+                                                                      test_accuracy, diverged, strict=True))])
+    return {("mode_connectivity", "barriers.csv"): pd.DataFrame(rows), ("mode_connectivity", "solutions.csv"): solutions,
             ("mode_connectivity", "interpolation_path.csv"): pd.concat(frames, ignore_index=True),
             ("mode_connectivity", "interpolation_summary.csv"): pd.concat(summaries, ignore_index=True)}
+
+
+# The lbfgs stage's losses at the end of L-BFGS's compute (1e6 example-gradients: 200 full-batch evaluations
+# of 5,000 images): L-BFGS ahead of every first-order method, CG of SGD.
+LBFGS_ENDS = {"lbfgs": 0.01, "sgd": 0.2, "sgd_momentum": 0.08, "adam": 0.05, "cg": 0.15}
+MLP_PARAMETERS = 269_322  # 784-256-256-10 with biases
+
+
+def lbfgs(ends: dict[str, float] | None = None, spread: float = 0.05, history: int = 100) -> Data:
+    """lbfgs's epochs.csv and summary.json: 3 seeds; each method's training-subset loss falls as a power of its
+    example-gradients to `ends` at L-BFGS's compute (1e6), the seeds `spread` apart (relative); L-BFGS and CG
+    full batch (5,000 images) at every evaluation, the first-order methods every 1e5 example-gradients to 2e6.
+    A method missing from `ends` did not run."""
+    ends = LBFGS_ENDS if ends is None else ends
+    rows = []
+    for name, end in ends.items():
+        full = name in ("lbfgs", "cg")
+        grads = np.arange(1, 201) * 5000.0 if full else np.arange(1, 21) * 1e5
+        for seed, dz in enumerate(z(7, 3)):
+            loss = end * (grads / 1e6) ** -0.7 * (1 + spread * dz)
+            rows += [{"optimizer": name, "seed": seed, "epoch": k + 1, "step": k + 1, "evaluations": k + 1,
+                      "example_gradients": g, "seconds": g / 1e5, "train_loss": v, "test_accuracy": 0.95}
+                     for k, (g, v) in enumerate(zip(grads, loss))]
+    bytes_ = {"bfgs": MLP_PARAMETERS**2 * 4, "lbfgs": (2 * history * MLP_PARAMETERS + history) * 4}
+    summary = {"optimizer": "lbfgs", "compare": ["sgd", "sgd_momentum", "adam"], "train_images": 5000, "seeds": 3,
+               "parameters": MLP_PARAMETERS, "memory_bytes": bytes_}
+    return {("lbfgs", "epochs.csv"): pd.DataFrame(rows), ("lbfgs", "summary.json"): summary}
+
+
+def hessian(parameters: int = MLP_PARAMETERS, hvp_over_gradient: float = 2.3) -> Data:
+    """hessian's summary.json: the parameter count and what a product cost (2.3 gradients, as measured)."""
+    timing = {"gradient_seconds": 0.1, "hvp_seconds": 0.1 * hvp_over_gradient, "hvp_over_gradient": hvp_over_gradient,
+              "repeats": 5}
+    return {("hessian", "summary.json"): {"parameters": parameters, "subset_size": 5000, "timing": timing}}
 
 
 def edge_of_stability_data(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Data:
@@ -473,7 +522,8 @@ def book() -> Data:
     allows a verdict at all), every check holds."""
     return {**surfaces(), **identifiability(), **interpolate(), **random_walk(), **momentum_speedup(BOOK_STEPS),
             **optimizer_grid(GRID), **update_rules(), **optimizer_toys(), **lr_adaptation(),
-            **hessian_density(), **mode_connectivity(), **edge_of_stability_data(), **landscape_2d(), **notebook()}
+            **hessian_density(), **mode_connectivity(), **edge_of_stability_data(), **landscape_2d(), **notebook(),
+            **lbfgs(), **hessian()}
 
 
 # --------------------------------------------------------------------------
@@ -515,8 +565,9 @@ def momentum_table(spread: float = 0.01, **setups: tuple[float | None, ...]) -> 
     return replace(momentum_speedup({**BOOK_STEPS, **setups}, spread))
 
 
-def grid(sgd_at_edge: bool = False, seeds: int = 5, **scores: tuple[float, float, float, int]) -> Edit:
-    return replace(optimizer_grid({**GRID, **scores}, sgd_at_edge, seeds=seeds))
+def grid(sgd_at_edge: bool = False, seeds: int = 5, asgd_iterate: tuple[float, float] = (1.1, 0.0),
+         flat: tuple[str, ...] = (), **scores: tuple[float, float, float, int]) -> Edit:
+    return replace(optimizer_grid({**GRID, **scores}, sgd_at_edge, seeds=seeds, asgd_iterate=asgd_iterate, flat=flat))
 
 
 def adam_bias_betas_swapped(d: Data) -> None:
@@ -795,6 +846,47 @@ CASES: list[tuple[str, str, Edit]] = [
     # Nesterov 10% ahead (the bar), the seeds' noise about it.
     ("nesterov_unclear_with_minibatches", INCONCLUSIVE, grid(sgd_nesterov=(0.1125, 0.102, 0.123, 3))),
     ("nesterov_unclear_with_minibatches", NOT_MEASURED, replace(optimizer_grid(GRID, diverged=("sgd_momentum",)))),
+    ("momentum_may_need_a_smaller_lr", AGREES, same),
+    # Momentum's best lr that of SGD (both at 0.0316).
+    ("momentum_may_need_a_smaller_lr", PARTLY, grid(sgd_momentum=(0.125, 0.110, 0.130, 3))),
+    # SGD best half a decade below its default, momentum half a decade above it.
+    ("momentum_may_need_a_smaller_lr", DIFFERS, grid(sgd=(0.180, 0.170, 0.190, 1), sgd_momentum=(0.125, 0.110, 0.130, 3))),
+    # SGD's best lr the largest of its search: its best may lie beyond, and momentum's relation to it with it.
+    ("momentum_may_need_a_smaller_lr", INCONCLUSIVE, grid(sgd_at_edge=True)),
+    ("momentum_may_need_a_smaller_lr", NOT_MEASURED, replace(optimizer_grid(GRID, diverged=("sgd_momentum",)))),
+    ("adam_combines_rmsprop_and_momentum_better", AGREES, same),
+    # RMSProp with momentum tuned as well as Adam (within a percent, the seeds tight).
+    ("adam_combines_rmsprop_and_momentum_better", PARTLY, grid(adam=(0.110, 0.109, 0.111, 2),
+                                                               rmsprop_momentum=(0.111, 0.110, 0.112, 1))),
+    # RMSProp with momentum at a better lr than Adam's best: 18% ahead of it.
+    ("adam_combines_rmsprop_and_momentum_better", DIFFERS, grid(rmsprop_momentum=(0.090, 0.089, 0.091, 1))),
+    # Adam 5% ahead (the bar), the seeds' noise about it.
+    ("adam_combines_rmsprop_and_momentum_better", INCONCLUSIVE, grid(rmsprop_momentum=(0.1155, 0.105, 0.126, 1))),
+    ("adam_combines_rmsprop_and_momentum_better", NOT_MEASURED, replace(optimizer_grid(GRID, diverged=("adam",)))),
+    ("adam_defaults_usually_work", AGREES, same),
+    # Adam best half a decade above its default, on a worse score: the default 15% off, less than the others'
+    # median gap (20%).
+    ("adam_defaults_usually_work", PARTLY, grid(adam=(0.200, 0.190, 0.210, 3))),
+    # Adam best half a decade above its default: 27% off, more than the others' median.
+    ("adam_defaults_usually_work", DIFFERS, grid(adam=(0.110, 0.104, 0.117, 3))),
+    # Adam best at the largest lr of its search: its best may lie beyond.
+    ("adam_defaults_usually_work", INCONCLUSIVE, grid(adam=(0.110, 0.104, 0.117, 4))),
+    ("adam_defaults_usually_work", NOT_MEASURED, replace(optimizer_grid(GRID, diverged=("adam",)))),
+    ("lr_too_small_slow_too_large_fails", AGREES, same),
+    # AdaDelta insensitive to its lr over the search (within 0.1%): neither end is worse for it.
+    ("lr_too_small_slow_too_large_fails", PARTLY, grid(flat=("adadelta",))),
+    # Every search too narrow to show the lr matter.
+    ("lr_too_small_slow_too_large_fails", DIFFERS, grid(flat=tuple(GRID))),
+    ("lr_too_small_slow_too_large_fails", INCONCLUSIVE, grid(sgd_at_edge=True)),
+    ("lr_too_small_slow_too_large_fails", NOT_MEASURED, replace(optimizer_grid(GRID, diverged=tuple(GRID)))),
+    ("asgd_averaging_helps", AGREES, same),
+    # The average 2% better than the iterate: tied.
+    ("asgd_averaging_helps", PARTLY, grid(asgd_iterate=(1.02, 0.0))),
+    # The average 6% worse than the iterate (as measured with t0 at half an epoch: it holds iterates still moving).
+    ("asgd_averaging_helps", DIFFERS, grid(asgd_iterate=(0.94, 0.0))),
+    # The average 5% better (the bar), the seeds' ratios 3% apart.
+    ("asgd_averaging_helps", INCONCLUSIVE, grid(asgd_iterate=(1.05, 0.03))),
+    ("asgd_averaging_helps", NOT_MEASURED, replace(optimizer_grid(GRID, diverged=("asgd",)))),
 
     # ---- Optimizer toys, full batch (nothing random: no inconclusive) ----
     ("nesterov_helps_full_batch", AGREES, same),
@@ -873,6 +965,53 @@ CASES: list[tuple[str, str, Edit]] = [
     ("curve_connects_minima", DIFFERS, replace(mode_connectivity(curve=(0.52, 0.61, 0.57)))),
     ("curve_connects_minima", INCONCLUSIVE, replace(mode_connectivity(curve=(0.045, 0.055, 0.049)))),
     ("curve_connects_minima", NOT_MEASURED, drop(MC, "barriers.csv", path="curve")),
+    ("minima_about_as_good_as_global", AGREES, same),
+    # 5 seeds (as a longer run would train), four of them 0.7-0.85 points behind the best on the test set.
+    ("minima_about_as_good_as_global", PARTLY, replace(mode_connectivity(
+        test_accuracy=(0.977, 0.9695, 0.969, 0.970, 0.9685), diverged=(False,) * 5))),
+    # 5 seeds, four of them stuck 2-4 points behind the best.
+    ("minima_about_as_good_as_global", DIFFERS, replace(mode_connectivity(
+        test_accuracy=(0.977, 0.950, 0.940, 0.945, 0.955), diverged=(False,) * 5))),
+    # Two of the three half a point (the bar) behind the best.
+    ("minima_about_as_good_as_global", INCONCLUSIVE, replace(mode_connectivity(test_accuracy=(0.972, 0.977, 0.9715)))),
+    ("minima_about_as_good_as_global", NOT_MEASURED, replace(mode_connectivity(diverged=(True, True, False)))),
+
+    # ---- L-BFGS and CG (3 seeds, paired by init; memory counted) ----
+    ("lbfgs_optimizes_more_efficiently", AGREES, same),
+    # L-BFGS's history too short (or a line search that stops early): behind momentum and Adam.
+    ("lbfgs_optimizes_more_efficiently", PARTLY, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 0.1}))),
+    ("lbfgs_optimizes_more_efficiently", DIFFERS, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 0.3}))),
+    # Both at float32's floor (as measured: 3.4e-8 against Adam's 6.3e-7).
+    ("lbfgs_optimizes_more_efficiently", INCONCLUSIVE, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 3.4e-8, "adam": 6.3e-7}))),
+    ("lbfgs_optimizes_more_efficiently", NOT_MEASURED, replace(lbfgs({k: v for k, v in LBFGS_ENDS.items()
+                                                                      if k != "lbfgs"}))),
+    ("nonlinear_cg_trains_deep_networks", AGREES, same),
+    # CG behind SGD but training.
+    ("nonlinear_cg_trains_deep_networks", PARTLY, replace(lbfgs({**LBFGS_ENDS, "cg": 0.5}))),
+    # CG stuck at chance (a line search that never leaves the init).
+    ("nonlinear_cg_trains_deep_networks", DIFFERS, replace(lbfgs({**LBFGS_ENDS, "cg": 2.4}, spread=0.0))),
+    # CG level with SGD, the seeds 20% apart.
+    ("nonlinear_cg_trains_deep_networks", INCONCLUSIVE, replace(lbfgs({**LBFGS_ENDS, "cg": 0.2}, spread=0.2))),
+    ("nonlinear_cg_trains_deep_networks", NOT_MEASURED, replace(lbfgs({k: v for k, v in LBFGS_ENDS.items()
+                                                                       if k != "cg"}))),
+    ("lbfgs_saves_memory", AGREES, same),
+    # A history of 2,000 pairs: 67x less, not two orders of magnitude.
+    ("lbfgs_saves_memory", PARTLY, replace(lbfgs(history=2000))),
+    # A history as long as the network is wide (n / 2 pairs): no saving.
+    ("lbfgs_saves_memory", DIFFERS, replace(lbfgs(history=MLP_PARAMETERS // 2))),
+    ("lbfgs_saves_memory", NOT_MEASURED, summary_of("lbfgs", memory_bytes=None)),
+
+    # ---- The Hessian's cost (counted, and timed on one machine) ----
+    ("computing_the_hessian_is_hard", AGREES, same),
+    # A network of 100,000 parameters: its dense Hessian (37 GiB) fits.
+    ("computing_the_hessian_is_hard", DIFFERS, replace(hessian(parameters=100_000))),
+    ("computing_the_hessian_is_hard", NOT_MEASURED, summary_of("hessian", parameters=None)),
+    ("hessian_vector_product_costs_a_few_gradients", AGREES, same),
+    # Products recomputing the forward pass twice (a double backward without retained graphs).
+    ("hessian_vector_product_costs_a_few_gradients", PARTLY, replace(hessian(hvp_over_gradient=6.0))),
+    # A finite-difference product through a dense Jacobian.
+    ("hessian_vector_product_costs_a_few_gradients", DIFFERS, replace(hessian(hvp_over_gradient=12.0))),
+    ("hessian_vector_product_costs_a_few_gradients", NOT_MEASURED, summary_of("hessian", timing=None)),
 
     # ---- Edge of stability (one init: decided, never resampled) ----
     # GD at lr 0.2 and 0.4 hovering at 1.04 and 1.07 x 2/lr, SGD at most 0.3 x 2/lr.
@@ -897,7 +1036,8 @@ CASES: list[tuple[str, str, Edit]] = [
 ONE_RUN = ("notebook_solution_shows_flat_region", "solution_is_a_minimum_in_2d", "gd_hovers_at_edge_of_stability",
            "sgd_stays_below_edge")
 # Measurements with nothing random in them: their verdict stands with P = 1, never inconclusive.
-FIXED = ("nesterov_helps_full_batch", "pytorch_adagrad_merges_delta", "pytorch_rmsprop_momentum_is_nesterov")
+FIXED = ("nesterov_helps_full_batch", "pytorch_adagrad_merges_delta", "pytorch_rmsprop_momentum_is_nesterov",
+         "lbfgs_saves_memory", "computing_the_hessian_is_hard", "hessian_vector_product_costs_a_few_gradients")
 
 BOOK = book()
 
@@ -987,7 +1127,8 @@ def test_an_edge_of_the_search_makes_every_ranking_claim_inconclusive(tmp_path: 
     its search may do better beyond it, so the claim reads inconclusive and says which."""
     data = copy.deepcopy(BOOK)
     grid(sgd_at_edge=True, sgd_momentum=(0.125, 0.110, 0.130, 0), sgd_nesterov=(0.124, 0.112, 0.131, 4))(data)
-    for claim_id in ("popular_methods_beat_sgd", "little_consensus_on_the_best", "nesterov_unclear_with_minibatches"):
+    for claim_id in ("popular_methods_beat_sgd", "little_consensus_on_the_best", "nesterov_unclear_with_minibatches",
+                     "momentum_may_need_a_smaller_lr", "lr_too_small_slow_too_large_fails"):
         row = verdict(claim_id, data, tmp_path / claim_id)
         assert row["verdict"] == INCONCLUSIVE and "edge of its search" in row["note"], (claim_id, row["note"])
 

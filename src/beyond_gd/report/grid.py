@@ -101,9 +101,19 @@ class SeedScores:
     def tuned(self, units: pd.DataFrame) -> dict[str, float]:
         """Each optimizer's score at its best lr on these rows (the mean over seeds, the best lr picked again);
         +inf where every lr is unusable on them. Lower is better."""
-        means = units.drop(columns="seed").to_numpy(dtype=np.float64).mean(axis=0)
-        at = dict(zip(units.columns.drop("seed"), means, strict=True))
-        return {name: min(at[c] for c in cols) for name, cols in self.columns.items()}
+        return {name: min(lrs.values()) for name, lrs in self.means(units).items()}
+
+    def means(self, units: pd.DataFrame) -> dict[str, dict[float, float]]:
+        """Each optimizer's score at each lr of its search on these rows (the mean over seeds), lr -> score in
+        search order; +inf where the lr is unusable on them. Lower is better."""
+        at = dict(zip(units.columns.drop("seed"), units.drop(columns="seed").to_numpy(np.float64).mean(axis=0),
+                      strict=True))
+        return {name: {float(c.rsplit("@", 1)[1]): at[c] for c in cols} for name, cols in self.columns.items()}
+
+    def best_lr(self, units: pd.DataFrame) -> dict[str, float]:
+        """Each optimizer's best lr on these rows (picked again: the lowest mean score; NaN where none is usable)."""
+        return {name: min(lrs, key=lrs.get) if math.isfinite(min(lrs.values())) else math.nan
+                for name, lrs in self.means(units).items()}
 
 
 def seed_scores(cells: pd.DataFrame, summary: pd.DataFrame, rank_by: str) -> SeedScores:

@@ -9,7 +9,8 @@ import pandas as pd
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
 from beyond_gd.report.grid import OG, band, plural
-from beyond_gd.report.registry import Drawn, FigureParams, figure
+from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, PARTLY, Decision, Drawn, FigureParams, Measured,
+                                       claim, figure, not_measured, resampled)
 from beyond_gd.report.style import Style, size
 
 ASGD = "asgd"
@@ -91,3 +92,34 @@ def _measured(mine: pd.DataFrame, epochs: pd.DataFrame, best: float, m: dict) ->
     return text + (f"After {plural(int(epochs['epoch'].max()), 'epoch')} at lr {best:g}: loss "
                    f"{last.train_loss:.4f} (iterate) against {last.average_train_loss:.4f} (average), test accuracy "
                    f"{last.test_accuracy:.2%} against {last.average_test_accuracy:.2%}.")
+
+
+@claim("asgd_averaging_helps", kind=MEASURED, figure="ASGD average",
+       source="§ A brief overview of second-order methods (names averaged SGD among the methods worth trying); "
+              "what its average is for: Polyak & Juditsky 1992",
+       book="Averaged SGD, which the chapter offers to try beside L-BFGS, is worth it for its average: the running "
+            "average of the iterates it returns trains better than the iterate it steps with.",
+       needs=(Need(OG, "cells.csv"),), uses=("tied_with_best",),
+       tolerance="(the iterate's training-set loss − the average's) / the iterate's, at ASGD's best lr by its "
+                 "average (picked again in every resample of the seeds), after the grid's budget. agrees: the "
+                 "average better by more than {tied_with_best:.0%}; partly: tied (within it); differs: worse by more")
+def asgd_averaging_helps(i: View, tol: float, near: float) -> Measured:
+    cells = i.csv(OG, "cells.csv")
+    mine = cells[(cells["optimizer"] == ASGD) & ~cells["diverged"].astype(bool)] if "average_train_loss" in cells \
+        else cells.iloc[:0]
+    units = mine[["seed", "lr", "train_loss", "average_train_loss"]].dropna()
+    if units.empty:
+        return Measured("–", not_measured("no ASGD cell kept its averaged weights"))
+
+    def gain(u: pd.DataFrame) -> tuple[float, float]:
+        means = u.groupby("lr")[["train_loss", "average_train_loss"]].mean()
+        lr = means["average_train_loss"].idxmin()
+        iterate, average = means.loc[lr]
+        return (iterate - average) / iterate, lr
+
+    def decide(u: pd.DataFrame) -> Decision:
+        g, _ = gain(u)
+        return Decision(AGREES if g > near else DIFFERS if g < -near else PARTLY, g, (near, -near))
+
+    g, lr = gain(units)
+    return resampled(f"at lr {lr:g}: the average's loss {-g:+.1%} against the iterate's", units, decide)

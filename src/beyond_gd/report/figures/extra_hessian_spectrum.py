@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -9,7 +11,9 @@ import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints, plain_log, symlog
-from beyond_gd.report.registry import Drawn, FigureParams, figure
+from beyond_gd.report.claims import at_most
+from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure,
+                                       not_measured)
 from beyond_gd.report.style import Style, size
 
 HS = "hessian"
@@ -105,3 +109,42 @@ def _cost(m: dict) -> str:
             f"{t['hvp_seconds']:.2g} s and one gradient of the same {m['subset_size']:,}-example loss "
             f"{t['gradient_seconds']:.2g} s (median of {t['repeats']}), {t['hvp_over_gradient']:.2g} gradients a "
             "product.")
+
+
+SECOND_ORDER = "§ A brief overview of second-order methods"
+
+
+@claim("computing_the_hessian_is_hard", kind=MEASURED, figure="Hessian", source=SECOND_ORDER,
+       book="Computing the Hessian is a computationally difficult task.",
+       needs=(Need(HS, "summary.json"),), reaches=(AGREES, DIFFERS),
+       tolerance="the float32 bytes of the MLP's dense n × n Hessian against {tol:g} GiB, the memory of the "
+                 "largest machine this project's profiles target (the thorough profile's). agrees: more (the "
+                 "matrix alone is out of reach); differs: it fits")
+def hessian_is_hard(i: View, tol: float) -> Measured:
+    n = i.json(HS).get("parameters")
+    if not n:
+        return Measured("–", not_measured("the hessian stage recorded no parameter count"))
+    gib = n * n * 4 / 2**30
+    return Measured(f"{n:,} parameters: a dense float32 Hessian holds {gib:,.0f} GiB",
+                    Decision(AGREES if gib > tol else DIFFERS, gib, (tol,)),
+                    fixed="bytes counted from the parameter count")
+
+
+@claim("hessian_vector_product_costs_a_few_gradients", kind=MEASURED, figure="Hessian",
+       source="Pearlmutter 1994 (the way around the difficulty the chapter names)",
+       book="A Hessian-vector product costs a small constant number of gradients, with no Hessian formed: what "
+            "makes the Hessian's spectrum measurable at all (Lanczos, Hutchinson).",
+       needs=(Need(HS, "summary.json"),),
+       tolerance="the median seconds of one Hessian-vector product / of one gradient, at the SGD solution on the "
+                 "stage's subset. agrees: at most {tol:g} (the cheap-gradient bound of reverse-mode differentiation, "
+                 "a gradient costs at most 4 evaluations of its function (Griewank & Walther 2008), applied to "
+                 "the gradient's own graph); partly: at most twice that; "
+                 "differs: more")
+def hvp_cost(i: View, tol: float) -> Measured:
+    t = i.json(HS).get("timing") or {}
+    ratio = t.get("hvp_over_gradient", math.nan)
+    if not math.isfinite(ratio):
+        return Measured("–", not_measured("the hessian stage recorded no timing"))
+    return Measured(f"{ratio:.2g} gradients ({t['hvp_seconds']:.3g} s against {t['gradient_seconds']:.3g} s)",
+                    at_most(ratio, tol, 1.0),
+                    fixed=f"a median of {t.get('repeats', '?')} timings on one machine, not a draw of the experiment")

@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import decades, plain_log
 from beyond_gd.report.grid import LB, band, colors, flag, linestyle, plural
-from beyond_gd.report.registry import Drawn, FigureParams, figure
+from beyond_gd.report.claims import in_every
+from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, PARTLY, Decision, Drawn, FigureParams, Measured,
+                                       claim, figure, not_measured, resampled)
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -180,3 +183,101 @@ def _table(summary: pd.DataFrame, lbfgs: str) -> pd.DataFrame:
                                         zip(summary["optimizer"], summary[f"train_loss_at_lbfgs_{what}"], strict=True)]
            for what in ("compute", "seconds")},
     })
+
+
+SECOND_ORDER = "§ A brief overview of second-order methods"
+EPOCHS = (Need(LB, "epochs.csv"), Need(LB, "summary.json"))
+
+
+def at_compute(epochs: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """One row per (seed, optimizer): each method's training-subset loss at the last evaluation within the
+    example-gradients `reference` used on that seed (its own end for `reference`): equal compute, per seed."""
+    ends = epochs[epochs["optimizer"] == reference].groupby("seed")["example_gradients"].max()
+    rows = []
+    for (name, seed), mine in epochs[epochs["train_loss"].notna()].groupby(["optimizer", "seed"], sort=False):
+        inside = mine[mine["example_gradients"] <= ends.get(seed, math.nan) * (1 + 1e-9)]
+        if len(inside):
+            rows.append({"seed": seed, "optimizer": name, "train_loss": float(inside["train_loss"].iloc[-1])})
+    return pd.DataFrame(rows, columns=["seed", "optimizer", "train_loss"])
+
+
+def _mean_loss(u: pd.DataFrame) -> pd.Series:
+    return u.groupby("optimizer")["train_loss"].mean()
+
+
+@claim("lbfgs_optimizes_more_efficiently", kind=MEASURED, figure="L-BFGS", source=SECOND_ORDER,
+       book="BFGS (and L-BFGS, its memory-efficient version) uses its approximation of the inverse Hessian to "
+            "optimize the parameters more efficiently: per gradient computed, L-BFGS gets further than the "
+            "first-order methods.",
+       needs=EPOCHS, uses=("round_off_float32",),
+       tolerance="log10(a first-order method's training-subset loss / L-BFGS's) at L-BFGS's compute (the same "
+                 "example-gradients, per seed, mean over seeds, paired resamples). agrees: L-BFGS lower than every "
+                 "first-order method compared; partly: than some; differs: than none. Both losses below float32's "
+                 "floor ({round_off_float32:g} epsilons of a nat) is round-off: inconclusive")
+def lbfgs_efficient(i: View, tol: float, floor_eps: float) -> Measured:
+    m = i.json(LB)
+    units = at_compute(i.csv(LB, "epochs.csv"), m["optimizer"])
+    others = [n for n in m["compare"] if n in set(units["optimizer"])]
+    if m["optimizer"] not in set(units["optimizer"]) or not others:
+        return Measured("–", not_measured("L-BFGS or the first-order methods have no evaluation in its budget"))
+
+    def gains(u: pd.DataFrame) -> dict[str, float]:
+        loss = _mean_loss(u)
+        return {n: math.log10(loss[n] / loss[m["optimizer"]]) for n in others}
+
+    def decide(u: pd.DataFrame) -> Decision:
+        g = gains(u)
+        return Decision(in_every(v > 0 for v in g.values()).verdict, min(g.values(), key=abs), (0.0,))
+
+    loss, floor = _mean_loss(units), floor_eps * float(np.finfo(np.float32).eps)
+    best = min(others, key=lambda n: loss[n])
+    caveat = (f"L-BFGS's loss ({loss[m['optimizer']]:.2g}) and {best}'s ({loss[best]:.2g}) are both below float32's "
+              f"floor ({floor:.1g} nats): their ratio is round-off" if max(loss[m["optimizer"]], loss[best]) < floor
+              else "")
+    return resampled(f"at L-BFGS's compute: L-BFGS {loss[m['optimizer']]:.2g}; "
+                     + ", ".join(f"{n} {loss[n]:.2g}" for n in others), units, decide, caveat=caveat)
+
+
+@claim("nonlinear_cg_trains_deep_networks", kind=MEASURED, figure="L-BFGS",
+       source=SECOND_ORDER + " (after Møller 1993)",
+       book="With a small modification, conjugate gradient descent generalizes to the non-convex error surfaces of "
+            "deep networks.",
+       needs=EPOCHS,
+       tolerance="SciPy's non-linear (Polak-Ribière) CG on the MLP, full batch, for L-BFGS's gradient evaluations, "
+                 "against plain SGD at the same example-gradients (per seed, mean over seeds, paired resamples): "
+                 "log10(CG's loss / SGD's). agrees: CG as low or lower (<= 0); partly: higher, but CG trained "
+                 "(its loss below ln 10, chance); differs: not below chance")
+def cg_trains(i: View, tol: float) -> Measured:
+    epochs = i.csv(LB, "epochs.csv")
+    mine = epochs[epochs["optimizer"] == CG]
+    units = at_compute(epochs, CG)
+    if mine.empty or not {CG, "sgd"} <= set(units["optimizer"]):
+        return Measured("–", not_measured("CG or plain SGD did not run in the lbfgs stage"))
+
+    def decide(u: pd.DataFrame) -> Decision:
+        loss = _mean_loss(u)
+        ratio = math.log10(loss[CG] / loss["sgd"])
+        if ratio <= 0:
+            return Decision(AGREES, ratio, (0.0,))
+        return Decision(PARTLY if loss[CG] < math.log(10) else DIFFERS, ratio, (0.0,))
+
+    loss = _mean_loss(units)
+    return resampled(f"at CG's compute: CG {loss[CG]:.3g}, SGD {loss['sgd']:.3g} (chance {math.log(10):.3g})",
+                     units, decide)
+
+
+@claim("lbfgs_saves_memory", kind=MEASURED, figure="L-BFGS", source=SECOND_ORDER,
+       book="In its original form BFGS has a significant memory footprint; L-BFGS is a more memory-efficient "
+            "version.",
+       needs=(Need(LB, "summary.json"),),
+       tolerance="float32 bytes of BFGS's n × n inverse-Hessian estimate / those of L-BFGS's history (2 × "
+                 "history_size n-vectors) for the MLP. agrees: at least {tol:g}× less (a significant saving: "
+                 "two orders of magnitude); partly: less; differs: not less")
+def lbfgs_memory(i: View, tol: float) -> Measured:
+    b = i.json(LB).get("memory_bytes")
+    if not b:
+        return Measured("–", not_measured("the lbfgs stage recorded no memory counts"))
+    ratio = b["bfgs"] / b["lbfgs"]
+    return Measured(f"BFGS {b['bfgs'] / 2**30:,.0f} GiB, L-BFGS {b['lbfgs'] / 2**20:,.1f} MiB: {ratio:,.0f}× less",
+                    Decision(AGREES if ratio >= tol else PARTLY if ratio > 1 else DIFFERS, ratio, (tol, 1.0)),
+                    fixed="bytes counted from the parameter count")

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
-from beyond_gd.report.claims import graded
+from beyond_gd.report.claims import at_most, graded
 from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
                                        resampled)
 from beyond_gd.report.style import Style, size
@@ -175,3 +175,33 @@ def curve_connects(i: View, tol: float, near_zero: float) -> Measured:
         f"{r.pair} {r.curve:.3f} / {r.linear:.3f}" for r in units.itertuples())
         + f"; near zero on {int((units['curve'] <= near_zero).sum())} of {len(units)}, below the line on "
         f"{int((units['curve'] < units['linear']).sum())}", units, decide, unit="pair")
+
+
+@claim("minima_about_as_good_as_global", kind=MEASURED, figure="Mode connectivity",
+       source="§ How pesky are spurious local minima in deep networks?",
+       book="Recent studies suggest that most local minima have error rates and generalization very close to "
+            "those of the global minimum: read on the MLP as, the solutions training finds from different seeds "
+            "err about equally, on the training set and on the test set.",
+       needs=(Need(MC, "solutions.csv"),),
+       tolerance="the median over the seeds' solutions of each one's gap in error rate to the best solution found "
+                 "(the global minimum's stand-in), on the training subset or the test set, whichever is larger; "
+                 "the solutions resampled. agrees: at most {tol:.1%} (about twice the binomial std of the "
+                 "difference of two accuracies near 97% on 10,000 images: what the test set cannot tell from "
+                 "none); partly: at most twice that; differs: more")
+def minima_as_good(i: View, tol: float) -> Measured:
+    solutions = i.csv(MC, "solutions.csv")
+    splits = ["train_accuracy", "test_accuracy"]
+    units = solutions[~solutions["diverged"].astype(bool)][["seed", *splits]].dropna()
+    if len(units) < 2:
+        return Measured("–", not_measured("fewer than two solutions trained without diverging"))
+    best = units[splits].max()
+
+    def gap(u: pd.DataFrame) -> float:
+        return float((best - u[splits]).median().max())
+
+    def decide(u: pd.DataFrame) -> Decision:
+        return at_most(gap(u), tol, 1.0)
+
+    return resampled(f"{len(units)} solutions: test error {1 - best['test_accuracy']:.2%} to "
+                     f"{1 - units['test_accuracy'].min():.2%}, training error {1 - best['train_accuracy']:.2%} to "
+                     f"{1 - units['train_accuracy'].min():.2%}; median gap to the best {gap(units):.2%}", units, decide)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
@@ -15,8 +16,8 @@ from beyond_gd.report.claims import graded, in_every
 from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, band, cell_scores, colors, edge_caveat, flag,
                                    grid_scores, interval, linestyle, lrs_searched, number, plural, rank_interval,
                                    ranked, search)
-from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
-                                       resampled)
+from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, PARTLY, Decision, Drawn, FigureParams, Measured,
+                                       claim, figure, not_measured, resampled)
 from beyond_gd.report.style import Style, size
 from beyond_gd.report.text import mean_std
 
@@ -237,3 +238,96 @@ def little_consensus(i: View, tol: float, near: float) -> Measured:
     return resampled(f"{len(tied)} of {len(g)} within {near:.0%} of the best after {m['budget_steps']:,} steps: "
                      + ", ".join(f"{n} ({g[n]:+.1%})" for n in tied), scores.units, decide,
                      caveat=edge_caveat(scores, scores.columns))
+
+
+MOMENTUM_SECTION = "§ Momentum-based optimization"
+
+
+@claim("momentum_may_need_a_smaller_lr", kind=MEASURED, figure="Optimizer grid", source=MOMENTUM_SECTION,
+       book="Because the momentum term enlarges the step taken, momentum may need a smaller learning rate than "
+            "plain SGD.",
+       needs=SCORES,
+       tolerance="the tuned lrs on one search (both centred on 0.01), each picked again in every paired resample of "
+                 "the seeds: log10(momentum's best lr / SGD's), in decades. agrees: smaller (below -0.25, half the "
+                 "search's step of half a decade: any smaller lr of the search); partly: the same lr; differs: "
+                 "larger (above 0.25)")
+def momentum_smaller_lr(i: View, tol: float) -> Measured:
+    scores, _ = grid_scores(i)
+    if not {"sgd", "sgd_momentum"} <= set(scores.columns):
+        return Measured("–", not_measured("plain SGD or SGD with momentum is not in the grid"))
+
+    def decide(u: pd.DataFrame) -> Decision:
+        best = scores.best_lr(u)
+        if math.isnan(best["sgd"]) or math.isnan(best["sgd_momentum"]):
+            return not_measured("every lr of SGD or of momentum diverged on these seeds")
+        ratio = math.log10(best["sgd_momentum"] / best["sgd"])
+        return Decision(AGREES if ratio < -0.25 else DIFFERS if ratio > 0.25 else PARTLY, ratio, (-0.25, 0.25))
+
+    best = scores.best_lr(scores.units)
+    return resampled(f"best lr: SGD {best['sgd']:g}, momentum {best['sgd_momentum']:g}", scores.units, decide,
+                     caveat=edge_caveat(scores, ["sgd", "sgd_momentum"]))
+
+
+ADAM_SECTION = "§ Adam—Combining momentum and RMSProp"
+
+
+@claim("adam_combines_rmsprop_and_momentum_better", kind=MEASURED, figure="Optimizer grid", source=ADAM_SECTION,
+       book="Adam combines RMSProp's core idea with momentum more effectively (than RMSProp with momentum does).",
+       needs=SCORES, uses=("tied_with_best",),
+       tolerance="(RMSProp with momentum's tuned score − Adam's) / Adam's, each at its best lr picked again in every "
+                 "paired resample of the seeds. agrees: Adam better by more than {tied_with_best:.0%}; partly: "
+                 "tied (within {tied_with_best:.0%}); differs: worse by more")
+def adam_beats_rmsprop_momentum(i: View, tol: float, near: float) -> Measured:
+    scores, _ = grid_scores(i)
+    if not {"adam", "rmsprop_momentum"} <= set(scores.columns):
+        return Measured("–", not_measured("Adam or RMSProp with momentum is not in the grid"))
+
+    def gain(u: pd.DataFrame) -> float:
+        t = scores.tuned(u)
+        return (t["rmsprop_momentum"] - t["adam"]) / abs(t["adam"]) if math.isfinite(t["adam"]) else math.nan
+
+    def decide(u: pd.DataFrame) -> Decision:
+        g = gain(u)
+        if math.isnan(g):
+            return not_measured("every lr of Adam diverged on these seeds")
+        return Decision(AGREES if g > near else DIFFERS if g < -near else PARTLY, g, (near, -near))
+
+    return resampled(f"RMSProp with momentum's tuned score {gain(scores.units):+.1%} against Adam's", scores.units,
+                     decide, caveat=edge_caveat(scores, ["adam", "rmsprop_momentum"]))
+
+
+@claim("adam_defaults_usually_work", kind=MEASURED, figure="Optimizer grid", source=ADAM_SECTION,
+       book="PyTorch's default hyperparameters for Adam usually perform well and Adam is robust to their choice; "
+            "the exception is the learning rate, which may need changing from its default 0.001.",
+       needs=SCORES, uses=("tied_with_best",),
+       tolerance="the default-lr gap: (the score at the optimizer's default lr, its search's centre − its tuned "
+                 "score) / its tuned score, paired resamples of the seeds. agrees: Adam's default tied with its "
+                 "best (within {tied_with_best:.0%}); partly: not tied, but a gap at most the median of the other "
+                 "optimizers' (as robust as a typical optimizer); differs: a larger gap")
+def adam_defaults(i: View, tol: float, near: float) -> Measured:
+    scores, _ = grid_scores(i)
+    if "adam" not in scores.columns or len(scores.columns) < 2:
+        return Measured("–", not_measured("Adam, or any optimizer to compare it with, is not in the grid"))
+    centre = {n: [float(c.rsplit("@", 1)[1]) for c in cols][len(cols) // 2] for n, cols in scores.columns.items()}
+
+    def gaps(u: pd.DataFrame) -> dict[str, float]:
+        out = {}
+        for name, lrs in scores.means(u).items():
+            best = min(lrs.values())
+            out[name] = (lrs[centre[name]] - best) / abs(best) if math.isfinite(best) else math.nan
+        return out
+
+    def decide(u: pd.DataFrame) -> Decision:
+        g = gaps(u)
+        others = [v for n, v in g.items() if n != "adam" and not math.isnan(v)]
+        if math.isnan(g["adam"]) or not others:
+            return not_measured("every lr of Adam (or of every other optimizer) diverged on these seeds")
+        typical = float(np.median(others))
+        return Decision(AGREES if g["adam"] <= near else PARTLY if g["adam"] <= typical else DIFFERS, g["adam"],
+                        (near, typical) if typical > near else (near,))
+
+    g = gaps(scores.units)
+    others = [v for n, v in g.items() if n != "adam" and not math.isnan(v)]
+    return resampled(f"Adam's default lr {centre['adam']:g}: {g['adam']:+.1%} from its tuned score (the others' "
+                     f"median gap {np.median(others):+.1%})", scores.units, decide,
+                     caveat=edge_caveat(scores, ["adam"]))

@@ -3,6 +3,8 @@ own search, so that equal tuning effort shows as equal rows."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -11,9 +13,11 @@ from matplotlib.colors import LogNorm
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.grid import (MEASURE_NAMES, OG, cell_scores, lrs_searched, plural, position_label, positions,
-                                   ranked, search)
-from beyond_gd.report.registry import Drawn, FigureParams, figure
+from beyond_gd.report.claims import in_every
+from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, cell_scores, edge_caveat, grid_scores, lrs_searched,
+                                   plural, position_label, positions, ranked, search)
+from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
+                                       resampled)
 from beyond_gd.report.style import Style, size
 
 
@@ -85,3 +89,39 @@ def _measured(cells: pd.DataFrame, summary: pd.DataFrame, m: dict) -> str:
                if len(bad) else "")
             + ". Best lr at an edge of its search for: "
             + (", ".join(f"{r.optimizer} ({r.best_lr:g})" for r in edge.itertuples()) or "none") + ".")
+
+
+@claim("lr_too_small_slow_too_large_fails", kind=MEASURED, figure="Optimizer grid",
+       source="§ Learning rate adaptation",
+       book="Too small a learning rate does not learn fast enough; too large a one may fail to converge near a "
+            "local minimum or an ill-conditioned region.",
+       needs=SCORES, uses=("tied_with_best",),
+       tolerance="per optimizer, its search's smallest and largest lr against its best (scores after one budget, "
+                 "mean over seeds, paired resamples): slow, the smallest lr's score worse than the best's by more "
+                 "than {tied_with_best:.0%}; fails, the largest lr's worse by more or diverged. agrees: both in "
+                 "every optimizer; partly: in some; differs: in none")
+def lr_too_small_too_large(i: View, tol: float, near: float) -> Measured:
+    scores, _ = grid_scores(i)
+    if not scores.columns:
+        return Measured("–", not_measured("the grid has no optimizer"))
+
+    def gaps(u: pd.DataFrame) -> dict[str, tuple[float, float]]:
+        out = {}
+        for name, lrs in scores.means(u).items():
+            values, best = list(lrs.values()), min(lrs.values())
+            if math.isfinite(best) and len(values) > 2:
+                out[name] = ((values[0] - best) / abs(best), (values[-1] - best) / abs(best))
+        return out
+
+    def decide(u: pd.DataFrame) -> Decision:
+        g = gaps(u)
+        both = in_every((low > near and high > near for low, high in g.values()), "optimizers with a usable lr")
+        finite = [v for pair in g.values() for v in pair if math.isfinite(v)]
+        return Decision(both.verdict, min(finite, key=lambda v: abs(v - near)) if finite else math.nan, (near,),
+                        both.why)
+
+    g = gaps(scores.units)
+    shown = "; ".join(f"{n} {low:+.0%} / " + ("diverged" if math.isinf(high) else f"{high:+.0%}")
+                      for n, (low, high) in g.items())
+    return resampled(f"smallest lr / largest lr against the best: {shown}", scores.units, decide,
+                     caveat=edge_caveat(scores, scores.columns))
