@@ -81,7 +81,13 @@ def assess(m: Measured, kind: str, rules: VerdictRules, seed: Sequence[int]) -> 
     if n < 2:
         return Assessed(INCONCLUSIVE, math.nan, math.nan, n, f"leans {d.verdict}; one {m.unit}, nothing to "
                         f"resample: more {m.unit}s would settle it")
-    again = [m.decide(units) for units in _resamples(m.units, m.unit, rules.resamples, seed)]
+    # A resample is a multiset of units (drawn sorted): one that repeats (3 seeds have 10) is decided once.
+    decided: dict[bytes, Decision] = {}
+    again = []
+    for key, units in _resamples(m.units, m.unit, rules.resamples, seed):
+        if key not in decided:
+            decided[key] = m.decide(units())
+        again.append(decided[key])
     return _settled(m, d, again, n, rules)
 
 
@@ -104,21 +110,38 @@ def cluster_resamples(units: np.ndarray, resamples: int,
     row): each draws as many units as there are, with replacement, and keeps every row of each drawn unit (a
     cluster bootstrap: the rows of one seed stay together, so runs that share a seed stay paired).
 
-    Yields (row index, new unit of each of those rows), the new units numbered 0..n-1 in draw order so that
-    a unit drawn twice counts as two."""
+    Yields (row index, new unit of each of those rows), the new units numbered 0..n-1 in the order of the
+    draw, sorted (a resample is the multiset of units drawn), so that a unit drawn twice counts as two."""
+    for _, index, new in _cluster_draws(units, resamples, seed):
+        yield index, new
+
+
+def _cluster_draws(units: np.ndarray, resamples: int,
+                   seed: int | Sequence[int]) -> Iterator[tuple[bytes, np.ndarray, np.ndarray]]:
     _, codes = np.unique(np.asarray(units), return_inverse=True)
     members = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
     sizes = np.array([len(m) for m in members])
     rng = np.random.default_rng(seed)
-    for draw in rng.integers(0, len(members), size=(resamples, len(members))):
-        yield np.concatenate([members[k] for k in draw]), np.repeat(np.arange(len(draw)), sizes[draw])
+    for draw in np.sort(rng.integers(0, len(members), size=(resamples, len(members))), axis=1):
+        yield draw.tobytes(), np.concatenate([members[k] for k in draw]), np.repeat(np.arange(len(draw)), sizes[draw])
 
 
-def _resamples(rows: pd.DataFrame, unit: str, resamples: int, seed: Sequence[int]) -> Iterator[pd.DataFrame]:
-    for index, units in cluster_resamples(rows[unit].to_numpy(), resamples, seed):
-        sample = rows.iloc[index].reset_index(drop=True)
-        sample[unit] = units
-        yield sample
+def _resamples(rows: pd.DataFrame, unit: str, resamples: int,
+               seed: Sequence[int]) -> Iterator[tuple[bytes, Callable[[], pd.DataFrame]]]:
+    """(the multiset drawn, a function that builds its rows): built only where a decision is not cached."""
+    columns = {c: rows[c].to_numpy() for c in rows.columns}
+    # All-numeric rows (the grid's: a seed and a score per cell) as one float block: one array to index and
+    # one to wrap, where a frame of many columns built column by column costs a millisecond a resample.
+    block = rows.to_numpy(np.float64) if all(np.issubdtype(v.dtype, np.number) for v in columns.values()) else None
+    at = rows.columns.get_loc(unit)
+    for key, index, units in _cluster_draws(columns[unit], resamples, seed):
+        def sample(index: np.ndarray = index, units: np.ndarray = units) -> pd.DataFrame:
+            if block is not None:
+                values = block[index]
+                values[:, at] = units
+                return pd.DataFrame(values, columns=rows.columns)
+            return pd.DataFrame({c: units if c == unit else v[index] for c, v in columns.items()})
+        yield key, sample
 
 
 def _margin(d: Decision, again: np.ndarray) -> float:

@@ -106,8 +106,8 @@ class SeedScores:
     def means(self, units: pd.DataFrame) -> dict[str, dict[float, float]]:
         """Each optimizer's score at each lr of its search on these rows (the mean over seeds), lr -> score in
         search order; +inf where the lr is unusable on them. Lower is better."""
-        at = dict(zip(units.columns.drop("seed"), units.drop(columns="seed").to_numpy(np.float64).mean(axis=0),
-                      strict=True))
+        # The columns are this object's own (a resample keeps them, in order): positions, not labels (fast).
+        at = dict(zip(self.units.columns[1:], units.to_numpy(np.float64)[:, 1:].mean(axis=0), strict=True))
         return {name: {float(c.rsplit("@", 1)[1]): at[c] for c in cols} for name, cols in self.columns.items()}
 
     def best_lr(self, units: pd.DataFrame) -> dict[str, float]:

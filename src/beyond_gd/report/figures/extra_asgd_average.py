@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
@@ -112,10 +113,11 @@ def asgd_averaging_helps(i: View, tol: float, near: float) -> Measured:
         return Measured("–", not_measured("no ASGD cell kept its averaged weights"))
 
     def gain(u: pd.DataFrame) -> tuple[float, float]:
-        means = u.groupby("lr")[["train_loss", "average_train_loss"]].mean()
-        lr = means["average_train_loss"].idxmin()
-        iterate, average = means.loc[lr]
-        return (iterate - average) / iterate, lr
+        lrs, at = np.unique(u["lr"].to_numpy(), return_inverse=True)
+        count = np.bincount(at)
+        iterate, average = (np.bincount(at, u[c].to_numpy()) / count for c in ("train_loss", "average_train_loss"))
+        k = int(np.argmin(average))
+        return float((iterate[k] - average[k]) / iterate[k]), float(lrs[k])
 
     def decide(u: pd.DataFrame) -> Decision:
         g, _ = gain(u)

@@ -79,26 +79,27 @@ def minima_share(i: View, tol: float) -> Measured:
     if t.empty:
         return Measured("–", not_measured("the surfaces stage sampled no dimension"))
 
-    def decide(t: pd.DataFrame) -> Decision:
-        seen = t["minima"] > 0
-        ratio = t["share"] / t["book_share"]
+    samples, book = t["samples"].to_numpy(), t["book_share"].to_numpy()
+
+    def decide(minima: np.ndarray, share: np.ndarray, low: np.ndarray, high: np.ndarray) -> Decision:
+        ratio = share / book
         # Where no sample was a minimum only the upper bound is known: too low only if even it lies below the factor.
-        within = np.where(seen, (ratio >= 1 / tol) & (ratio <= tol), t["share_high"] >= t["book_share"] / tol)
-        falls = bool(np.all(t["share"].to_numpy()[1:] <= t["share_high"].to_numpy()[:-1])
-                     and t["share_high"].iloc[-1] < t["share_low"].iloc[0])
-        return graded(bool(within.all()), falls, float(ratio.iloc[0]), (1 / tol, tol))
+        within = np.where(minima > 0, (ratio >= 1 / tol) & (ratio <= tol), high >= book / tol)
+        falls = bool(np.all(share[1:] <= high[:-1]) and high[-1] < low[0])
+        return graded(bool(within.all()), falls, float(ratio[0]), (1 / tol, tol))
+
+    measured = [t[c].to_numpy() for c in ("minima", "share", "share_low", "share_high")]
 
     def redraw(rng: np.random.Generator) -> Decision:
         # Each d's count of minima as a binomial draw at the measured share; its Wilson bounds move with it.
-        minima = rng.binomial(t["samples"].to_numpy(), t["share"].to_numpy())
-        share = minima / t["samples"]
-        return decide(t.assign(minima=minima, share=share, share_low=t["share_low"] + share - t["share"],
-                               share_high=t["share_high"] + share - t["share"]))
+        minima = rng.binomial(samples, measured[1])
+        share = minima / samples
+        return decide(minima, share, measured[2] + share - measured[1], measured[3] + share - measured[1])
 
     seen = t["minima"] > 0
     ratio = t["share"] / t["book_share"]
     worst = t[seen].iloc[int(np.argmin(ratio[seen]))] if seen.any() else t.iloc[0]
-    d = decide(t)
+    d = decide(*measured)
     return Measured(f"d = 1: {t['share'].iloc[0]:.3f} (book 0.333); measured / book from {ratio.iloc[0]:.2f} "
                     f"(d = 1) to {ratio[seen].min() if seen.any() else math.nan:.1e} (d = {int(worst['d'])}); "
                     f"{'falls' if d.verdict != DIFFERS else 'does not fall'} with d", d, redraw=redraw,
