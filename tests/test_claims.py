@@ -502,11 +502,29 @@ def lbfgs(ends: dict[str, float] | None = None, spread: float = 0.05, history: i
     return {("lbfgs", "epochs.csv"): pd.DataFrame(rows), ("lbfgs", "summary.json"): summary}
 
 
-def hessian(parameters: int = MLP_PARAMETERS, hvp_over_gradient: float = 2.3) -> Data:
-    """hessian's summary.json: the parameter count and what a product cost (2.3 gradients, as measured)."""
+# Lag-1 autocorrelations of successive updates projected on a direction, at lr = k / λ_max: at k = 1.5 SGD
+# flips sign along the top eigenvector each step (theory: a factor 1 - 1.5 = -0.5 per step), not along a
+# random direction; momentum keeps its sign. At k = 0.1 (about the book's lr) nothing oscillates.
+OSCILLATION = {(1.5, "sgd", "top"): -0.4, (1.5, "sgd", "random"): 0.05, (1.5, "sgd_momentum", "top"): 0.3,
+               (1.5, "sgd_momentum", "random"): 0.6, (0.1, "sgd", "top"): 0.05, (0.1, "sgd", "random"): 0.0,
+               (0.1, "sgd_momentum", "top"): 0.8, (0.1, "sgd_momentum", "random"): 0.7}
+
+
+def hessian(parameters: int = MLP_PARAMETERS, hvp_over_gradient: float = 2.3,
+            oscillation: dict[tuple[float, str, str], float] | None = None, spread: float = 0.05) -> Data:
+    """hessian's summary.json (the parameter count, what a product cost: 2.3 gradients, as measured) and its
+    oscillation.csv: 5 batch-order seeds per run, each autocorrelation of `oscillation` (OSCILLATION's
+    entries replaced) scattered `spread` over the seeds."""
     timing = {"gradient_seconds": 0.1, "hvp_seconds": 0.1 * hvp_over_gradient, "hvp_over_gradient": hvp_over_gradient,
               "repeats": 5}
-    return {("hessian", "summary.json"): {"parameters": parameters, "subset_size": 5000, "timing": timing}}
+    rows = [{"seed": seed, "optimizer": name, "step_times_lambda_max": k, "lr": k / 9.2,
+             "momentum": 0.9 if name == "sgd_momentum" else 0.0, "direction": direction,
+             "autocorrelation": value + spread * dz, "sign_flip_share": 0.5 - value / 2, "rms_projection": 1e-3,
+             "final_loss": 0.06, "diverged": False}
+            for n, ((k, name, direction), value) in enumerate({**OSCILLATION, **(oscillation or {})}.items())
+            for seed, dz in enumerate(z(20 + n))]
+    return {("hessian", "summary.json"): {"parameters": parameters, "subset_size": 5000, "timing": timing},
+            ("hessian", "oscillation.csv"): pd.DataFrame(rows)}
 
 
 def edge_of_stability_data(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Data:
@@ -1012,6 +1030,16 @@ CASES: list[tuple[str, str, Edit]] = [
     # A finite-difference product through a dense Jacobian.
     ("hessian_vector_product_costs_a_few_gradients", DIFFERS, replace(hessian(hvp_over_gradient=12.0))),
     ("hessian_vector_product_costs_a_few_gradients", NOT_MEASURED, summary_of("hessian", timing=None)),
+    ("momentum_cancels_oscillation", AGREES, same),
+    # Momentum at the same lr oscillates too (heavy ball's complex roots: a slower turn, still a turn).
+    ("momentum_cancels_oscillation", PARTLY, replace(hessian(oscillation={(1.5, "sgd_momentum", "top"): -0.2}))),
+    # The top direction's curvature too low for the lr to flip it (k read off a wrong λ_max), momentum oscillating.
+    ("momentum_cancels_oscillation", DIFFERS, replace(hessian(oscillation={(1.5, "sgd", "top"): 0.1,
+                                                                           (1.5, "sgd_momentum", "top"): -0.2}))),
+    # SGD's autocorrelation on its threshold (0), the seeds 0.05 about it.
+    ("momentum_cancels_oscillation", INCONCLUSIVE, replace(hessian(oscillation={(1.5, "sgd", "top"): -0.01}))),
+    # A stage run at the book's lr only: no lr where gradient descent zig-zags.
+    ("momentum_cancels_oscillation", NOT_MEASURED, drop("hessian", "oscillation.csv", step_times_lambda_max=1.5)),
 
     # ---- Edge of stability (one init: decided, never resampled) ----
     # GD at lr 0.2 and 0.4 hovering at 1.04 and 1.07 x 2/lr, SGD at most 0.3 x 2/lr.

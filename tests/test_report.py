@@ -59,6 +59,7 @@ from beyond_gd.studies import momentum_speedup, optimizer_grid, optimizer_toys, 
 from beyond_gd.studies import report as report_study
 from beyond_gd.study import Inputs
 from conftest import REPO, composed, report_reads, write_params
+from test_claims import hessian as claim_hessian
 from test_claims import hessian_density as hessian_density_picture
 from test_edge_of_stability import synthetic_curves
 
@@ -173,6 +174,8 @@ def write_hessian(folder: Path) -> None:
                      "converged": all(r["converged"] for r in eig if r["alpha"] == alpha)})
     pd.DataFrame(eig).to_csv(folder / "eigenvalues.csv", index=False)
     pd.DataFrame(path).to_csv(folder / "path.csv", index=False)
+    # The oscillation runs as the claims' fixture has them: SGD zig-zags along the top eigenvector, momentum not.
+    claim_hessian()[("hessian", "oscillation.csv")].to_csv(folder / "oscillation.csv", index=False)
     solution = {k: v for k, v in path[0].items() if k not in ("alpha", "lanczos_steps")}
     metrics = {"parameters": 269_322, "subset_size": 5000,
                "timing": {"gradient_seconds": 0.13, "hvp_seconds": 0.26, "hvp_over_gradient": 2.0, "repeats": 5},
