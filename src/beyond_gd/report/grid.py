@@ -103,6 +103,12 @@ class SeedScores:
         +inf where every lr is unusable on them. Lower is better."""
         return {name: min(lrs.values()) for name, lrs in self.means(units).items()}
 
+    def gain(self, units: pd.DataFrame, of: str, on: str) -> float:
+        """`of`'s gain on `on`'s tuned score, relative to `on`'s (> 0: `of` is better); NaN where every lr of `on`
+        is unusable on these rows."""
+        t = self.tuned(units)
+        return (t[on] - t[of]) / abs(t[on]) if math.isfinite(t[on]) else math.nan
+
     def means(self, units: pd.DataFrame) -> dict[str, dict[float, float]]:
         """Each optimizer's score at each lr of its search on these rows (the mean over seeds), lr -> score in
         search order; +inf where the lr is unusable on them. Lower is better."""

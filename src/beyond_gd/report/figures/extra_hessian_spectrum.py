@@ -12,8 +12,8 @@ import seaborn as sns
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import mark_endpoints, plain_log, symlog
 from beyond_gd.report.claims import at_most, graded
-from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure,
-                                       not_measured, resampled)
+from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, Decision, Drawn, FigureParams, Measured, claim,
+                                       figure, not_measured, resampled)
 from beyond_gd.report.style import Style, size
 
 HS = "hessian"

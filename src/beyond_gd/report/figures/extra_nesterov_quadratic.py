@@ -98,8 +98,7 @@ def nesterov_unclear_with_minibatches(i: View, tol: float) -> Measured:
         return Measured("–", not_measured("the grid has no sgd_nesterov or no sgd_momentum"))
 
     def gain(u: pd.DataFrame) -> float:
-        t = scores.tuned(u)
-        return (t["sgd_momentum"] - t["sgd_nesterov"]) / abs(t["sgd_momentum"])
+        return scores.gain(u, "sgd_nesterov", "sgd_momentum")
 
     def decide(u: pd.DataFrame) -> Decision:
         g = gain(u)

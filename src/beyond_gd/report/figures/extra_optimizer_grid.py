@@ -192,8 +192,7 @@ def popular_beat_sgd(i: View, tol: float) -> Measured:
         return Measured("–", not_measured("plain SGD or the popular methods are not in the grid"))
 
     def gains(u: pd.DataFrame) -> dict[str, float]:
-        t = scores.tuned(u)
-        return {n: (t["sgd"] - t[n]) / abs(t["sgd"]) if math.isfinite(t["sgd"]) else math.nan for n in names}
+        return {n: scores.gain(u, n, "sgd") for n in names}
 
     def decide(u: pd.DataFrame) -> Decision:
         g = gains(u)
@@ -274,25 +273,24 @@ ADAM_SECTION = "§ Adam—Combining momentum and RMSProp"
 @claim("adam_combines_rmsprop_and_momentum_better", kind=MEASURED, figure="Optimizer grid", source=ADAM_SECTION,
        book="Adam combines RMSProp's core idea with momentum more effectively (than RMSProp with momentum does).",
        needs=SCORES, uses=("tied_with_best",),
-       tolerance="(RMSProp with momentum's tuned score − Adam's) / Adam's, each at its best lr picked again in every "
-                 "paired resample of the seeds. agrees: Adam better by more than {tied_with_best:.0%}; partly: "
-                 "tied (within {tied_with_best:.0%}); differs: worse by more")
+       tolerance="Adam's gain on RMSProp with momentum's tuned score (relative to it), each at its best lr picked "
+                 "again in every paired resample of the seeds. agrees: Adam better by more than "
+                 "{tied_with_best:.0%}; partly: tied (within {tied_with_best:.0%}); differs: worse by more")
 def adam_beats_rmsprop_momentum(i: View, tol: float, near: float) -> Measured:
     scores, _ = grid_scores(i)
     if not {"adam", "rmsprop_momentum"} <= set(scores.columns):
         return Measured("–", not_measured("Adam or RMSProp with momentum is not in the grid"))
 
     def gain(u: pd.DataFrame) -> float:
-        t = scores.tuned(u)
-        return (t["rmsprop_momentum"] - t["adam"]) / abs(t["adam"]) if math.isfinite(t["adam"]) else math.nan
+        return scores.gain(u, "adam", "rmsprop_momentum")
 
     def decide(u: pd.DataFrame) -> Decision:
         g = gain(u)
         if math.isnan(g):
-            return not_measured("every lr of Adam diverged on these seeds")
+            return not_measured("every lr of RMSProp with momentum diverged on these seeds")
         return Decision(AGREES if g > near else DIFFERS if g < -near else PARTLY, g, (near, -near))
 
-    return resampled(f"RMSProp with momentum's tuned score {gain(scores.units):+.1%} against Adam's", scores.units,
+    return resampled(f"Adam's gain on RMSProp with momentum's tuned score: {gain(scores.units):+.1%}", scores.units,
                      decide, caveat=edge_caveat(scores, ["adam", "rmsprop_momentum"]))
 
 
