@@ -96,7 +96,7 @@ def _measured(mine: pd.DataFrame, epochs: pd.DataFrame, best: float, m: dict) ->
 
 
 @claim("asgd_averaging_helps", kind=MEASURED, figure="ASGD average",
-       source="§ A brief overview of second-order methods (names averaged SGD among the methods worth trying); "
+       source="§ A brief view of second-order methods (names averaged SGD among the methods worth trying); "
               "what its average is for: Polyak & Juditsky 1992",
        book="Averaged SGD, which the chapter offers to try beside L-BFGS, is worth it for its average: the running "
             "average of the iterates it returns trains better than the iterate it steps with.",

@@ -111,7 +111,7 @@ def _cost(m: dict) -> str:
             "product.")
 
 
-SECOND_ORDER = "§ A brief overview of second-order methods"
+SECOND_ORDER = "§ A brief view of second-order methods"
 
 
 @claim("computing_the_hessian_is_hard", kind=MEASURED, figure="Hessian", source=SECOND_ORDER,

@@ -185,7 +185,7 @@ def _table(summary: pd.DataFrame, lbfgs: str) -> pd.DataFrame:
     })
 
 
-SECOND_ORDER = "§ A brief overview of second-order methods"
+SECOND_ORDER = "§ A brief view of second-order methods"
 EPOCHS = (Need(LB, "epochs.csv"), Need(LB, "summary.json"))
 
 

@@ -267,7 +267,7 @@ def momentum_smaller_lr(i: View, tol: float) -> Measured:
                      caveat=edge_caveat(scores, ["sgd", "sgd_momentum"]))
 
 
-ADAM_SECTION = "§ Adam—Combining momentum and RMSProp"
+ADAM_SECTION = "§ Learning rate adaptation: Adam"
 
 
 @claim("adam_combines_rmsprop_and_momentum_better", kind=MEASURED, figure="Optimizer grid", source=ADAM_SECTION,
