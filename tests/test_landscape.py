@@ -30,6 +30,7 @@ from beyond_gd.landscape import spectrum
 from beyond_gd.landscape import hessian as hs
 from beyond_gd.landscape import identifiability as ident
 from beyond_gd.landscape.interpolation import affine_head, alpha_grid, mix, path_loss, sub_state, summarize_path
+from beyond_gd.landscape.oscillation import oscillation
 from beyond_gd.model import Net
 from beyond_gd.stage import Stage, write
 from beyond_gd.study import Inputs, Result
@@ -294,6 +295,66 @@ def test_lanczos_stops_when_the_krylov_space_is_exhausted() -> None:
 
 
 # --------------------------------------------------------------------------
+# Oscillation of successive updates along a direction (the hessian stage's momentum check)
+# --------------------------------------------------------------------------
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=n)
+
+
+@pytest.mark.parametrize(("name", "projections", "lo", "hi", "flips"), [
+    ("alternating", (-1.0) ** np.arange(400) * (1 + 0.1 * np.abs(_noise(400))), -1.0, -0.95, 1.0),
+    ("constant sign", 1 + 0.1 * np.abs(_noise(400)), 0.95, 1.0, 0.0),
+    # 10,000 i.i.d. draws: the autocorrelation's standard error is 1 / sqrt(N) = 0.01.
+    ("iid noise", _noise(10_000), -0.04, 0.04, 0.5),
+    ("geometric, ratio -0.5", (-0.5) ** np.arange(60), -0.51, -0.49, 1.0),
+])
+def test_oscillation_statistics_on_constructed_sequences(name: str, projections: np.ndarray, lo: float, hi: float,
+                                                         flips: float) -> None:
+    stats = oscillation(projections)
+    assert lo <= stats.autocorrelation <= hi, name
+    assert stats.sign_flip_share == pytest.approx(flips, abs=0.03)
+    assert stats.rms_projection == pytest.approx(np.sqrt(np.mean(projections**2)))
+    assert stats.updates == len(projections)
+
+
+def test_oscillation_cuts_a_diverged_run_at_its_first_non_finite_update() -> None:
+    stats = oscillation(np.array([1.0, -1.0, 1.0, np.nan, 5.0, np.inf]))
+    assert stats.updates == 3 and stats.autocorrelation == pytest.approx(-2 / 3) and stats.sign_flip_share == 1.0
+    assert np.isnan(oscillation(np.array([np.inf, 1.0])).autocorrelation)
+    assert np.isnan(oscillation(np.zeros(5)).autocorrelation)
+
+
+def quadratic_updates(times: float, momentum: float, seed: int, steps: int = 40) -> np.ndarray:
+    """torch's SGD on f(x) = x^T H x / 2, H of eigenvalues (10, 1, 0.1) in a random basis, at lr = times / 10:
+    each update x_{t+1} - x_t projected on H's top eigenvector (40 steps: 0.5^40 = 1e-12, above round-off)."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    h = q @ torch.diag(torch.tensor([10.0, 1.0, 0.1], dtype=torch.float64)) @ q.T
+    x = torch.nn.Parameter(torch.randn(3, generator=gen, dtype=torch.float64))
+    optimizer = torch.optim.SGD([x], lr=times / 10.0, momentum=momentum)
+    projections = []
+    for _ in range(steps):
+        before = x.detach().clone()
+        optimizer.zero_grad()
+        (0.5 * x @ h @ x).backward()
+        optimizer.step()
+        projections.append(float((x.detach() - before) @ q[:, 0]))
+    return np.array(projections)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("times", "flips"), [(0.1, 0.0), (1.5, 1.0)])
+def test_gradient_descent_zigzags_along_the_top_direction_past_lr_lambda_1_and_momentum_damps_it(
+        times: float, flips: float, seed: int) -> None:
+    """Along the top eigendirection GD multiplies each update by 1 - lr lambda: the autocorrelation is that
+    ratio, negative once lr lambda > 1; heavy-ball momentum 0.9 at the same lr keeps it larger (the
+    mechanism the hessian stage measures on the MLP)."""
+    gd, heavy = (oscillation(quadratic_updates(times, m, seed)) for m in (0.0, 0.9))
+    assert gd.autocorrelation == pytest.approx(1 - times, abs=0.01) and gd.sign_flip_share == flips
+    assert heavy.autocorrelation > gd.autocorrelation and heavy.autocorrelation > 0
+
+
+# --------------------------------------------------------------------------
 # The Hessian's density (stochastic Lanczos quadrature)
 # --------------------------------------------------------------------------
 def spectrum_hvp(eigenvalues: np.ndarray, seed: int = 0):
@@ -394,7 +455,9 @@ TINY = {
                         "example_in_dim": 2, "example_hidden": 3, "example_out_dim": 2, "example_probes": 4},
     "hessian": {"alphas": [0.5, 1.0], "split": "train", "subset_size": 40, "subset_seed": 0, "batch_size": 16,
                 "top_k": 3, "lanczos_steps": 8, "trace_samples": 4, "residual_tol": 1e-3, "seed": 0,
-                "timing_repeats": 2},
+                "timing_repeats": 2,
+                "oscillation": {"optimizers": ["sgd", "sgd_momentum"], "step_times_lambda_max": [0.1, 1.5],
+                                "steps": 6, "batch_size": 16, "seeds": [0, 1]}},
     "hessian_density": {"points": ["init", "epoch_1", "solution"], "split": "train", "subset_size": 40,
                         "subset_seed": 0, "batch_size": 16, "starts": 2, "lanczos_steps": 8, "grid_points": 50,
                         "broadening": 0.02, "candidates": 4, "residual_tol": 1e-3, "zero_band": 1e-3,
@@ -510,8 +573,22 @@ def test_hessian_study_gives_every_output(base_params: dict[str, Any], fake_inpu
     assert timing["gradient_seconds"] > 0 and timing["hvp_seconds"] > 0 and timing["repeats"] == 2
     assert np.isfinite(timing["hvp_over_gradient"]) and timing["hvp_over_gradient"] > 0
     assert not {"gradient_seconds", "hvp_seconds", "hvp_over_gradient"} & set(result.metrics)  # machine facts: summary only
+    osc = result.tables["oscillation.csv"]
+    assert list(osc.columns) == ["seed", "optimizer", "step_times_lambda_max", "lr", "momentum", "direction",
+                                 "autocorrelation", "sign_flip_share", "rms_projection", "final_loss", "diverged"]
+    assert len(osc) == 2 * 2 * 2 * 2 and set(osc.direction) == {"top", "random"}
+    lam = summary["solution"]["lambda_max"]
+    np.testing.assert_allclose(osc.lr, osc.step_times_lambda_max / lam)
+    assert set(zip(osc.optimizer, osc.momentum)) == {("sgd", 0.0), ("sgd_momentum", 0.9)}
+    assert osc.autocorrelation.between(-1, 1).all() and (osc.rms_projection > 0).all() and not osc.diverged.any()
+    entry = summary["oscillation"]["runs"]["sgd_momentum"]["step_times_lambda_max_1_5"]
+    mine = osc[(osc.optimizer == "sgd_momentum") & (osc.step_times_lambda_max == 1.5) & (osc.direction == "top")]
+    assert entry["top_autocorrelation"] == pytest.approx(mine.autocorrelation.mean()) and entry["diverged_runs"] == 0
+    # Same seeds, same numbers: the runs and the random direction are drawn from their own seeded generators.
+    pd.testing.assert_frame_equal(run_study(base_params, "hessian", fake_inputs).tables["oscillation.csv"], osc)
     out = written(result, "hessian", tmp_path / "out")
     pd.testing.assert_frame_equal(pd.read_csv(out / "eigenvalues.csv"), eig)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "oscillation.csv"), osc)
 
 
 # --------------------------------------------------------------------------
@@ -541,6 +618,10 @@ BAD = [
     ("hessian", {"alphas": []}, "hessian.alphas: must not be empty"),
     ("hessian", {"trace_samples": 1}, "hessian.trace_samples: must be > 1"),
     ("hessian", {"top_k": "ten"}, "hessian.top_k"),
+    ("hessian", {"oscillation": {**TINY["hessian"]["oscillation"], "optimizers": ["sgd", "newton"]}},
+     "hessian.oscillation.optimizers: 'newton' is not in the optimizers section"),
+    ("hessian", {"oscillation": {**TINY["hessian"]["oscillation"], "steps": 1}},
+     "hessian.oscillation.steps: must be > 1"),
     ("hessian_density", {"points": ["init", "epoch_0"]}, "hessian_density.points: each must be init, solution or"),
     ("hessian_density", {"candidates": 9}, "hessian_density.candidates: must be <= lanczos_steps"),
     ("hessian_density", {"broadening": 0}, "hessian_density.broadening: must be > 0"),
