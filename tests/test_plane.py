@@ -120,6 +120,20 @@ def test_pca_of_a_path_off_the_plane_reports_how_far_off() -> None:
     assert fit.explained.sum() < 1 and fit.off_plane.max() > 0.01
 
 
+def test_pca_is_of_the_centred_iterates_as_li_et_al_fit_it() -> None:
+    """A path that drifts far along one direction and wiggles along another: its explained variances are a
+    PCA's of the centred points (numpy's SVD of X - mean), not the larger first share an uncentred fit gives."""
+    path, _, _ = planar_path()
+    g = torch.Generator().manual_seed(1)
+    path = path + 0.01 * torch.randn(path.shape, generator=g, dtype=torch.float64)  # off the plane, a little
+    fit = pl.path_plane(path)
+    x = path.numpy()
+    s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    np.testing.assert_allclose(fit.explained, (s[:2] ** 2) / (s**2).sum(), rtol=1e-10)
+    uncentred = np.linalg.svd(x[:-1] - x[-1], compute_uv=False)
+    assert (uncentred[0] ** 2) / (uncentred**2).sum() > fit.explained[0] + 0.01
+
+
 def test_pca_needs_three_points() -> None:
     with pytest.raises(ValueError, match="n >= 3"):
         pl.path_plane(torch.zeros(2, 5))

@@ -7,10 +7,11 @@ theta_c + a d1 + b d2:
   each output unit's row of its weight) rescaled to the norm of the same row of theta_c, so that a step of 1
   moves every unit by its own size whatever the scale of its weights (which ReLU networks leave free, Fig 6-2);
   the biases' directions are zero, as Li et al.'s code has it with `ignore='biasbn'`;
-- the two principal directions of an optimizer's path (Li et al. section 7): the top right singular vectors of
-  the stacked [theta_i - theta_final], so the plane through theta_final that holds most of the path.
-  (Li et al.'s code fits sklearn's PCA, which also centres the rows on their mean; the plane here goes through
-  the final point, so that the path ends at the centre of its grid.)
+- the two principal directions of an optimizer's path (Li et al. section 7): a PCA of the iterates, the top
+  right singular vectors of the stacked [theta_i - mean theta] (centred on their mean, as Li et al.'s code
+  fits sklearn's PCA: uncentred, the first direction points at the path's mean and its share of the
+  variance is inflated by the mean's distance from the end). The plane holds those directions through the
+  final point, so that the path ends at the centre of its grid.
 
 A grid of n points is the affine combinations sum_k c_ik theta_k of the centre and the two directions
 (`plane_coefficients`), evaluated by `interpolation.combination_loss`: no model is ever loaded per grid point.
@@ -81,15 +82,18 @@ class PathPlane:
 
 
 def path_plane(path: torch.Tensor) -> PathPlane:
-    """The top two right singular vectors of the stacked [theta_i - theta_final] (the last row is final).
+    """The top two principal directions of the path's points (the right singular vectors of the stacked
+    [theta_i - mean theta]; the last row is final), their shares of the centred variance, and each point's
+    coordinates about the final point.
 
-    `path` is [n, dim] with n >= 3 (two differences at least). Each direction's sign makes the path's point of
-    largest |coordinate| along it positive, so one path gives one picture.
+    `path` is [n, dim] with n >= 3. Each direction's sign makes the path's point of largest |coordinate| along it
+    positive, so one path gives one picture.
     """
     if path.dim() != 2 or len(path) < 3:
         raise ValueError(f"path must be [n >= 3, dim], got {list(path.shape)}")
-    rel = (path - path[-1]).double()
-    _, s, vh = torch.linalg.svd(rel[:-1], full_matrices=False)
+    path = path.double()
+    _, s, vh = torch.linalg.svd(path - path.mean(dim=0), full_matrices=False)
+    rel = path - path[-1]
     directions = vh[:2].clone()
     coords = rel @ directions.T
     for k in range(2):
