@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from beyond_gd import measures as M
 from beyond_gd import provenance
 from beyond_gd.cell_tables import PROVENANCE
 from beyond_gd.cells import CellOutput
@@ -79,7 +80,7 @@ def grid_config(lrs: dict[str, list[float]], *overrides: str) -> optimizer_grid.
 
 def test_grid_scores_each_optimizer_at_its_lowest_loss_lr_and_records_a_diverging_lr(
         fake_mnist_root: Path, tmp_path: Path) -> None:
-    cfg = grid_config(LRS)
+    cfg = grid_config(LRS, "optimizer_grid.extension.max_added=0")  # the configured search alone (rule below)
     inputs, counted = here(fake_mnist_root, tmp_path)
     result = optimizer_grid.run(cfg, inputs)
     cells, ranking = result.tables["cells.csv"], result.tables["summary.csv"]
@@ -119,19 +120,49 @@ def test_grid_scores_each_optimizer_at_its_lowest_loss_lr_and_records_a_divergin
     assert np.allclose(curve["loss"], at_best.groupby("step")["smoothed"].mean().to_numpy())
 
 
+def test_the_interior_rule_searches_on_beyond_an_edge_and_runs_only_the_lrs_it_adds(
+        fake_mnist_root: Path, tmp_path: Path) -> None:
+    """Each optimizer best at an edge of its configured search gets the next lr beyond that edge (max_added 1
+    here), only those cells train, and the ranking, its searches and the summary are of the grown grid."""
+    off = "optimizer_grid.long_budget.enabled=false"
+    first, _ = here(fake_mnist_root, tmp_path / "configured")
+    configured = optimizer_grid.run(grid_config(LRS, off, "optimizer_grid.extension.max_added=0"), first)
+    best = configured.tables["summary.csv"].set_index("optimizer")["best_lr"]
+    expected = {n: [lr] for n in LRS if (lr := M.beyond_edge(LRS[n], best[n])) is not None}
+    assert expected, "the tiny grid has an optimum at an edge to extend (adam's, above)"
+
+    cfg = grid_config(LRS, off, "optimizer_grid.extension.max_added=1")
+    inputs, counted = here(fake_mnist_root, tmp_path / "extended")
+    result = optimizer_grid.run(cfg, inputs)
+    seeds = len(cfg.optimizer_grid.seeds)
+    assert counted.ran == (sum(map(len, LRS.values())) + sum(map(len, expected.values()))) * seeds
+    ranking = result.tables["summary.csv"].set_index("optimizer")
+    for name, lrs in LRS.items():
+        grown = sorted(lrs + expected.get(name, []))
+        assert ranking.loc[name, "lrs"] == " ".join(f"{v:g}" for v in grown)
+        assert str(ranking.loc[name, "lrs_added"]) == " ".join(f"{v:g}" for v in expected.get(name, [])) or (
+            name not in expected and pd.isna(ranking.loc[name, "lrs_added"]))
+    assert result.summary["extension"]["added"] == expected
+    # The best lr is picked over the grown search.
+    cells = result.tables["cells.csv"]
+    mean = cells[~cells["diverged"]].groupby(["optimizer", "lr"])["train_loss"].mean()
+    assert {n: ranking.loc[n, "best_lr"] for n in LRS} == {n: float(mean[n].idxmin()) for n in LRS}
+
+
 def test_kept_cells_reproduce_the_tables_of_a_run_from_scratch(fake_mnist_root: Path, tmp_path: Path) -> None:
     """Growing a grid runs only its new cells, and its tables are those of the grown grid from scratch."""
     small = {"sgd": [0.1], "adam": [0.001]}
     grown = {"sgd": [0.1, 0.01], "adam": [0.001]}
-    off = "optimizer_grid.long_budget.enabled=false"
+    # No longer budget, and the configured searches alone (the interior rule: above).
+    off = ("optimizer_grid.long_budget.enabled=false", "optimizer_grid.extension.max_added=0")
     first, _ = here(fake_mnist_root, tmp_path / "first")
-    optimizer_grid.run(grid_config(small, off), first)
+    optimizer_grid.run(grid_config(small, *off), first)
     again, counted = here(fake_mnist_root, tmp_path / "again", reuse=tmp_path / "first" / "cells")
-    kept = optimizer_grid.run(grid_config(grown, off), again)
-    seeds = len(grid_config(grown, off).optimizer_grid.seeds)
+    kept = optimizer_grid.run(grid_config(grown, *off), again)
+    seeds = len(grid_config(grown, *off).optimizer_grid.seeds)
     assert (counted.ran, counted.kept) == (seeds, 2 * seeds)  # only the new lr's seeds ran
     scratch_inputs, fresh = here(fake_mnist_root, tmp_path / "scratch")
-    scratch = optimizer_grid.run(grid_config(grown, off), scratch_inputs)
+    scratch = optimizer_grid.run(grid_config(grown, *off), scratch_inputs)
     assert (fresh.ran, fresh.kept) == (3 * seeds, 0)
 
     assert_same_but_seconds(kept, scratch)

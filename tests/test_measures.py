@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,53 @@ def test_local_minima_inside_the_interval_and_deeper_than_the_threshold() -> Non
     assert list(M.local_minima(x, bumpy, 0.02, 0.0, 1.0)) == [13]
     assert list(M.local_minima(x, y, 0.0, 0.6, 1.0)) == []  # outside (0.6, 1): none
     assert list(M.local_minima(x, -y + 0 * x, 0.0, -1.0, 2.0)) == []  # a maximum is no minimum
+
+
+# --------------------------------------------------------------------------
+# The interior rule: a tuned optimum at an edge of its search searches on beyond it
+# --------------------------------------------------------------------------
+HALF_DECADE = [1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1]
+
+
+@pytest.mark.parametrize(("best", "expected"), [(0.1, 0.316), (1e-3, 3.16e-4), (1e-2, None), (None, None)])
+def test_beyond_edge_steps_by_the_searchs_own_spacing(best: float | None, expected: float | None) -> None:
+    assert M.beyond_edge(HALF_DECADE, best) == (pytest.approx(expected) if expected else None)
+
+
+def synthetic_search(optimum: float, diverges_above: float = math.inf, cap: int = 3) -> tuple[dict, list]:
+    """The rule on a synthetic grid: a score that is a parabola in log10(lr) with its minimum at `optimum`,
+    every seed diverging (an unusable score) above `diverges_above`. Returns (lrs added, the batches run)."""
+    def score(lr: float) -> float:
+        return math.inf if lr > diverges_above else (math.log10(lr) - math.log10(optimum)) ** 2
+
+    def best_of(searched: dict[str, list[float]]) -> dict[str, float | None]:
+        best = min(searched["opt"], key=score)
+        return {"opt": best if math.isfinite(score(best)) else None}
+
+    ran: list = []
+    added = M.extend_to_interior({"opt": list(HALF_DECADE)}, best_of, ran.append, cap)
+    return added, ran
+
+
+def test_the_rule_extends_until_the_optimum_is_interior() -> None:
+    added, ran = synthetic_search(optimum=1.0)  # a decade above the search's top
+    assert added == {"opt": [0.316, 1.0, 3.16]}  # 1.0 best needs 3.16 beyond it to be interior
+    assert ran == [{"opt": [0.316]}, {"opt": [1.0]}, {"opt": [3.16]}]  # one new lr (its cells) at a time
+    added, _ = synthetic_search(optimum=2e-4)  # below the search: it extends downwards
+    assert added == {"opt": [3.16e-4, 1e-4]}
+
+
+def test_the_rule_stops_where_the_next_lr_diverges_on_every_seed() -> None:
+    added, _ = synthetic_search(optimum=10.0, diverges_above=0.5)
+    assert added == {"opt": [0.316, 1.0]}  # 1.0 diverged: 0.316 is interior now, and the best
+
+
+def test_the_rule_stops_at_its_cap_and_leaves_the_optimum_at_the_edge() -> None:
+    added, _ = synthetic_search(optimum=100.0, cap=2)
+    assert added == {"opt": [0.316, 1.0]}
+    assert M.beyond_edge(HALF_DECADE + added["opt"], 1.0) is not None  # still at the edge: reported so
+    assert synthetic_search(optimum=100.0, cap=0)[0] == {"opt": []}
+
+
+def test_an_interior_optimum_adds_nothing() -> None:
+    assert synthetic_search(optimum=0.01) == ({"opt": []}, [])

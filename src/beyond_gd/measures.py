@@ -8,6 +8,7 @@ statistic exists twice. Nothing here imports torch, pandas or matplotlib.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -127,3 +128,47 @@ def bootstrap_ranking(scores: np.ndarray, lower: bool, resamples: int, seed: int
     means = resampled.mean(axis=3)
     best = means.min(axis=2) if lower else means.max(axis=2)
     return best, ranks(best, lower)
+
+
+def beyond_edge(lrs: list[float], best: float | None) -> float | None:
+    """The next lr of a search whose best lies at its edge: one step beyond that edge, the step being the
+    search's own spacing there (the ratio of the two lrs at that end: half a decade in the default grid), on
+    the search's log grid (exponents to a hundredth of a decade, so that 0.316 x 3.16 is 1, not 0.999), to
+    three significant digits as the configured lrs are written. None when the best is interior, when nothing
+    was usable (no best to follow), or when the search has a single lr (no spacing)."""
+    ordered = sorted(lrs)
+    if best is None or len(ordered) < 2 or best not in (ordered[0], ordered[-1]):
+        return None
+    edge, inner = (ordered[-1], ordered[-2]) if best == ordered[-1] else (ordered[0], ordered[1])
+    exponent = round(math.log10(edge), 2) + round(math.log10(edge / inner), 2)
+    return float(f"{10**exponent:.3g}")
+
+
+Searches = dict[str, list[float]]
+
+
+def extend_to_interior(lrs: Searches, best_of: Callable[[Searches], dict[str, float | None]],
+                       run: Callable[[Searches], None], cap: int) -> Searches:
+    """The rule that makes every tuned optimum interior: while a method's best lr (`best_of` the searches so far)
+    lies at an edge of its search, `run` the next lr beyond that edge (`beyond_edge`) and search again, until
+    the best is interior (an lr that diverged on every seed beyond the edge makes it so), or `cap` lrs have
+    been added on that side. `lrs` are the configured searches, already run; returns the lrs added per method,
+    in the order added. No I/O: `run` does the training."""
+    added: dict[str, list[float]] = {name: [] for name in lrs}
+    searched = {name: list(v) for name, v in lrs.items()}
+    while True:
+        best = best_of(searched)
+        new = {}
+        for name, values in searched.items():
+            lr = beyond_edge(values, best.get(name))
+            if lr is None:
+                continue
+            above = lr > max(lrs[name])
+            if sum((v > max(lrs[name])) == above for v in added[name]) < cap:
+                new[name] = [lr]
+        if not new:
+            return added
+        run(new)
+        for name, values in new.items():
+            searched[name] += values
+            added[name] += values

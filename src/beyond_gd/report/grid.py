@@ -97,6 +97,7 @@ class SeedScores:
     units: pd.DataFrame
     columns: dict[str, list[str]]  # optimizer -> its columns, in search order
     at_edge: dict[str, bool]  # optimizer -> its best lr (summary.csv) at an end of its search
+    default: dict[str, float]  # optimizer -> its default lr, the centre of its configured search
 
     def tuned(self, units: pd.DataFrame) -> dict[str, float]:
         """Each optimizer's score at its best lr on these rows (the mean over seeds, the best lr picked again);
@@ -134,7 +135,8 @@ def seed_scores(cells: pd.DataFrame, summary: pd.DataFrame, rank_by: str) -> See
                                                                                     summary["lrs"], strict=True)}
     order = [c for cols in columns.values() for c in cols]
     edge = {name: flag(v) for name, v in zip(summary["optimizer"], summary["best_lr_at_edge"], strict=True)}
-    return SeedScores(units.reindex(columns=order).reset_index(), columns, edge)
+    default = {r.optimizer: centre(configured(r)) for r in summary.itertuples()}
+    return SeedScores(units.reindex(columns=order).reset_index(), columns, edge, default)
 
 
 SCORES = (Need(OG, "cells.csv"), Need(OG, "summary.csv"), Need(OG, "summary.json"))
@@ -154,14 +156,33 @@ def edge_caveat(scores: SeedScores, names: Iterable[str]) -> str:
 
 def search(lrs: str) -> list[float]:
     """summary.csv's `lrs` (space-separated) as numbers, in the order searched."""
-    return [float(v) for v in str(lrs).split()]
+    return [float(v) for v in str(lrs).split()] if pd.notna(lrs) else []
 
 
-def positions(lrs: list[float]) -> np.ndarray:
-    """Each lr's place in its search, as a power of ten about the search's geometric centre (the default
-    the search is centred on): -1, -0.5, 0, 0.5, 1 for five lrs half a decade apart."""
+def added(row: object) -> list[float]:
+    """The lrs the grid's interior rule added to an optimizer's search (a summary.csv row); none in a grid
+    written before the rule (no such column)."""
+    return search(getattr(row, "lrs_added", math.nan))
+
+
+def configured(row: object) -> list[float]:
+    """An optimizer's configured search (a summary.csv row): its final search less what the rule added."""
+    extra = set(added(row))
+    return [lr for lr in search(getattr(row, "lrs")) if lr not in extra]
+
+
+def centre(lrs: list[float]) -> float:
+    """The lr at the geometric centre of a search (the default it is centred on), or the one nearest it."""
     logs = np.log10(lrs)
-    return np.round((logs - (logs.min() + logs.max()) / 2) * 4) / 4  # to a quarter decade: 3.16 is 10^0.5
+    return lrs[int(np.argmin(np.abs(logs - (logs.min() + logs.max()) / 2)))]
+
+
+def positions(lrs: list[float], about: list[float] | None = None) -> np.ndarray:
+    """Each lr's place in its search, as a power of ten about the geometric centre of `about` (default the
+    search itself: the default it is centred on): -1, -0.5, 0, 0.5, 1 for five lrs half a decade apart, beyond
+    them for the lrs the interior rule added."""
+    logs, ref = np.log10(lrs), np.log10(about or lrs)
+    return np.round((logs - (ref.min() + ref.max()) / 2) * 4) / 4  # to a quarter decade: 3.16 is 10^0.5
 
 
 def position_label(x: float) -> str:

@@ -38,7 +38,7 @@ from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_name
 from beyond_gd.data.mnist import MNIST_TRAIN_IMAGES
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
-from beyond_gd.measures import bootstrap_ranking, trailing_mean, tuned_scores
+from beyond_gd.measures import bootstrap_ranking, extend_to_interior, trailing_mean, tuned_scores
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 from beyond_gd.training import step_budget
@@ -74,6 +74,12 @@ class LongBudgetConfig:
 
 
 @dataclass
+class ExtensionConfig:
+    # The most lrs the interior rule adds on each side of an optimizer's configured search (0: none).
+    max_added: int = required(ge=0)
+
+
+@dataclass
 class OptimizerGridConfig:
     # optimizer (an entry of the `optimizers` section) -> its learning rates.
     # Cells are dispatched in this order.
@@ -92,6 +98,7 @@ class OptimizerGridConfig:
     curve_stride: int = required(gt=0)
     rank_by: str = required(choices=tuple(RANK_BY))
     bootstrap: BootstrapConfig = required()
+    extension: ExtensionConfig = required()
     long_budget: LongBudgetConfig = required()
 
     def check(self) -> None:
@@ -134,9 +141,26 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     steps = cells[0].max_steps  # the budget every cell of the grid shares
     long_steps = step_budget(c.long_budget.epochs, MNIST_TRAIN_IMAGES, c.batch_size, c.long_budget.max_steps)
     outputs = inputs.run_cells(cells)
-    table = cells_table(outputs)
-    table["torch_name"] = [o.cell.optimizer.class_name for o in outputs]
-    ranking = rank(table, c)
+
+    def tabled() -> pd.DataFrame:
+        table = cells_table(outputs)
+        table["torch_name"] = [o.cell.optimizer.class_name for o in outputs]
+        return table
+
+    def best_of(searched: dict[str, list[float]]) -> dict[str, float | None]:
+        return {r.optimizer: r.best_lr if pd.notna(r.best_lr) else None
+                for r in rank(tabled(), c, searched).itertuples()}
+
+    def run_more(new: dict[str, list[float]]) -> None:
+        more = build_cells(cfg, new)
+        cells.extend(more)
+        outputs.extend(inputs.run_cells(more))
+
+    # Every tuned optimum interior: an optimizer best at an edge of its search searches on beyond it.
+    added = extend_to_interior(c.lrs, best_of, run_more, c.extension.max_added)
+    lrs = {name: sorted(v + added[name]) for name, v in c.lrs.items()}
+    table = tabled()
+    ranking = rank(table, c, lrs, added)
     long_cells, long_outputs = [], []
     if c.long_budget.enabled:
         best = {r.optimizer: [r.best_lr] for r in ranking.itertuples() if pd.notna(r.best_lr)}
@@ -150,8 +174,12 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     best_row, sgd = ranking.iloc[0], ranking[ranking.optimizer == "sgd"]
     summary = {"cells": len(cells), "diverged_cells": int(table["diverged"].sum()), "rank_by": c.rank_by,
                "budget_steps": steps, "target_loss": c.target_loss,
-               "smoothing_window": c.smoothing_window, "seeds": len(c.seeds), "lrs_per_optimizer": {k: len(v) for k, v in c.lrs.items()},
+               "smoothing_window": c.smoothing_window, "seeds": len(c.seeds),
+               "lrs_per_optimizer": {k: len(v) for k, v in lrs.items()},
+               # The configured searches: the same effort before the interior rule searched on where it had to.
                "equal_effort": len({len(v) for v in c.lrs.values()}) == 1, "confidence": c.bootstrap.confidence,
+               "extension": {"max_added": c.extension.max_added, "added": {k: v for k, v in added.items() if v},
+                             "at_edge_after_cap": list(ranking.loc[ranking.best_lr_at_edge.astype(bool), "optimizer"])},
                "excluded": dict(c.excluded), "tied_with_best": list(ranking.loc[ranking.tied_with_best, "optimizer"]),
                "long_budget": {"ran": c.long_budget.enabled, "epochs": c.long_budget.epochs,
                                "steps": long_steps,
@@ -179,8 +207,10 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     )
 
 
-def rank(table: pd.DataFrame, c: OptimizerGridConfig) -> pd.DataFrame:
-    """Per optimizer, the lr with the best mean score over seeds, the optimizers sorted by it, and the
+def rank(table: pd.DataFrame, c: OptimizerGridConfig, lrs: dict[str, list[float]] | None = None,
+         added: dict[str, list[float]] | None = None) -> pd.DataFrame:
+    """Per optimizer, the lr with the best mean score over seeds among its search `lrs` (default the
+    configured one; `added` the lrs the interior rule added to it), the optimizers sorted by it, and the
     bootstrap intervals of each one's score and rank.
 
     The same budget, seeds and number of learning rates for every optimizer make the comparison fair; an
@@ -197,11 +227,12 @@ def rank(table: pd.DataFrame, c: OptimizerGridConfig) -> pd.DataFrame:
     per_lr = cells.groupby(["optimizer", "lr"])
     unusable = per_lr["diverged"].transform("any") | per_lr["score"].transform(lambda v: v.isna().any())
     cells.loc[unusable.astype(bool), "score"] = worst
-    names, seeds = list(c.lrs), sorted(cells["seed"].unique())
+    lrs, added = lrs or c.lrs, added or {}
+    names, seeds = list(lrs), sorted(cells["seed"].unique())
     # (optimizer, lr, seed); a shorter search is padded with the worst score, as is a cell missing.
-    grid = np.full((len(names), max(len(v) for v in c.lrs.values()), len(seeds)), worst)
+    grid = np.full((len(names), max(len(v) for v in lrs.values()), len(seeds)), worst)
     for k, n in enumerate(names):
-        for j, lr in enumerate(c.lrs[n]):
+        for j, lr in enumerate(lrs[n]):
             grid[k, j] = cells[(cells.optimizer == n) & (cells.lr == lr)].set_index("seed")["score"].reindex(seeds)
     grid = np.where(np.isnan(grid), worst, grid)
     best_score, best_index = tuned_scores(grid, lower)
@@ -209,17 +240,18 @@ def rank(table: pd.DataFrame, c: OptimizerGridConfig) -> pd.DataFrame:
     tail = 100 * (1 - c.bootstrap.confidence) / 2
     rows = []
     for k, name in enumerate(names):
-        lrs = c.lrs[name]
-        best = lrs[best_index[k]]
+        search = lrs[name]
+        best = search[best_index[k]]
         usable = math.isfinite(best_score[k])
         at_best = cells[(cells.optimizer == name) & (cells.lr == best)]
         row: dict[str, Any] = {
             "optimizer": name, "torch_name": at_best["torch_name"].iloc[0], "best_lr": best if usable else None,
-            "lrs": " ".join(f"{lr:g}" for lr in lrs),
-            # The grid cannot tell whether a better lr lies beyond its edge.
-            "best_lr_at_edge": usable and best in (min(lrs), max(lrs)),
-            "diverged_lrs": " ".join(f"{lr:g}" for lr in lrs if cells[(cells.optimizer == name)
-                                                                      & (cells.lr == lr)]["diverged"].any()),
+            "lrs": " ".join(f"{lr:g}" for lr in search),
+            "lrs_added": " ".join(f"{lr:g}" for lr in added.get(name, [])),
+            # The search cannot tell whether a better lr lies beyond its edge (after the interior rule: its cap).
+            "best_lr_at_edge": usable and best in (min(search), max(search)),
+            "diverged_lrs": " ".join(f"{lr:g}" for lr in search if cells[(cells.optimizer == name)
+                                                                         & (cells.lr == lr)]["diverged"].any()),
             "seeds": len(seeds), "ranked_by": f"{c.rank_by} of the averaged weights" if own[
                 cells.optimizer == name].any() else c.rank_by,
             "score_mean": best_score[k] if usable else None,

@@ -13,7 +13,7 @@ from matplotlib.patches import Patch
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
 from beyond_gd.report.claims import graded, in_every
-from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, band, cell_scores, colors, edge_caveat, flag,
+from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, added, band, cell_scores, colors, edge_caveat, flag,
                                    grid_scores, interval, linestyle, lrs_searched, number, plural, rank_interval,
                                    ranked, search)
 from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, PARTLY, Decision, Drawn, FigureParams, Measured,
@@ -115,6 +115,7 @@ def _measured(summary: pd.DataFrame, m: dict) -> str:
     usable = summary[summary["best_lr"].notna()]
     never = summary.loc[summary["best_lr"].isna(), "optimizer"].tolist()
     edge = usable[usable["best_lr_at_edge"].astype(bool)]
+    grown = summary[[bool(added(r)) for r in summary.itertuples()]]
     tied = summary.loc[summary["tied_with_best"].astype(bool), "optimizer"].tolist()
     long = m["long_budget"]
     return (f"Ranked by {m['rank_by']} ({MEASURE_NAMES.get(m['rank_by'], m['rank_by'])} after "
@@ -126,7 +127,10 @@ def _measured(summary: pd.DataFrame, m: dict) -> str:
                         f"{rank_interval(r.rank_low, r.rank_high)}" for r in usable.itertuples())
             + (f"; every lr diverged for {', '.join(never)}" if never else "")
             + f". Tied with the best: {', '.join(tied) if len(tied) > 1 else f'none ({tied[0]} is best alone)'}. "
-            + ("Best lr at an edge of its search (a better one may lie beyond): "
+            + ("The interior rule searched on beyond an edge for "
+               + "; ".join(f"{r.optimizer} (added {' '.join(f'{v:g}' for v in added(r))})" for r in grown.itertuples())
+               + ". " if len(grown) else "The interior rule added no lr (every best lr interior at once). ")
+            + ("Best lr at an edge of its search after the rule's cap (a better one may lie beyond): "
                + ", ".join(f"{r.optimizer} ({r.best_lr:g}, its "
                            f"{'largest' if r.best_lr == max(search(r.lrs)) else 'smallest'})"
                            for r in edge.itertuples())
@@ -148,7 +152,9 @@ def _grid_table(summary: pd.DataFrame) -> pd.DataFrame:
     # ASGD's test accuracy is that of its averaged weights, which it is ranked by.
     averaged = t["average_test_accuracy_mean"].notna()
     table = pd.DataFrame({
-        "rank": t["rank"], "optimizer": t["optimizer"], "torch.optim": t["torch_name"], "lrs tried": t["lrs"],
+        "rank": t["rank"], "optimizer": t["optimizer"], "torch.optim": t["torch_name"],
+        "lrs tried": [r.lrs + (f" (added: {' '.join(f'{v:g}' for v in added(r))})" if added(r) else "")
+                      for r in t.itertuples()],
         "best lr": [("–" if pd.isna(v) else f"{v:g}" + (" (edge)" if edge else ""))
                     for v, edge in zip(t["best_lr"], t["best_lr_at_edge"], strict=True)],
         "ranked by": t["ranked_by"],
@@ -306,7 +312,7 @@ def adam_defaults(i: View, tol: float, near: float) -> Measured:
     scores, _ = grid_scores(i)
     if "adam" not in scores.columns or len(scores.columns) < 2:
         return Measured("–", not_measured("Adam, or any optimizer to compare it with, is not in the grid"))
-    centre = {n: [float(c.rsplit("@", 1)[1]) for c in cols][len(cols) // 2] for n, cols in scores.columns.items()}
+    centre = scores.default
 
     def gaps(u: pd.DataFrame) -> dict[str, float]:
         out = {}

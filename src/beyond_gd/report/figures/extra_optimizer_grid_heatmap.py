@@ -14,8 +14,8 @@ from matplotlib.colors import LogNorm
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
 from beyond_gd.report.claims import in_every
-from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, cell_scores, edge_caveat, grid_scores, lrs_searched,
-                                   plural, position_label, positions, ranked, search)
+from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, added, cell_scores, configured, edge_caveat, grid_scores,
+                                   lrs_searched, plural, position_label, positions, ranked, search)
 from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
                                        resampled)
 from beyond_gd.report.style import Style, size
@@ -28,7 +28,7 @@ from beyond_gd.report.style import Style, size
               "the optimizers in rank order; columns: the place of the lr in that optimizer's own search, as a "
               "power of ten about the default it is centred on, so every row is the same effort; each cell names "
               "its lr. Hatched grey: at least one seed diverged there (recorded, not crashed; never the best); "
-              "boxed: the best lr.",
+              "boxed: the best lr; +: an lr the interior rule added beyond an edge of the configured search.",
         book="Readers are urged to try the optimizers on the feed-forward network (the book gives no learning "
              "rates beyond its examples).",
         notes="Rows are optimizers in rank order, columns the place of an lr in that optimizer's own search "
@@ -39,8 +39,10 @@ def optimizer_heatmap(i: View, p: FigureParams, s: Style) -> Drawn:
     summary = ranked(i.csv(OG, "summary.csv"))
     cells = cells.assign(score=cell_scores(cells, m["rank_by"]))
     # Each optimizer's lrs by their place in its search (the same places for every optimizer of an equal search).
+    # Places are about the configured search's centre (the default); the interior rule's lrs lie beyond it.
     place = {(r.optimizer, lr): x for r in summary.itertuples()
-             for lr, x in zip(search(r.lrs), positions(search(r.lrs)), strict=True)}
+             for lr, x in zip(search(r.lrs), positions(search(r.lrs), configured(r)), strict=True)}
+    grown = {(r.optimizer, lr) for r in summary.itertuples() for lr in added(r)}
     cells["place"] = [place.get((o, lr), np.nan) for o, lr in zip(cells["optimizer"], cells["lr"], strict=True)]
     order, columns = list(summary["optimizer"]), sorted(set(place.values()))
     grouped = cells.groupby(["optimizer", "place"])
@@ -48,7 +50,8 @@ def optimizer_heatmap(i: View, p: FigureParams, s: Style) -> Drawn:
     diverged = grouped["diverged"].sum().unstack("place").reindex(index=order, columns=columns).fillna(0)
     lrs = grouped["lr"].first().unstack("place").reindex(index=order, columns=columns)
     finite = score.where(diverged == 0)
-    annot = pd.DataFrame([[("" if pd.isna(lrs.iat[r, c]) else f"lr {lrs.iat[r, c]:.3g}\n")
+    annot = pd.DataFrame([[("" if pd.isna(lrs.iat[r, c]) else
+                            ("+" if (order[r], lrs.iat[r, c]) in grown else "") + f"lr {lrs.iat[r, c]:.3g}\n")
                            + ("" if pd.isna(finite.iat[r, c]) else f"{finite.iat[r, c]:.3f}")
                            for c in range(len(columns))] for r in range(len(order))], index=order)
     fig, ax = plt.subplots(figsize=size(s, rows=1.9, width=0.85))
