@@ -7,7 +7,8 @@ whose cost turns NaN/inf or exceeds `divergence_loss` stops there and is
 recorded as diverged, and the grid goes on. Each optimizer is then scored at
 its own best learning rate (the mean over seeds of `rank_by`; an lr at which
 any seed diverged is never "best"; an averaging optimizer by its averaged
-weights), ranked, and the ranking's uncertainty measured by resampling the
+weights), ranked, with a Student's t interval of each score over its seeds
+(measures.t_interval) and of each rank over paired resamples of the shared
 seeds (measures.bootstrap_ranking). With `long_budget.enabled`, each optimizer
 runs again at its best lr for `long_budget.epochs`.
 
@@ -15,7 +16,7 @@ Tables: `steps.csv` (optimizer, lr, seed, step, loss, smoothed; every
 `curve_stride`-th step), `epochs.csv` (per cell and epoch: seconds, gradient
 evaluations, train/test loss and accuracy, and of the averaged weights where
 kept), `cells.csv` (one row per cell), `summary.csv` (the ranking: per
-optimizer its search, best lr, score with its bootstrap interval, rank
+optimizer its search and the lrs the interior rule added, best lr, score with its t interval, rank
 interval, whether tied with the best; mean/std/min/max over seeds of the other
 measures; the longer budget's numbers), `long.csv` (the longer budget's
 epochs, empty if it did not run), `curves/<optimizer>.csv` (step, loss:
@@ -38,7 +39,7 @@ from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_name
 from beyond_gd.data.mnist import MNIST_TRAIN_IMAGES
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
-from beyond_gd.measures import bootstrap_ranking, extend_to_interior, trailing_mean, tuned_scores
+from beyond_gd.measures import bootstrap_ranking, extend_to_interior, t_interval, trailing_mean, tuned_scores
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 from beyond_gd.training import step_budget
@@ -211,7 +212,7 @@ def rank(table: pd.DataFrame, c: OptimizerGridConfig, lrs: dict[str, list[float]
          added: dict[str, list[float]] | None = None) -> pd.DataFrame:
     """Per optimizer, the lr with the best mean score over seeds among its search `lrs` (default the
     configured one; `added` the lrs the interior rule added to it), the optimizers sorted by it, and the
-    bootstrap intervals of each one's score and rank.
+    intervals of each one's score (Student's t over the seeds) and rank (paired bootstrap).
 
     The same budget, seeds and number of learning rates for every optimizer make the comparison fair; an
     lr at which any seed diverged (or, for steps_to_target, missed the target) scores as the worst possible,
@@ -236,7 +237,7 @@ def rank(table: pd.DataFrame, c: OptimizerGridConfig, lrs: dict[str, list[float]
             grid[k, j] = cells[(cells.optimizer == n) & (cells.lr == lr)].set_index("seed")["score"].reindex(seeds)
     grid = np.where(np.isnan(grid), worst, grid)
     best_score, best_index = tuned_scores(grid, lower)
-    boot, boot_ranks = bootstrap_ranking(grid, lower, c.bootstrap.resamples, c.bootstrap.seed)
+    _, boot_ranks = bootstrap_ranking(grid, lower, c.bootstrap.resamples, c.bootstrap.seed)
     tail = 100 * (1 - c.bootstrap.confidence) / 2
     rows = []
     for k, name in enumerate(names):
@@ -255,8 +256,9 @@ def rank(table: pd.DataFrame, c: OptimizerGridConfig, lrs: dict[str, list[float]
             "seeds": len(seeds), "ranked_by": f"{c.rank_by} of the averaged weights" if own[
                 cells.optimizer == name].any() else c.rank_by,
             "score_mean": best_score[k] if usable else None,
-            "score_low": np.percentile(boot[:, k], tail) if usable else None,
-            "score_high": np.percentile(boot[:, k], 100 - tail) if usable else None,
+            # Student's t over the seeds at the best lr (its coverage simulated in tests/test_measures.py).
+            **dict(zip(("score_low", "score_high"), t_interval(grid[k, best_index[k]], c.bootstrap.confidence)
+                       if usable else (None, None), strict=True)),
             "rank_low": float(np.percentile(boot_ranks[:, k], tail)),
             "rank_high": float(np.percentile(boot_ranks[:, k], 100 - tail)),
             "p_best": float((boot_ranks[:, k] == 1).mean()),

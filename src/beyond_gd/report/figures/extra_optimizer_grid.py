@@ -31,9 +31,9 @@ TIED = "#fbeaa5"  # the rows tied with the best
               "scored at its best lr by the loss of the whole training set at the end of the budget (ASGD by its "
               "averaged weights). Left: the trailing-mean mini-batch cost at the best lr, mean over seeds with the "
               "lowest-to-highest band. Middle: the score of each seed at the best lr (dots), the mean (bar) and its "
-              "95% bootstrap interval over seed resamples that pick the best lr again (thick line); grey band: "
-              "SGD's interval. Right: the rank's 95% bootstrap interval, the rank itself (dot) and how often a "
-              "resample ranks it first. Shaded rows: tied with the best (their rank interval reaches 1); "
+              "95% Student's t interval over the seeds (thick line); grey band: SGD's interval. Right: the rank's "
+              "95% interval over paired resamples of the shared seeds that pick every best lr again, the rank "
+              "itself (dot) and how often a resample ranks it first. Shaded rows: tied with the best (their rank interval reaches 1); "
               "'edge': the best lr is at an end of its search.",
         book="There is little consensus on which optimizer to use; the most popular are mini-batch gradient "
              "descent, with momentum, RMSProp, RMSProp with momentum, Adam and AdaDelta: try them on the "
@@ -41,8 +41,9 @@ TIED = "#fbeaa5"  # the rows tied with the best
         notes="Every mini-batch optimizer of the chapter gets the same search (`optimizer_grid.lrs`: five lrs "
               "half a decade apart around its default), the same seeds (`optimizer_grid.seeds`) and budget, and "
               "is scored at its best lr by `optimizer_grid.rank_by` (the whole training set's loss; ASGD by its "
-              "averaged weights), with 95% bootstrap intervals of the score and the rank over seed resamples "
-              "(`optimizer_grid.bootstrap`); optimizers whose rank interval reaches 1 are tied with the best. The"
+              "averaged weights), with a 95% Student's t interval of the score over the seeds and a 95% interval "
+              "of the rank over paired seed resamples (`optimizer_grid.bootstrap`); an optimizer best at an edge "
+              "of its search searches on beyond it (`optimizer_grid.extension`); optimizers whose rank interval reaches 1 are tied with the best. The"
               " table gives the search, the best lr (flagged at an edge of its search), the intervals, and the "
               "longer budget's loss, accuracy and rank where it ran. L-BFGS is not in this grid "
               "(`optimizer_grid.excluded`, with the reason the page gives).")
@@ -121,8 +122,8 @@ def _measured(summary: pd.DataFrame, m: dict) -> str:
     return (f"Ranked by {m['rank_by']} ({MEASURE_NAMES.get(m['rank_by'], m['rank_by'])} after "
             f"{m['budget_steps']:,} steps; each optimizer at the best of its "
             f"{lrs_searched(m['lrs_per_optimizer'], detail=True)}, "
-            f"{plural(m['seeds'], 'seed')}), with {m['confidence']:.0%} "
-            "bootstrap intervals of the score and the rank: "
+            f"{plural(m['seeds'], 'seed')}), with {m['confidence']:.0%} intervals (the score's Student's t over "
+            "the seeds, the rank's over paired bootstrap resamples of them): "
             + "; ".join(f"#{r.rank} {r.optimizer} {r.score_mean:.3f} {interval(r.score_low, r.score_high)}, rank "
                         f"{rank_interval(r.rank_low, r.rank_high)}" for r in usable.itertuples())
             + (f"; every lr diverged for {', '.join(never)}" if never else "")
