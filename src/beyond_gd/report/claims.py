@@ -264,3 +264,10 @@ def at_least(value: float, threshold: float) -> Decision:
         return Decision(NOT_MEASURED, why="no value measured")
     return graded(value >= threshold, value > 0, value, (threshold, 0.0))
 
+
+def beyond_tie(gain: float, tie: float) -> Decision:
+    """A relative gain (> 0: better) beyond a tie: better by more than `tie`: agrees; within it either way:
+    partly (as good, not better); worse by more: differs; NaN: not measured."""
+    if math.isnan(gain):
+        return Decision(NOT_MEASURED, why="no gain measured")
+    return Decision(AGREES if gain > tie else DIFFERS if gain < -tie else PARTLY, gain, (tie, -tie))

@@ -9,9 +9,10 @@ import pandas as pd
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
+from beyond_gd.report.claims import beyond_tie
 from beyond_gd.report.grid import OG, band, plural
-from beyond_gd.report.registry import (AGREES, DIFFERS, MEASURED, PARTLY, Decision, Drawn, FigureParams, Measured,
-                                       claim, figure, not_measured, resampled)
+from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
+                                       resampled)
 from beyond_gd.report.style import Style, size
 
 ASGD = "asgd"
@@ -121,7 +122,7 @@ def asgd_averaging_helps(i: View, tol: float, near: float) -> Measured:
 
     def decide(u: pd.DataFrame) -> Decision:
         g, _ = gain(u)
-        return Decision(AGREES if g > near else DIFFERS if g < -near else PARTLY, g, (near, -near))
+        return beyond_tie(g, near)
 
     g, lr = gain(units)
     return resampled(f"at lr {lr:g}: the average's loss {-g:+.1%} against the iterate's", units, decide)

@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.axes import plain_log
-from beyond_gd.report.claims import graded, in_every
+from beyond_gd.report.claims import beyond_tie, graded, in_every
 from beyond_gd.report.grid import (MEASURE_NAMES, OG, SCORES, added, band, cell_scores, colors, edge_caveat, flag,
                                    grid_scores, interval, linestyle, lrs_searched, number, plural, rank_interval,
                                    ranked, search)
@@ -33,8 +33,8 @@ TIED = "#fbeaa5"  # the rows tied with the best
               "lowest-to-highest band. Middle: the score of each seed at the best lr (dots), the mean (bar) and its "
               "95% Student's t interval over the seeds (thick line); grey band: SGD's interval. Right: the rank's "
               "95% interval over paired resamples of the shared seeds that pick every best lr again, the rank "
-              "itself (dot) and how often a resample ranks it first. Shaded rows: tied with the best (their rank interval reaches 1); "
-              "'edge': the best lr is at an end of its search.",
+              "itself (dot) and how often a resample ranks it first. Shaded rows: tied with the best (their rank "
+              "interval reaches 1); 'edge': the best lr is at an end of its search.",
         book="There is little consensus on which optimizer to use; the most popular are mini-batch gradient "
              "descent, with momentum, RMSProp, RMSProp with momentum, Adam and AdaDelta: try them on the "
              "feed-forward network.",
@@ -43,10 +43,11 @@ TIED = "#fbeaa5"  # the rows tied with the best
               "is scored at its best lr by `optimizer_grid.rank_by` (the whole training set's loss; ASGD by its "
               "averaged weights), with a 95% Student's t interval of the score over the seeds and a 95% interval "
               "of the rank over paired seed resamples (`optimizer_grid.bootstrap`); an optimizer best at an edge "
-              "of its search searches on beyond it (`optimizer_grid.extension`); optimizers whose rank interval reaches 1 are tied with the best. The"
-              " table gives the search, the best lr (flagged at an edge of its search), the intervals, and the "
-              "longer budget's loss, accuracy and rank where it ran. L-BFGS is not in this grid "
-              "(`optimizer_grid.excluded`, with the reason the page gives).")
+              "of its search searches on beyond it (`optimizer_grid.extension`); optimizers whose rank interval "
+              "reaches 1 are tied with the best. The table gives the search (the lrs the rule added marked), the "
+              "best lr (flagged where still at an edge), the intervals, and the longer budget's loss, accuracy "
+              "and rank where it ran. L-BFGS is not in this grid (`optimizer_grid.excluded`, with the reason the "
+              "page gives).")
 def optimizer_grid(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, cells, m = i.csv(OG, "steps.csv"), i.csv(OG, "cells.csv"), i.json(OG)
     summary = ranked(i.csv(OG, "summary.csv"))
@@ -295,7 +296,7 @@ def adam_beats_rmsprop_momentum(i: View, tol: float, near: float) -> Measured:
         g = gain(u)
         if math.isnan(g):
             return not_measured("every lr of RMSProp with momentum diverged on these seeds")
-        return Decision(AGREES if g > near else DIFFERS if g < -near else PARTLY, g, (near, -near))
+        return beyond_tie(g, near)
 
     return resampled(f"Adam's gain on RMSProp with momentum's tuned score: {gain(scores.units):+.1%}", scores.units,
                      decide, caveat=edge_caveat(scores, ["adam", "rmsprop_momentum"]))
