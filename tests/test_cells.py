@@ -506,9 +506,10 @@ def _grid_config(lrs: dict[str, list[float]], seeds: int) -> optimizer_grid.Opti
 
 
 def test_rank_scores_each_optimizer_at_its_best_lr_with_intervals_and_ties() -> None:
-    noise = [0.00, 0.01, -0.01, 0.02, -0.02]
+    # b's seeds scatter in another order than a's (seed noise that is not shared): 0.20 and 0.21 are tied.
+    noise, other = [0.00, 0.01, -0.01, 0.02, -0.02], [0.02, -0.02, 0.01, 0.00, -0.01]
     table = _table({("a", 0.1): [0.30 + e for e in noise], ("a", 0.3): [0.20 + e for e in noise],
-                    ("b", 0.1): [0.21 + e for e in noise], ("b", 0.3): [0.90 + e for e in noise],
+                    ("b", 0.1): [0.21 + e for e in other], ("b", 0.3): [0.90 + e for e in other],
                     ("c", 0.1): [0.60 + e for e in noise], ("c", 0.3): [0.05 + e for e in noise]},
                    diverged=("c", 0.3))  # c's best lr diverged on one seed: never its best
     r = optimizer_grid.rank(table, _grid_config({"a": [0.1, 0.3], "b": [0.1, 0.3], "c": [0.1, 0.3]}, 5))
@@ -520,6 +521,12 @@ def test_rank_scores_each_optimizer_at_its_best_lr_with_intervals_and_ties() -> 
     assert (a.tied_with_best, b.tied_with_best, c.tied_with_best) == (True, True, False)  # 0.20 vs 0.21: tied
     assert c.rank_low == c.rank_high == 3 and c.p_best == 0 and min(a.p_best, b.p_best) > 0.05
     assert a.p_best + b.p_best >= 1  # one of them is best in every resample (ties share rank 1)
+    # The same seeds' noise for both (a seed good for a is as good for b): the paired resamples keep a ahead.
+    shared = _table({("a", 0.1): [0.30 + e for e in noise], ("a", 0.3): [0.20 + e for e in noise],
+                     ("b", 0.1): [0.21 + e for e in noise], ("b", 0.3): [0.90 + e for e in noise],
+                     ("c", 0.1): [0.60 + e for e in noise], ("c", 0.3): [0.05 + e for e in noise]}, diverged=("c", 0.3))
+    r = optimizer_grid.rank(shared, _grid_config({"a": [0.1, 0.3], "b": [0.1, 0.3], "c": [0.1, 0.3]}, 5))
+    assert list(r["tied_with_best"]) == [True, False, False] and r["p_best"].iloc[0] == 1
 
 
 def test_rank_scores_an_averaging_optimizer_by_its_average() -> None:
