@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from beyond_gd import measures as M
+from beyond_gd import tuning
 from beyond_gd import provenance
 from beyond_gd.cell_tables import PROVENANCE
 from beyond_gd.cells import CellOutput
@@ -128,7 +128,7 @@ def test_the_interior_rule_searches_on_beyond_an_edge_and_runs_only_the_lrs_it_a
     first, _ = here(fake_mnist_root, tmp_path / "configured")
     configured = optimizer_grid.run(grid_config(LRS, off, "optimizer_grid.extension.max_added=0"), first)
     best = configured.tables["summary.csv"].set_index("optimizer")["best_lr"]
-    expected = {n: [lr] for n in LRS if (lr := M.beyond_edge(LRS[n], best[n])) is not None}
+    expected = {n: [lr] for n in LRS if (lr := tuning.beyond_edge(LRS[n], best[n])) is not None}
     assert expected, "the tiny grid has an optimum at an edge to extend (adam's, above)"
 
     cfg = grid_config(LRS, off, "optimizer_grid.extension.max_added=1")

@@ -8,8 +8,8 @@ recorded as diverged, and the grid goes on. Each optimizer is then scored at
 its own best learning rate (the mean over seeds of `rank_by`; an lr at which
 any seed diverged is never "best"; an averaging optimizer by its averaged
 weights), ranked, with a Student's t interval of each score over its seeds
-(measures.t_interval) and of each rank over paired resamples of the shared
-seeds (measures.bootstrap_ranking). With `long_budget.enabled`, each optimizer
+(tuning.t_interval) and of each rank over paired resamples of the shared
+seeds (tuning.bootstrap_ranking). With `long_budget.enabled`, each optimizer
 runs again at its best lr for `long_budget.epochs`.
 
 Tables: `steps.csv` (optimizer, lr, seed, step, loss, smoothed; every
@@ -39,7 +39,8 @@ from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_name
 from beyond_gd.data.mnist import MNIST_TRAIN_IMAGES
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
-from beyond_gd.measures import bootstrap_ranking, extend_to_interior, t_interval, trailing_mean, tuned_scores
+from beyond_gd.measures import trailing_mean
+from beyond_gd.tuning import bootstrap_ranking, extend_to_interior, t_interval, tuned_scores
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 from beyond_gd.training import step_budget
