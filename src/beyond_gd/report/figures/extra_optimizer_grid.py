@@ -155,7 +155,9 @@ def _grid_table(summary: pd.DataFrame) -> pd.DataFrame:
     averaged = t["average_test_accuracy_mean"].notna()
     table = pd.DataFrame({
         "rank": t["rank"], "optimizer": t["optimizer"], "torch.optim": t["torch_name"],
-        "lrs tried": [r.lrs + (f" (added: {' '.join(f'{v:g}' for v in added(r))})" if added(r) else "")
+        # A search of one lr reads back from summary.csv as a number, not a string: the numbers, written again.
+        "lrs tried": [" ".join(f"{v:g}" for v in search(r.lrs))
+                      + (f" (added: {' '.join(f'{v:g}' for v in added(r))})" if added(r) else "")
                       for r in t.itertuples()],
         "best lr": [("–" if pd.isna(v) else f"{v:g}" + (" (edge)" if edge else ""))
                     for v, edge in zip(t["best_lr"], t["best_lr_at_edge"], strict=True)],
