@@ -165,9 +165,10 @@ def test_one_more_learning_rate_runs_only_its_cells(smoke: Path) -> None:
     """The grid keeps its finished cells (they persist in DVC's outputs): one more lr, one more cell run."""
     previous = json.loads((smoke / "data" / "optimizer_grid" / "run.json").read_text())["mlflow_run_id"]
     try:
-        # The longer budget off, so that only the new lr's cells are new (its best lr could move).
+        # The longer budget and the interior rule off, so that only the new lr's cells are new (its best lr
+        # could move, and a best lr at an edge of [0.1, 0.2] would search on beyond it).
         done = user("dvc exp run -S profile=smoke -S optimizer_grid.lrs.sgd=[0.1,0.2] "
-                    "-S optimizer_grid.long_budget.enabled=false", smoke)
+                    "-S optimizer_grid.long_budget.enabled=false -S optimizer_grid.extension.max_added=0", smoke)
         assert ran(done) >= {"optimizer_grid", "report"} and ran(done) <= {"optimizer_grid", "lbfgs", "lr_adaptation",
                                                                            "report"}
         record = json.loads((smoke / "data" / "optimizer_grid" / "run.json").read_text())
