@@ -85,17 +85,17 @@ def figures(root: Path) -> str:
     """One block per figure: its title, the stages it reads, its claims with the last report's verdicts."""
     import pandas as pd
 
-    from beyond_gd.report.figures import CLAIMS, FIGURES
+    from beyond_gd.report.build import claims_by_figure
+    from beyond_gd.report.figures import FIGURES
 
     table = root / "reports" / "claims.csv"
     verdicts = pd.read_csv(table).set_index("id")["verdict"].to_dict() if table.is_file() else {}
+    under = claims_by_figure()  # as the page places them
     lines = []
     for spec in FIGURES:
         reads = ", ".join(dict.fromkeys(n.artifact for n in spec.needs))
         lines += [f"{spec.name}: {spec.title}", f"  reads: {reads}"]
-        module = spec.draw.__module__
-        lines += [f"  claim {c.id}: {verdicts.get(c.id, 'not yet checked')}" for c in CLAIMS
-                  if c.check.__module__ == module and any(n in spec.needs for n in c.needs)]
+        lines += [f"  claim {c}: {verdicts.get(c, 'not yet checked')}" for c in under.get(spec.name, ())]
     return "\n".join(lines)
 
 
