@@ -9,6 +9,7 @@ profile) is listed on the pages without an image, uncounted.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from beyond_gd.report import build, figures
+from beyond_gd.report import build, figures, grid
 from beyond_gd.report.claims import VerdictRules
 from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.report.registry import FigureParams, FigureSpec
@@ -141,3 +142,28 @@ def test_fig6_3_notebook_draws_beside_ours_from_synthetic_artifacts(tmp_path: Pa
     table = drawn.table.set_index("difference")
     assert table.loc["final ReLU on the logits"].tolist() == ["yes", "no (the book's text)"]
     assert table.loc["loss at α = 0 (nats)"].tolist() == ["2.1000", "0.0600"]
+
+
+def test_the_heat_map_draws_a_search_the_rule_grew_and_a_search_of_one_lr(tmp_path: Path) -> None:
+    """SGD's search grown by the interior rule (0.316 added beyond its edge) and Adam's of one lr (as the smoke
+    profile's, which reads back from summary.csv as a number): the heat map marks the added cell, places it
+    beyond the configured search, and the search helpers read both rows."""
+    data = copy.deepcopy(BOOK)
+    summary, cells = data[("optimizer_grid", "summary.csv")], data[("optimizer_grid", "cells.csv")]
+    sgd, adam = summary["optimizer"] == "sgd", summary["optimizer"] == "adam"
+    summary.loc[sgd, "lrs"] = summary.loc[sgd, "lrs"] + " 0.316"
+    summary["lrs_added"] = ["0.316" if name == "sgd" else "" for name in summary["optimizer"]]
+    summary.loc[adam, ["lrs", "best_lr"]] = ["0.001", 0.001]
+    extra = cells[(cells["optimizer"] == "sgd") & (cells["lr"] == 0.1)].assign(lr=0.316)
+    data[("optimizer_grid", "cells.csv")] = pd.concat(
+        [cells[(cells["optimizer"] != "adam") | (cells["lr"] == 0.001)], extra], ignore_index=True)
+    style = Style(**CONF["style"])
+    apply(style)
+    figure = spec("extra-optimizer-grid-heatmap")
+    artifacts = write(data, figure.needs, tmp_path)
+    drawn = figure.draw(artifacts.view(figure.needs), FigureParams(**CONF["figures"]), style)
+    assert any(t.get_text().startswith("+lr 0.316") for t in drawn.figure.axes[0].texts)
+    assert "10^{1.5}" in " ".join(t.get_text() for t in drawn.figure.axes[0].get_xticklabels())
+    rows = artifacts.view(figure.needs).csv("optimizer_grid", "summary.csv").set_index("optimizer")
+    assert grid.added(rows.loc["sgd"]) == [0.316] and grid.configured(rows.loc["sgd"])[-1] == 0.1
+    assert grid.search(rows.loc["adam", "lrs"]) == [0.001] and grid.added(rows.loc["adam"]) == []
