@@ -317,7 +317,9 @@ def launched_inputs(cfg: Any, tmp_path: Path, mnist_root: Path) -> Inputs:
 
 @pytest.mark.slow
 def test_grid_records_a_diverging_cell_and_goes_on(tmp_path: Path, mnist_root: Path) -> None:
-    params = composed("optimizer_grid.seeds=[0,1]", "optimizer_grid.max_steps=120", "optimizer_grid.curve_stride=10")
+    # The interior rule off: the cells are the lrs given (the rule's own cells: tests/test_cell_studies.py).
+    params = composed("optimizer_grid.seeds=[0,1]", "optimizer_grid.max_steps=120", "optimizer_grid.curve_stride=10",
+                      "optimizer_grid.extension.max_added=0")
     params["optimizer_grid"]["lrs"] = {"sgd": [0.1], "sgd_momentum": [0.1, 1000.0]}  # a dict override would merge
     cfg = load(params, optimizer_grid.Config)
     result = optimizer_grid.run(cfg, launched_inputs(cfg, tmp_path, mnist_root))
@@ -428,9 +430,10 @@ def _runs(client: MlflowClient, stage: str) -> list[mlflow.entities.Run]:
 # Finished cells are kept
 # --------------------------------------------------------------------------
 def _grid(tmp_path: Path, name: str, lrs: dict[str, list[float]]) -> Path:
+    # The interior rule off: the cells are the lrs given (the rule's own cells: tests/test_cell_studies.py).
     params = composed("profile=smoke", "launcher=basic", "optimizer_grid.seeds=[0,1]",
                       "optimizer_grid.max_steps=60", "optimizer_grid.curve_stride=10",
-                      "optimizer_grid.long_budget.enabled=false")
+                      "optimizer_grid.long_budget.enabled=false", "optimizer_grid.extension.max_added=0")
     params["optimizer_grid"]["lrs"] = lrs
     return write_params(tmp_path / f"{name}.yaml", params)
 
