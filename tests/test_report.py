@@ -975,3 +975,15 @@ def test_dvc_yaml_declares_every_artifact_the_report_reads() -> None:
     declared = {d for d in stage["deps"] if not d.startswith("src/")}
     assert read - declared == set(), "read but not declared"
     assert declared - read == set(), "declared but never read: a needless re-run"
+
+
+def test_the_lbfgs_claims_read_loss_at_compute_by_the_stages_own_rule(tmp_path: Path) -> None:
+    """The claims resample per seed what the lbfgs stage's summary.csv averages: each method's loss at L-BFGS's
+    compute; their mean over seeds is the stage's number."""
+    from beyond_gd.report.figures.extra_lbfgs import at_compute
+
+    write_lbfgs(tmp_path / "lbfgs")
+    epochs, summary = pd.read_csv(tmp_path / "lbfgs" / "epochs.csv"), pd.read_csv(tmp_path / "lbfgs" / "summary.csv")
+    mean = at_compute(epochs, "lbfgs").groupby("optimizer")["train_loss"].mean()
+    expected = summary.set_index("optimizer")["train_loss_at_lbfgs_compute"]
+    pd.testing.assert_series_equal(mean.sort_index(), expected.sort_index(), check_names=False, rtol=1e-12)

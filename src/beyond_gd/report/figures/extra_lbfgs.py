@@ -190,15 +190,12 @@ EPOCHS = (Need(LB, "epochs.csv"), Need(LB, "summary.json"))
 
 
 def at_compute(epochs: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """One row per (seed, optimizer): each method's training-subset loss at the last evaluation within the
-    example-gradients `reference` used on that seed (its own end for `reference`): equal compute, per seed."""
-    ends = epochs[epochs["optimizer"] == reference].groupby("seed")["example_gradients"].max()
-    rows = []
-    for (name, seed), mine in epochs[epochs["train_loss"].notna()].groupby(["optimizer", "seed"], sort=False):
-        inside = mine[mine["example_gradients"] <= ends.get(seed, math.nan) * (1 + 1e-9)]
-        if len(inside):
-            rows.append({"seed": seed, "optimizer": name, "train_loss": float(inside["train_loss"].iloc[-1])})
-    return pd.DataFrame(rows, columns=["seed", "optimizer", "train_loss"])
+    """One row per (seed, optimizer): each method's training-subset loss at its last evaluation within the
+    example-gradients `reference` used (the most any of its seeds used), the lbfgs stage's own rule for
+    summary.csv's train_loss_at_lbfgs_compute, here per seed so that the seeds can be resampled."""
+    limit = epochs.loc[epochs["optimizer"] == reference, "example_gradients"].max() * (1 + 1e-9)
+    inside = epochs[(epochs["example_gradients"] <= limit) & epochs["train_loss"].notna()]
+    return inside.groupby(["optimizer", "seed"], sort=False).tail(1)[["seed", "optimizer", "train_loss"]]
 
 
 def _mean_loss(u: pd.DataFrame) -> pd.Series:
