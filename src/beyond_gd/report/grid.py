@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
+from beyond_gd.report.registry import Measured, not_measured
 
 OG, LB, LA = "optimizer_grid", "lbfgs", "lr_adaptation"
 # Every optimizer of the chapter by its `optimizers` entry: one colour each, the same in every figure of the
@@ -103,6 +104,12 @@ class SeedScores:
         """Each optimizer's score at its best lr on these rows (the mean over seeds, the best lr picked again);
         +inf where every lr is unusable on them. Lower is better."""
         return {name: min(lrs.values()) for name, lrs in self.means(units).items()}
+
+    def lacks(self, *names: str) -> Measured | None:
+        """A claim's result where the grid lacks an optimizer it compares (not measured, naming them); None
+        where it has them all."""
+        gone = [n for n in names if n not in self.columns]
+        return Measured("–", not_measured(f"not in the grid: {', '.join(gone)}")) if gone else None
 
     def gain(self, units: pd.DataFrame, of: str, on: str) -> float:
         """`of`'s gain on `on`'s tuned score, relative to `on`'s (> 0: `of` is better); NaN where every lr of `on`

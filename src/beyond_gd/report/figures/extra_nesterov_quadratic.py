@@ -94,8 +94,8 @@ def nesterov_helps_full_batch(i: View, tol: float) -> Measured:
                  "finds in full batch")
 def nesterov_unclear_with_minibatches(i: View, tol: float) -> Measured:
     scores, _ = grid_scores(i)
-    if not {"sgd_nesterov", "sgd_momentum"} <= set(scores.columns):
-        return Measured("–", not_measured("the grid has no sgd_nesterov or no sgd_momentum"))
+    if gone := scores.lacks("sgd_nesterov", "sgd_momentum"):
+        return gone
 
     def gain(u: pd.DataFrame) -> float:
         return scores.gain(u, "sgd_nesterov", "sgd_momentum")

@@ -262,8 +262,8 @@ MOMENTUM_SECTION = "§ Momentum-based optimization"
                  "larger (above 0.25)")
 def momentum_smaller_lr(i: View, tol: float) -> Measured:
     scores, _ = grid_scores(i)
-    if not {"sgd", "sgd_momentum"} <= set(scores.columns):
-        return Measured("–", not_measured("plain SGD or SGD with momentum is not in the grid"))
+    if gone := scores.lacks("sgd", "sgd_momentum"):
+        return gone
 
     def decide(u: pd.DataFrame) -> Decision:
         best = scores.best_lr(u)
@@ -288,8 +288,8 @@ ADAM_SECTION = "§ Learning rate adaptation: Adam"
                  "{tied_with_best:.0%}; partly: tied (within {tied_with_best:.0%}); differs: worse by more")
 def adam_beats_rmsprop_momentum(i: View, tol: float, near: float) -> Measured:
     scores, _ = grid_scores(i)
-    if not {"adam", "rmsprop_momentum"} <= set(scores.columns):
-        return Measured("–", not_measured("Adam or RMSProp with momentum is not in the grid"))
+    if gone := scores.lacks("adam", "rmsprop_momentum"):
+        return gone
 
     def gain(u: pd.DataFrame) -> float:
         return scores.gain(u, "adam", "rmsprop_momentum")
