@@ -149,6 +149,29 @@ def test_the_interior_rule_searches_on_beyond_an_edge_and_runs_only_the_lrs_it_a
     assert {n: ranking.loc[n, "best_lr"] for n in LRS} == {n: float(mean[n].idxmin()) for n in LRS}
 
 
+def test_averaging_runs_asgd_about_its_best_lr_at_a_constant_lr_and_averages_the_tail(
+        fake_mnist_root: Path, tmp_path: Path) -> None:
+    """ASGD again at its best lr and the lrs beside it in its search, with lambd 0 (a constant step) and t0 at
+    the start of the last `window / epochs` share of the run; only those cells are added."""
+    search = [0.01, 0.1, 1.0]
+    cfg = grid_config({"sgd": [0.1], "asgd": search}, "optimizer_grid.long_budget.enabled=false",
+                      "optimizer_grid.extension.max_added=0", "optimizer_grid.averaging.max_steps=30",
+                      "optimizer_grid.averaging.seeds=[0,1]", "optimizer_grid.averaging.epochs=4",
+                      "optimizer_grid.averaging.window=1")
+    inputs, counted = here(fake_mnist_root, tmp_path)
+    result = optimizer_grid.run(cfg, inputs)
+    best = result.tables["summary.csv"].set_index("optimizer").loc["asgd", "best_lr"]
+    k, run, tail = search.index(best), result.summary["averaging"], result.tables["averaging.csv"]
+    assert run["ran"] and run["lrs"] == search[max(0, k - 1): k + 2] == sorted(tail["lr"].unique())
+    assert run["steps"] == 30 and run["t0"] == 30 - round(30 / 4) and (tail["t0"] == run["t0"]).all()
+    seeds = len(cfg.optimizer_grid.seeds)
+    assert counted.ran == 4 * seeds + len(run["lrs"]) * 2
+    cells = optimizer_grid.build_cells(cfg, {"asgd": run["lrs"]}, [0, 1], 30, "averaging-", t0=run["t0"], lambd=0.0)
+    assert all(c.optimizer.kwargs["lambd"] == 0.0 and c.optimizer.kwargs["t0"] == run["t0"] for c in cells)
+    ends = tail.sort_values("epoch").groupby(["lr", "seed"]).last()
+    assert ends["average_train_loss"].notna().all() and (ends["average_train_loss"] != ends["train_loss"]).all()
+
+
 def test_kept_cells_reproduce_the_tables_of_a_run_from_scratch(fake_mnist_root: Path, tmp_path: Path) -> None:
     """Growing a grid runs only its new cells, and its tables are those of the grown grid from scratch."""
     small = {"sgd": [0.1], "adam": [0.001]}
@@ -238,13 +261,14 @@ def test_momentum_speedup_stops_cells_at_the_target_and_pairs_ratios_by_seed(fak
 LBFGS_LRS = {"sgd": 0.1, "sgd_momentum": 0.0316, "adam": 0.001}
 
 
-def test_lbfgs_cells_have_no_target_and_cg_gets_lbfgs_evaluations(fake_mnist_root: Path, tmp_path: Path) -> None:
-    cfg = config(lbfgs.Config, *TINY, "lbfgs.train_images=256")
+def test_lbfgs_searches_the_lrs_on_its_subset_and_times_each_target(fake_mnist_root: Path, tmp_path: Path) -> None:
+    cfg = config(lbfgs.Config, *TINY, "lbfgs.train_images=256", "lbfgs.targets=[3.0,1e-4]")
     c = cfg.lbfgs
     inputs, counted = here(fake_mnist_root, tmp_path, optimizer_grid=grid_summary(tmp_path, LBFGS_LRS))
     result = lbfgs.run(cfg, inputs)
     epochs, summary = result.tables["epochs.csv"], result.tables["summary.csv"].set_index("optimizer")
-    assert counted.ran == (1 + len(c.compare)) * len(c.seeds)
+    # The search's cells and the first-order methods' are cells; L-BFGS and CG train in the stage's process.
+    assert counted.ran == len(c.compare) * (len(c.search_factors) + len(c.seeds))
     # The study asks for no target, so its cells record no steps to one.
     for folder in sorted((tmp_path / "cells").iterdir()):
         if (folder / "result.json").is_file():
@@ -252,13 +276,35 @@ def test_lbfgs_cells_have_no_target_and_cg_gets_lbfgs_evaluations(fake_mnist_roo
             assert {k: record[k] for k in record if k.startswith(("steps_to_target", "seconds_to_target"))} == {
                 "steps_to_target": None, "steps_to_target_smoothed": None, "steps_to_target_epoch_last": None,
                 "seconds_to_target": None}
+    search = result.tables["search.csv"]
+    assert len(search) == len(c.compare) * len(c.search_factors)
+    assert search.groupby("optimizer")["chosen"].sum().eq(1).all()
+    for name, rows in search.groupby("optimizer"):
+        assert rows.lr.tolist() == pytest.approx([LBFGS_LRS[name] * f for f in c.search_factors])
+        ok = rows[~rows.diverged]
+        assert summary.loc[name, "lr"] == ok.loc[ok.train_loss.idxmin(), "lr"]  # the lowest loss at equal compute
     full = epochs[epochs.optimizer == "lbfgs"]
     assert list(full["step"]) == list(range(1, c.steps + 1)) and full["train_loss"].notna().all()
     assert (full["example_gradients"] == full["evaluations"] * c.train_images).all()
+    assert summary.loc["lbfgs", "loss_dtype"] == "float64" and summary.loc["sgd", "loss_dtype"] == "float32"
     sgd = epochs[epochs.optimizer == "sgd"]
     assert list(sgd["train_loss"].notna()) == [e % c.eval_every == 0 or e == sgd["epoch"].max() for e in sgd["epoch"]]
     assert (sgd["example_gradients"] == sgd["step"] * c.batch_size).all()
-    assert summary.loc["sgd_momentum", "lr"] == 0.0316 and summary.loc["lbfgs", "batch_size"] == c.train_images
+    assert summary.loc["lbfgs", "batch_size"] == c.train_images
+    # L-BFGS's loss at every gradient evaluation, counted as the training loop counts them.
+    trace = result.tables["evaluations.csv"]
+    mine = trace[trace.optimizer == "lbfgs"]
+    assert mine.evaluations.tolist() == list(range(1, full.evaluations.iloc[-1] + 1))
+    assert mine.seconds.is_monotonic_increasing and (mine.example_gradients == mine.evaluations * c.train_images).all()
+    # Every method and seed has a row per target; 3 nats is above the init's loss (reached at once), 1e-4 out of
+    # reach of 256 fake images in 2 steps or 3 epochs.
+    targets = result.tables["targets.csv"].set_index(["optimizer", "seed", "target"])
+    assert len(targets) == (2 + len(c.compare)) * len(c.seeds) * len(c.targets)
+    assert targets.xs(3.0, level="target").reached.all() and not targets.xs(1e-4, level="target").reached.any()
+    assert (targets.xs(3.0, level="target").example_gradients <= c.train_images).all()
+    reached = targets[targets.reached]
+    assert (reached.example_gradients <= reached.budget_example_gradients).all()
+    assert summary.loc["lbfgs", "reached_3"] == len(c.seeds) and summary.loc["lbfgs", "reached_0.0001"] == 0
     # CG from the same init for L-BFGS's gradient evaluations (its last line search may overshoot).
     cg, budget = epochs[epochs.optimizer == "cg"], full["evaluations"].iloc[-1]
     assert budget <= cg["evaluations"].iloc[-1] <= budget + 10

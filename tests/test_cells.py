@@ -568,11 +568,18 @@ def test_lbfgs_full_batch_beside_first_order_methods_per_gradient_evaluation(tmp
     assert c.eval_every > 1 and len(sgd) > 1
     evaluated = sgd["train_loss"].notna()
     assert list(evaluated) == [e % c.eval_every == 0 or e == sgd["epoch"].max() for e in sgd["epoch"]]
-    assert summary.loc["sgd_momentum", "lr"] == 0.0316 and summary.loc["lbfgs", "batch_size"] == 1000
+    # The searched lrs: one of the factors times the grid's best.
+    assert summary.loc["sgd_momentum", "lr"] in [0.0316 * f for f in c.search_factors]
+    assert summary.loc["lbfgs", "batch_size"] == 1000
     assert summary.loc["lbfgs", "train_loss_mean"] < summary.loc["sgd", "train_loss_mean"]  # 1,000 images, full batch
     assert set(result.metrics) == {"lbfgs_train_loss", "sgd_train_loss_at_lbfgs_compute",
                                    "sgd_momentum_train_loss_at_lbfgs_compute", "adam_train_loss_at_lbfgs_compute",
-                                   "cg_train_loss_at_lbfgs_compute"}
+                                   "cg_train_loss_at_lbfgs_compute",
+                                   *(f"{n}_example_gradients_to_{t:g}" for n in ["lbfgs", *c.compare, "cg"]
+                                     for t in c.targets)}
+    # On real images L-BFGS reaches 0.1 within its 2 full-batch steps.
+    targets = result.tables["targets.csv"]
+    assert targets[(targets.optimizer == "lbfgs") & (targets.target == 0.1)].reached.all()
     # SciPy's CG from the same init, full batch, for L-BFGS's evaluations (its last line search may overshoot).
     cg = epochs[epochs.optimizer == "cg"]
     budget = full["evaluations"].iloc[-1]

@@ -36,7 +36,7 @@ from beyond_gd.report.claims import (VerdictRules, all_beyond, all_within, asses
 from beyond_gd.report.figures import CLAIMS
 from beyond_gd.report.registry import (AGREES, CHECK, DECIDED, DIFFERS, FAILS, HOLDS, INCONCLUSIVE, MEASURED,
                                        NOT_MEASURED, PARTLY, Decision, Measured, resampled)
-from test_edge_of_stability import GD_AT_EDGE, SGD_BELOW, Runs, synthetic_runs
+from test_edge_of_stability import GD_AT_EDGE, SGD_BELOW, Runs, Short, synthetic_runs
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT_CONF = yaml.safe_load((REPO / "conf" / "report" / "default.yaml").read_text())
@@ -244,7 +244,7 @@ def momentum_speedup(steps: dict[str, tuple[float | None, ...]], spread: float =
     summary = {"cells": 24, "target_loss": 0.1, "smoothing_window": 200, "baseline": "sgd",
                "equal_step_of": "sgd_momentum" if equal_step else None,
                "equal_step": "sgd_equal_step" if equal_step else None, "equal_step_lr": 0.1 if equal_step else None,
-               "setups": {}}
+               "max_steps": {"book_first_edition": 20_000, "pytorch": 30_000}, "setups": {}}
     return {("momentum_speedup", "summary.csv"): pd.DataFrame(rows), ("momentum_speedup", "summary.json"): summary,
             ("momentum_speedup", "runs.csv"): pd.DataFrame(runs)}
 
@@ -266,8 +266,9 @@ def optimizer_grid(scores: dict[str, tuple[float, float, float, int]], sgd_at_ed
     the interval (a seed std of sqrt(5) x (high - low) / 3.92). `diverged`: optimizers every cell of which
     diverged (no score); `flat`: optimizers whose lrs all score within 0.1% of their best (a search too narrow
     to show the lr matter). ASGD's score is that of its averaged weights; its iterate's is `asgd_iterate` =
-    (ratio to the average, its seed std) times it."""
-    rows, cells = [], []
+    (ratio to the average, its seed std) times it, in the grid and in averaging.csv (its best lr and the lrs
+    beside it, seeds 0-2, 4 epochs ending at the grid's numbers, the earlier ones higher)."""
+    rows, cells, tail = [], [], []
     for k, (name, (score, low, high, place)) in enumerate(scores.items()):
         lrs = [GRID_DEFAULTS[name] * 10 ** (j / 2 - 1) for j in range(5)]
         place = 4 if name == "sgd" and sgd_at_edge else place
@@ -282,6 +283,11 @@ def optimizer_grid(scores: dict[str, tuple[float, float, float, int]], sgd_at_ed
                 cells.append({"optimizer": name, "lr": float(f"{lr:.3g}"), "seed": seed,
                               "train_loss": loss * ratio if average else loss,
                               "average_train_loss": loss if average else math.nan, "diverged": bad})
+                if average and abs(j - place) <= 1 and seed < 3:
+                    tail += [{"optimizer": name, "lr": float(f"{lr:.3g}"), "seed": seed, "epoch": epoch,
+                              "train_loss": loss * (5 - epoch) * ratio, "average_train_loss": loss * (5 - epoch),
+                              "test_accuracy": 0.97, "average_test_accuracy": 0.971, "t0": 1876}
+                             for epoch in (1, 2, 3, 4)]
         others = [v for n, v in scores.items() if n != name]
         rows.append({"optimizer": name, "torch_name": name, "best_lr": float(f"{lrs[place]:.3g}"),
                      "lrs": " ".join(f"{lr:.3g}" for lr in lrs), "best_lr_at_edge": place in (0, 4),
@@ -298,9 +304,15 @@ def optimizer_grid(scores: dict[str, tuple[float, float, float, int]], sgd_at_ed
                "excluded": {"lbfgs": "Not a mini-batch method."},
                "tied_with_best": list(table.loc[table["tied_with_best"], "optimizer"]),
                "long_budget": {"ran": False, "epochs": 10, "steps": 9380, "seeds": 3, "cells": 0,
-                               "lr": "each optimizer's best lr of the one-budget grid"}}
+                               "lr": "each optimizer's best lr of the one-budget grid"},
+               "averaging": {"ran": bool(tail), "optimizer": "asgd", "epochs": 4, "window": 2, "steps": 3752,
+                             "t0": 1876, "seeds": 3}}
     return {("optimizer_grid", "summary.csv"): table, ("optimizer_grid", "summary.json"): summary,
-            ("optimizer_grid", "cells.csv"): pd.DataFrame(cells)}
+            ("optimizer_grid", "cells.csv"): pd.DataFrame(cells),
+            ("optimizer_grid", "averaging.csv"): pd.DataFrame(tail, columns=["optimizer", "lr", "seed", "epoch",
+                                                                            "train_loss", "average_train_loss",
+                                                                            "test_accuracy", "average_test_accuracy",
+                                                                            "t0"])}
 
 
 # Score (training-set loss after one epoch), its 95% interval, the best lr's place in the search: three
@@ -339,12 +351,14 @@ TOY_LRS = [0.01, 0.0316, 0.1, 0.316]
 
 
 def optimizer_toys(ratios: Sequence[float] = (0.45, 0.6, 0.7, 0.8),
-                   adagrad_reaches: Sequence[bool] = (False,) * 4,
+                   adagrad_steps: Sequence[int | None] = (None, None, 29_316, 3_528),
+                   rmsprop_steps: Sequence[int | None] = (1_292, 620, 340, 5),
                    best_momenta: Sequence[tuple[float, float]] | None = ((0.80, 0.86), (0.93, 0.96), (0.978, 0.988),
                                                                         (0.993, 0.996))) -> Data:
     """Heavy ball's steps at the shared setting, and Nesterov's at `ratios` of them; each method's best momentum
     at the shared lr (heavy ball, Nesterov) per κ (the chapter: Nesterov's higher; None: not scanned); RMSProp
-    reaching the bowl at every lr, AdaGrad where `adagrad_reaches` says (the chapter: nowhere)."""
+    reaching the bowl at every lr (`rmsprop_steps`), AdaGrad at `adagrad_steps` (None: not within the 100,000-step
+    cap; as measured, far later than RMSProp at the two larger lrs, not within the cap at the two smaller)."""
     rows = []
     for k, (kappa, ratio) in enumerate(zip(KAPPAS, ratios, strict=True)):
         heavy = int(30 * kappa**0.5)
@@ -357,11 +371,12 @@ def optimizer_toys(ratios: Sequence[float] = (0.45, 0.6, 0.7, 0.8),
                          "rate": 0.9, "theory_rate": None, "steps": steps, "predicted_steps": steps})
             rows.append({"kappa": kappa, "method": method, "setting": "tuned", "lr": 1.0, "momentum": 0.5,
                          "rate": 0.8, "theory_rate": 0.8, "steps": steps // 2, "predicted_steps": steps // 2})
-    outcomes = pd.DataFrame([{"optimizer": name, "lr": lr, "reached_step": (300 if reached else None),
-                              "final_x": 9.0 if reached else 2.0, "final_loss": 0.0 if reached else 0.3,
+    outcomes = pd.DataFrame([{"optimizer": name, "lr": lr, "reached_step": reached, "max_steps": 100_000,
+                              "stopped": reached or 100_000, "final_x": 8.5 if reached else 2.0,
+                              "final_loss": 0.01 if reached else 0.3,
                               "last_step_size": lr if name == "rmsprop" else 1e-4}
-                             for name, reach in (("adagrad", adagrad_reaches), ("rmsprop", (True,) * 4))
-                             for lr, reached in zip(TOY_LRS, reach, strict=True)])
+                             for name, reach in (("adagrad", adagrad_steps), ("rmsprop", rmsprop_steps))
+                             for lr, reached in zip(TOY_LRS, reach, strict=True)]).astype({"reached_step": "Int64"})
     return {("optimizer_toys", "quadratic_steps.csv"): pd.DataFrame(rows),
             ("optimizer_toys", "plateau_outcomes.csv"): outcomes}
 
@@ -428,12 +443,23 @@ def hessian_density(starts: dict[str, tuple[int, ...]] | None = None, spread: fl
                          for p, (_, neg) in table.items() for k, dz in enumerate(z(0, 3))
                          for j, (v, w) in enumerate(((-0.5, neg * (1 + spread * dz)),
                                                      (0.0, 0.97 - neg * (1 + spread * dz)), (9.0, 0.03)))])
+    cuts = [1e-4, 1e-3, 1e-2, 1e-1]
+
+    def clear(p: str) -> bool:  # the starts agree on the count (the fixture's gaps all stand out)
+        return len(set(starts[p])) == 1 and table[p][0] > 0
+
     return {("hessian_density", "summary.json"): {
         "classes": 10, "starts": 3, "lanczos_steps": 60, "subset_size": 2000, "parameters": 269_322,
-        "zero_band": 1e-3, "order": list(table),
-        # No gap measured: the stage writes NaN as JSON's null.
-        "points": {p: {"outliers": n, "gap": 1.6 if n else None, "bulk_edge": 1.4 if n else None,
+        "candidates": 20, "negative_cuts": cuts, "claim_cut": 1e-3, "gap_z": 3.5, "gap_agreement": 0.8,
+        "gap_min_others": 5, "order": list(table),
+        # No clear gap: the stage writes None (and NaN) as JSON's null.
+        "points": {p: {"outliers": n if clear(p) else None, "gap": 1.6 if clear(p) else None,
+                       "bulk_edge": 1.4 if clear(p) else None, "gap_agreement": 1.0 if clear(p) else 2 / 3,
+                       "gap_z": 1e3 if clear(p) else None, "outliers_lean": n,
+                       "no_clear_gap": "" if clear(p) else "no clear gap: the starts disagree",
                        "top": [9.0 - 0.8 * k for k in range(n + 1)], "negative_mass": neg, "zero_mass": 0.95,
+                       "negative_sweep": [{"cut": c, "mean": neg, "std": spread * neg, "min": neg * (1 - spread),
+                                           "max": neg * (1 + spread)} for c in cuts],
                        "lambda_max": 9.0,
                        "lambda_min": -0.1, "trace": 90.0} for p, (n, neg) in table.items()}},
         ("hessian_density", "top.csv"): top, ("hessian_density", "ritz.csv"): ritz}
@@ -448,7 +474,8 @@ def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Seq
                       test_accuracy: Sequence[float] = (0.975, 0.977, 0.976),
                       diverged: Sequence[bool] = (False, False, False)) -> Data:
     """mode_connectivity's barriers.csv for 3 pairs (training-subset barrier per path and pair; the test set's
-    5% higher), and its Fig 6-3 lines from 3 solutions to their own inits (the book's shape; `dip` per
+    5% higher; every pair's own loss 0.3, so "near zero" is 0.167 x 0.3 = 0.05 nats), and its Fig 6-3 lines
+    from 3 solutions to their own inits (the book's shape; `dip` per
     (solution, split)) in the interpolate stage's columns plus theta_opt; solutions.csv, the 3 solutions' test
     accuracies `test_accuracy` and training accuracies 1 point above them (as measured after 5 epochs)."""
     rows = []
@@ -456,9 +483,9 @@ def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Seq
         for path, heights in (("linear", linear), ("aligned", aligned), ("curve", curve)):
             for split, scale in (("train", 1.0), ("test", 1.05)):
                 rows.append({"pair": f"{a}~{b}", "a": a, "b": b, "path": path, "split": split,
-                             "barrier": heights[k] * scale, "barrier_t": 0.5, "loss_at_0": 0.21, "loss_at_1": 0.22,
-                             "loss_max": 0.215 + heights[k] * scale, "accuracy_min": 0.9, "accuracy_drop": 0.02,
-                             "diverged": False, "curve_steps": 938 if path == "curve" else 0})
+                             "barrier": heights[k] * scale, "barrier_t": 0.5, "loss_at_0": 0.295, "loss_at_1": 0.305,
+                             "loss_max": 0.3 + heights[k] * scale, "accuracy_min": 0.9, "accuracy_drop": 0.02,
+                             "diverged": False, "curve_steps": 938 if path == "curve" else 0, "endpoint_loss": 0.3})
     dip = dip or {}
     frames = [pd.DataFrame({"alpha": ALPHAS, "split": split, "theta_rand": "init",
                             "loss": line_loss(at_0, 2.304 + 0.001 * k, 0.18, dip.get((sol, split), 0.0)),
@@ -480,6 +507,8 @@ def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Seq
 # of 5,000 images): L-BFGS ahead of every first-order method, CG of SGD.
 LBFGS_ENDS = {"lbfgs": 0.01, "sgd": 0.2, "sgd_momentum": 0.08, "adam": 0.05, "cg": 0.15}
 MLP_PARAMETERS = 269_322  # 784-256-256-10 with biases
+# Its target losses: SGD reaches only the first within its budget (2e6 example-gradients), the others both.
+LBFGS_TARGETS = (0.2, 0.1)
 
 
 def lbfgs(ends: dict[str, float] | None = None, spread: float = 0.05, history: int = 100) -> Data:
@@ -497,10 +526,22 @@ def lbfgs(ends: dict[str, float] | None = None, spread: float = 0.05, history: i
             rows += [{"optimizer": name, "seed": seed, "epoch": k + 1, "step": k + 1, "evaluations": k + 1,
                       "example_gradients": g, "seconds": g / 1e5, "train_loss": v, "test_accuracy": 0.95}
                      for k, (g, v) in enumerate(zip(grads, loss))]
+    # The example-gradients to each target loss, from the same curves (inverted): none past its budget.
+    targets = []
+    for name, end in ends.items():
+        budget = 1e6 if name in ("lbfgs", "cg") else 2e6
+        for seed, dz in enumerate(z(7, 3)):
+            for target in LBFGS_TARGETS:
+                g = 1e6 * (target / (end * (1 + spread * dz))) ** (-1 / 0.7)
+                targets.append({"optimizer": name, "seed": seed, "target": target, "reached": g <= budget,
+                                "example_gradients": g if g <= budget else np.nan,
+                                "seconds": g / 1e5 if g <= budget else np.nan,
+                                "budget_example_gradients": budget, "budget_seconds": budget / 1e5})
     bytes_ = {"bfgs": MLP_PARAMETERS**2 * 4, "lbfgs": (2 * history * MLP_PARAMETERS + history) * 4}
     summary = {"optimizer": "lbfgs", "compare": ["sgd", "sgd_momentum", "adam"], "train_images": 5000, "seeds": 3,
-               "parameters": MLP_PARAMETERS, "memory_bytes": bytes_}
-    return {("lbfgs", "epochs.csv"): pd.DataFrame(rows), ("lbfgs", "summary.json"): summary}
+               "parameters": MLP_PARAMETERS, "memory_bytes": bytes_, "targets": list(LBFGS_TARGETS)}
+    return {("lbfgs", "epochs.csv"): pd.DataFrame(rows), ("lbfgs", "targets.csv"): pd.DataFrame(targets),
+            ("lbfgs", "summary.json"): summary}
 
 
 # Lag-1 autocorrelations of successive updates projected on a direction, at lr = k / λ_max: at k = 1.5 SGD
@@ -528,11 +569,11 @@ def hessian(parameters: int = MLP_PARAMETERS, hvp_over_gradient: float = 2.3,
             ("hessian", "oscillation.csv"): pd.DataFrame(rows)}
 
 
-def edge_of_stability_data(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Data:
+def edge_of_stability_data(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW, short: Short | None = None) -> Data:
     """edge_of_stability's runs.csv, through the study's own summary, for GD and SGD runs shaped by `gd` and
-    `sgd` (lr -> the ratio λ_max / (2 / lr) it hovers at, or the one it has reached when the budget ends), and
-    the summary.json fields the claims read."""
-    return {("edge_of_stability", "runs.csv"): synthetic_runs(gd, sgd),
+    `sgd` (lr -> the ratio λ_max / (2 / lr) it hovers at, or the one it has reached when the budget ends), with
+    the unconverged estimates of `short`, and the summary.json fields the claims read."""
+    return {("edge_of_stability", "runs.csv"): synthetic_runs(gd, sgd, short),
             ("edge_of_stability", "summary.json"): {"reach": 0.9, "steps": 200, "eval_every": 10, "init_seed": 0}}
 
 
@@ -609,8 +650,24 @@ def swapped(m: np.ndarray) -> np.ndarray:
     return measures.ewma_stationary_std(1 - m, 1.0)
 
 
-def edge_of_stability(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW) -> Edit:
-    return replace(edge_of_stability_data(gd, sgd))
+def edge_of_stability(gd: Runs = GD_AT_EDGE, sgd: Runs = SGD_BELOW, short: Short | None = None) -> Edit:
+    return replace(edge_of_stability_data(gd, sgd, short))
+
+
+@pytest.mark.parametrize(("claim_id", "short", "left_out"), [
+    # SGD at lr 0.1 with two estimates short of the tolerance far above its edge: no reach, still agrees.
+    ("sgd_stays_below_edge", {("sgd-lr0.1", 100): 1.2, ("sgd-lr0.1", 110): 1.5}, 2),
+    # GD at lr 0.4 with a short estimate 3 x above 2/lr: no part of its median, still agrees.
+    ("gd_hovers_at_edge_of_stability", {("gd-lr0.4", 150): 3.0}, 1),
+    ("gd_hovers_at_edge_of_stability", {}, 0),
+])
+def test_edge_of_stability_claims_leave_out_and_count_unconverged_estimates(
+        tmp_path: Path, claim_id: str, short: Short, left_out: int) -> None:
+    data = copy.deepcopy(BOOK)
+    edge_of_stability(short=short)(data)
+    row = verdict(claim_id, data, tmp_path)
+    assert row["decided"] == AGREES, row["measured"]
+    assert f"; {left_out} of " in row["measured"] and "short of the residual tolerance left out" in row["measured"]
 def notebook(width: float = 0.18, at_0: float = 2.10, at_1: float = 2.303,
              rands: tuple[str, ...] = ("seed_1",)) -> Data:
     """interpolate_notebook's path.csv and summary.csv on the training set: the notebook's barely trained
@@ -736,7 +793,8 @@ CASES: list[tuple[str, str, Edit]] = [
     ("adam_bias_factor", FAILS, adam_bias_betas_swapped),
     ("adagrad_stalls_on_plateau", HOLDS, same),
     # A gentler cliff: AdaGrad's sum stays small enough at the two larger lrs.
-    ("adagrad_stalls_on_plateau", FAILS, replace(optimizer_toys(adagrad_reaches=(False, False, True, True)))),
+    # A gentler cliff: AdaGrad's sum stays small, and it gets there as soon as RMSProp at the larger lrs.
+    ("adagrad_stalls_on_plateau", FAILS, replace(optimizer_toys(adagrad_steps=(None, None, 340, 4)))),
 
     # ---- Fig 6-2 ----
     ("rescaling_any_nonzero_k", DIFFERS, same),  # as measured: k < 0 changes a ReLU network by O(1)
@@ -957,7 +1015,8 @@ CASES: list[tuple[str, str, Edit]] = [
     ("hessian_outliers_near_class_count", PARTLY, replace(hessian_density(solution=(14, 0.010)))),
     # A gap high up: 3 values above it, far fewer than C - 1.
     ("hessian_outliers_near_class_count", DIFFERS, replace(hessian_density(solution=(3, 0.010)))),
-    # 8, the range's edge, and the starts disagree (8, 7, 8).
+    # The starts disagree (8, 7, 8): 2 of 3 put the widest gap at one count, short of gap_agreement's 80%, so
+    # no clear gap, and no count to read.
     ("hessian_outliers_near_class_count", INCONCLUSIVE,
      replace(hessian_density(solution=(8, 0.010), starts={"solution": (8, 7, 8)}))),
     ("hessian_outliers_near_class_count", NOT_MEASURED, drop(HD, "top.csv", point="solution")),
@@ -999,11 +1058,12 @@ CASES: list[tuple[str, str, Edit]] = [
 
     # ---- L-BFGS and CG (3 seeds, paired by init; memory counted) ----
     ("lbfgs_optimizes_more_efficiently", AGREES, same),
-    # L-BFGS's history too short (or a line search that stops early): behind momentum and Adam.
-    ("lbfgs_optimizes_more_efficiently", PARTLY, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 0.1}))),
+    # L-BFGS's history too short (or a line search that stops early): ahead of SGD and momentum, behind Adam.
+    ("lbfgs_optimizes_more_efficiently", PARTLY, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 0.06}))),
+    # L-BFGS reaches neither target within its budget; the others reach them.
     ("lbfgs_optimizes_more_efficiently", DIFFERS, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 0.3}))),
-    # Both at float32's floor (as measured: 3.4e-8 against Adam's 6.3e-7).
-    ("lbfgs_optimizes_more_efficiently", INCONCLUSIVE, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 3.4e-8, "adam": 6.3e-7}))),
+    # L-BFGS level with Adam at both targets: the statistic sits on its threshold.
+    ("lbfgs_optimizes_more_efficiently", INCONCLUSIVE, replace(lbfgs({**LBFGS_ENDS, "lbfgs": 0.05}))),
     ("lbfgs_optimizes_more_efficiently", NOT_MEASURED, replace(lbfgs({k: v for k, v in LBFGS_ENDS.items()
                                                                       if k != "lbfgs"}))),
     ("nonlinear_cg_trains_deep_networks", AGREES, same),
@@ -1045,7 +1105,8 @@ CASES: list[tuple[str, str, Edit]] = [
     ("momentum_cancels_oscillation", NOT_MEASURED, drop("hessian", "oscillation.csv", step_times_lambda_max=1.5)),
 
     # ---- Edge of stability (one init: decided, never resampled) ----
-    # GD at lr 0.2 and 0.4 hovering at 1.04 and 1.07 x 2/lr, SGD at most 0.3 x 2/lr.
+    # GD at lr 0.2 and 0.4 hovering at 1.04 and 1.07 x 2/lr (lr 0.1 still short of its edge when the budget ends:
+    # not graded), SGD at most 0.3 x 2/lr.
     ("gd_hovers_at_edge_of_stability", AGREES, same),
     # lr 0.4 catapults and its sharpness settles 35% above 2/lr.
     ("gd_hovers_at_edge_of_stability", PARTLY, edge_of_stability(gd={0.2: (1.04, True), 0.4: (1.35, True)})),
@@ -1260,3 +1321,66 @@ def test_comparators(comparator: Callable[..., Decision], args: tuple, expected:
 def test_all_within_decides_on_the_error_nearest_its_bar() -> None:
     d = all_within([0.01, -0.04, 0.2], 0.05)
     assert (d.statistic, d.thresholds) == (0.04, (0.05,))
+
+
+@pytest.mark.parametrize(("adagrad", "rmsprop", "outcome", "words"), [
+    # As measured: slower at the two larger lrs, not within the cap at the two smaller.
+    ((None, None, 29_316, 3_528), (1_292, 620, 340, 5), HOLDS, "slower at 2, stalls at 2, not slower at 0"),
+    # Later everywhere: "slower", never "stalls".
+    ((50_000, 9_000, 2_000, 100), (1_292, 620, 340, 5), HOLDS, "slower at 4, stalls at 0, not slower at 0"),
+    ((None,) * 4, (1_292, 620, 340, 5), HOLDS, "slower at 0, stalls at 4, not slower at 0"),
+    # Where RMSProp never got there, AdaGrad's run says nothing; one lr that works is too few.
+    ((None,) * 4, (None, None, None, 5), FAILS, "RMSProp reached the bowl at 1 of 4 lrs"),
+    ((None, None, 340, 4), (1_292, 620, 340, 5), FAILS, "slower at 0, stalls at 2, not slower at 2"),
+])
+def test_plateau_claim_says_stalls_only_where_adagrad_never_arrives(tmp_path: Path, adagrad: tuple, rmsprop: tuple,
+                                                                    outcome: str, words: str) -> None:
+    data = copy.deepcopy(BOOK)
+    data.update(optimizer_toys(adagrad_steps=adagrad, rmsprop_steps=rmsprop))
+    row = verdict("adagrad_stalls_on_plateau", data, tmp_path)
+    assert row["verdict"] == outcome and words in row["measured"], row["measured"]
+    for lr, a, r in zip(TOY_LRS, adagrad, rmsprop, strict=True):
+        if r is not None:
+            assert (f"lr {lr:g}: stalls" in row["measured"]) == (a is None), row["measured"]
+
+
+def stalled_seeds(setup: str, optimizer: str, seeds: Sequence[int]) -> Edit:
+    """Those seeds of one (setup, optimizer) never reached the target within the cap (censored there)."""
+    def edit(d: Data) -> None:
+        runs = d[(MO, "runs.csv")]
+        rows = (runs["setup"] == setup) & (runs["optimizer"] == optimizer) & runs["seed"].isin(seeds)
+        runs.loc[rows, "steps_to_target"], runs.loc[rows, "reached"] = math.nan, False
+    return edit
+
+
+@pytest.mark.parametrize("claim_id", ["momentum_steps_ratio_about_9", "momentum_steps_18000_and_2000",
+                                      "momentum_is_the_larger_step"])
+@pytest.mark.parametrize(("stalled", "defined"), [
+    # The first edition's momentum as measured: 1 of 3 seeds reached 0.1, its KM median is undefined.
+    ((1, 2), False),
+    # 2 of 3 reached: S = 1/3 after the second, which is the median; the claim decides.
+    ((2,), True),
+])
+def test_momentum_claims_read_inconclusive_where_a_km_median_is_undefined(tmp_path: Path, claim_id: str,
+                                                                          stalled: tuple[int, ...],
+                                                                          defined: bool) -> None:
+    data = copy.deepcopy(BOOK)
+    stalled_seeds("book_first_edition", "sgd_momentum", stalled)(data)
+    row = verdict(claim_id, data, tmp_path)
+    if defined:
+        assert row["verdict"] in DECIDED and "undefined" not in row["note"], (row["measured"], row["note"])
+    else:
+        assert row["verdict"] == INCONCLUSIVE, (row["measured"], row["note"])
+        assert "undefined for book_first_edition sgd_momentum (1 of 3 seeds within the 20,000-step cap)" in row["note"]
+        assert "more seeds, or a longer cap, would settle it" in row["note"]
+
+
+def test_momentum_steps_are_the_km_median_not_the_mean_of_the_seeds_that_reached(tmp_path: Path) -> None:
+    """Seeds at 1,900 and 2,100 steps and one that never reached the target: the mean over the two that reached
+    is 2,000 (the book's number); the KM median, the third censored at the cap, is the second: 2,100."""
+    data = copy.deepcopy(BOOK)
+    runs = data[(MO, "runs.csv")]
+    rows = (runs["setup"] == "book_first_edition") & (runs["optimizer"] == "sgd_momentum")
+    runs.loc[rows, "steps_to_target"] = [1_900.0, 2_100.0, math.nan]
+    row = verdict("momentum_steps_18000_and_2000", data, tmp_path)
+    assert "book_first_edition sgd_momentum: 2,100 (+5%, 2 of 3 seeds)" in row["measured"], row["measured"]

@@ -408,31 +408,114 @@ def test_outliers_are_found_above_the_widest_gap_and_only_converged_values_count
     top = sd.converged_top(q, 20, 1e-6)
     np.testing.assert_allclose(top[:9], np.arange(18.0, 9.0, -1.0), atol=1e-8)
     assert len(top) < 20, "bulk Ritz values are quadrature nodes, not converged eigenvalues"
-    found = spectrum.outliers(np.r_[top[:9], 1.0, 0.9])
-    assert (found.count, found.edge) == (9, 1.0) and found.gap == pytest.approx(10.0)
-    none = spectrum.outliers(np.array([3.0, -1.0]))  # one positive value: no gap to measure
-    assert none.count == 0 and np.isnan(none.gap) and np.isnan(none.edge)
+    found = spectrum.widest_gap(np.r_[top[:9], 1.0, 0.9, 0.85, 0.8, 0.76, 0.72], min_others=5)
+    assert (found.count, found.edge) == (9, 1.0) and found.ratio == pytest.approx(10.0) and found.z > 3.5
+    none = spectrum.widest_gap(np.array([3.0, -1.0]), min_others=1)  # one positive value: no gap to measure
+    assert none.count == 0 and np.isnan(none.ratio) and np.isnan(none.edge) and np.isnan(none.z)
+
+
+def geometric_top(n_out: int, gap: float, jitter: float, seed: int, size: int = 20) -> np.ndarray:
+    """Descending top values: `n_out` outliers, then a ratio `gap`, then a bulk; every ratio but the gap is
+    1.05 x a random factor exp(jitter x N(0, 1)) (a spread of `jitter` in log ratio)."""
+    logs = np.log(1.05) + jitter * np.random.default_rng(seed).standard_normal(size - 1)
+    logs[n_out - 1] = np.log(gap)
+    return 10.0 * np.exp(-np.r_[0.0, np.cumsum(logs)])
+
+
+@pytest.mark.parametrize(("gap", "clear"), [(1.6, True), (1.05, False)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_widest_gap_is_clear_only_where_it_stands_out_and_the_starts_agree(gap: float, clear: bool,
+                                                                             seed: int) -> None:
+    """Log ratios spread by 0.02 about log 1.05 in three starts: a gap of x1.6 after 9 values stands ~20
+    spreads out in each; with no gap (x1.05, the others' own ratio) each start's widest ratio is merely the
+    largest of 19 draws, about 2 spreads up but past 3.5 in about one start of six (the MAD of 18 draws is
+    itself noisy): the starts put it apart, so there is no count."""
+    gaps = [spectrum.widest_gap(geometric_top(9, gap, 0.02, 3 * seed + k), min_others=5) for k in range(3)]
+    out = spectrum.consensus(gaps, agreement=0.8, z_min=3.5)
+    if clear:
+        assert all(g.count == 9 and g.ratio == pytest.approx(gap) and g.z > 10 for g in gaps)
+        assert (out.count, out.agreement, out.why) == (9, 1.0, "") and out.gap == pytest.approx(gap)
+    else:
+        assert np.median([g.z for g in gaps]) < 3.5 and len({g.count for g in gaps}) > 1
+        assert out.count is None and out.why.startswith("no clear gap") and np.isnan(out.z)
+    # The same spectrum at any scale: the gap's z and count are scale-free.
+    scaled = spectrum.widest_gap(100 * geometric_top(9, gap, 0.02, 3 * seed), min_others=5)
+    assert scaled.count == gaps[0].count and scaled.z == pytest.approx(gaps[0].z)
+
+
+@pytest.mark.parametrize(("others", "x", "z"), [([0.0, 1.0, 2.0, 3.0, 4.0], 5.0, 3 / 1.4826),
+                                                ([1.0, 1.0, 1.0, 5.0], 2.0, math.inf),
+                                                ([1.0, 1.0, 1.0, 5.0], 1.0, 0.0)])
+def test_robust_z_is_the_median_and_mad_z_score(others: list[float], x: float, z: float) -> None:
+    assert spectrum.robust_z(x, np.array(others)) == pytest.approx(z)
+
+
+def test_a_widest_gap_with_too_few_other_ratios_has_no_z() -> None:
+    top = geometric_top(2, 3.0, 0.0, 0, size=6)  # 5 ratios: the gap and 4 others
+    assert np.isnan(spectrum.widest_gap(top, min_others=5).z)
+    assert spectrum.widest_gap(top, min_others=4).z > 1e12  # the others do not spread (but for round-off)
+
+
+def gap(count: int, z: float) -> spectrum.Gap:
+    return spectrum.Gap(count, 1.6, 1.0, z)
+
+
+NONE = spectrum.Gap(0, math.nan, math.nan, math.nan)
+
+
+@pytest.mark.parametrize(("gaps", "count", "lean"), [
+    ([gap(9, 8.0)] * 3, 9, 9),  # every start, clear
+    ([gap(8, 8.0), gap(7, 8.0), gap(8, 8.0)], None, 8),  # 2 of 3 agree: below 80%
+    ([gap(9, 8.0)] * 5 + [gap(4, 8.0)], 9, 9),  # 5 of 6: all but one
+    ([gap(9, 8.0)] * 4 + [gap(9, 2.0)] * 2, None, 9),  # 4 of 6 clear at 9
+    ([gap(9, 2.0)] * 3, None, 9),  # the same place, standing out of nothing
+    ([gap(9, 8.0)] * 4 + [NONE], 9, 9),  # one start resolved no gap: 4 of 5
+    ([gap(9, 8.0)] * 3 + [NONE] * 2, None, 9),  # two did: 3 of 5
+    ([NONE] * 3, None, 0),  # none measured a gap
+    ([gap(6, 8.0), gap(5, 8.0)], None, 5),  # a tie leans to the smaller count
+])
+def test_the_outlier_count_stands_only_where_the_starts_agree_on_a_clear_gap(gaps: list[spectrum.Gap],
+                                                                              count: int | None, lean: int) -> None:
+    out = spectrum.consensus(gaps, agreement=0.8, z_min=3.5)
+    assert (out.count, out.lean) == (count, lean)
+    assert (out.why == "") == (count is not None) and (count is None) == np.isnan(out.gap)
+    if count is None and lean:
+        assert out.why.startswith("no clear gap")
 
 
 def test_hessian_density_study_gives_every_output(base_params: dict[str, Any], fake_inputs: Inputs,
                                                   tmp_path: Path) -> None:
     result = run_study(base_params, "hessian_density", fake_inputs)
     summary = result.summary
+    cuts = TINY["hessian_density"]["negative_cuts"]
     assert list(summary["points"]) == ["init", "epoch_1", "solution"] == summary["order"]
-    for m in summary["points"].values():
+    ritz = result.tables["ritz.csv"]
+    for point, m in summary["points"].items():
         assert m["density_integral"] == pytest.approx(1.0, abs=1e-3)
         assert m["lambda_min"] <= m["lambda_max"] and 0 <= m["negative_mass"] <= m["negative_mass"] + m["zero_mass"] <= 1
-        assert m["outliers"] == 0 or m["lambda_min"] <= m["bulk_edge"] <= m["lambda_max"]
-    ritz = result.tables["ritz.csv"]
+        assert m["outliers"] is None or m["lambda_min"] <= m["bulk_edge"] <= m["lambda_max"]
+        assert (m["outliers"] is None) == bool(m["no_clear_gap"])
+        # Every cut at every point, the same absolute cuts, from the Ritz table; the deeper the cut, the less.
+        sweep = m["negative_sweep"]
+        assert [s["cut"] for s in sweep] == cuts
+        here = ritz[ritz.point == point]
+        for s in sweep:
+            per_start = here[here.value < -s["cut"]].groupby("start").weight.sum().reindex([0, 1], fill_value=0)
+            assert s["mean"] == pytest.approx(per_start.mean()) and s["std"] == pytest.approx(per_start.std())
+            assert s["min"] <= s["mean"] <= s["max"]
+        assert [s["mean"] for s in sweep] == sorted((s["mean"] for s in sweep), reverse=True)
+        assert m["negative_mass"] == sweep[cuts.index(summary["claim_cut"])]["mean"]
     assert set(ritz.start) == {0, 1}
     np.testing.assert_allclose(ritz.groupby(["point", "start"]).weight.sum(), 1.0, atol=1e-9)
-    assert result.metrics["outliers"] == summary["points"]["solution"]["outliers"]
+    last = summary["points"]["solution"]["outliers"]
+    assert result.metrics["outliers"] == last or (last is None and math.isnan(result.metrics["outliers"]))
     # Two Lanczos steps resolve no eigenvalue: the table of converged top values is empty, with its columns.
     short = run_study(base_params, "hessian_density", fake_inputs, lanczos_steps=2, candidates=2)
     assert list(short.tables["top.csv"].columns) == ["point", "start", "rank", "value"]
-    assert all(m["outliers"] == 0 for m in short.summary["points"].values())
+    assert all(m["outliers"] is None and m["outliers_lean"] == 0 for m in short.summary["points"].values())
     again = run_study(base_params, "hessian_density", fake_inputs)
     pd.testing.assert_frame_equal(again.tables["ritz.csv"], ritz)
+    assert again.summary == summary or json.dumps(again.summary) == json.dumps(summary)
     written(result, "hessian_density", tmp_path / "out")
 
 
@@ -460,8 +543,9 @@ TINY = {
                                 "steps": 6, "batch_size": 16, "seeds": [0, 1]}},
     "hessian_density": {"points": ["init", "epoch_1", "solution"], "split": "train", "subset_size": 40,
                         "subset_seed": 0, "batch_size": 16, "starts": 2, "lanczos_steps": 8, "grid_points": 50,
-                        "broadening": 0.02, "candidates": 4, "residual_tol": 1e-3, "zero_band": 1e-3,
-                        "seed": 0},
+                        "broadening": 0.02, "candidates": 4, "residual_tol": 1e-3, "gap_z": 3.5,
+                        "gap_agreement": 0.8, "gap_min_others": 2, "negative_cuts": [1e-4, 1e-3, 1e-2],
+                        "claim_cut": 1e-3, "seed": 0},
 }
 N_TRAIN, N_TEST = 60, 30
 
@@ -625,6 +709,11 @@ BAD = [
     ("hessian_density", {"points": ["init", "epoch_0"]}, "hessian_density.points: each must be init, solution or"),
     ("hessian_density", {"candidates": 9}, "hessian_density.candidates: must be <= lanczos_steps"),
     ("hessian_density", {"broadening": 0}, "hessian_density.broadening: must be > 0"),
+    ("hessian_density", {"claim_cut": 0.5}, "hessian_density.claim_cut: must be one of negative_cuts"),
+    ("hessian_density", {"negative_cuts": [1e-3, -1e-2]}, "hessian_density.negative_cuts: each must be a number > 0"),
+    ("hessian_density", {"negative_cuts": []}, "hessian_density.negative_cuts: must not be empty"),
+    ("hessian_density", {"gap_agreement": 1.5}, "hessian_density.gap_agreement: must be <= 1"),
+    ("hessian_density", {"gap_z": 0}, "hessian_density.gap_z: must be > 0"),
 ]
 
 

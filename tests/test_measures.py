@@ -60,3 +60,55 @@ def test_local_minima_inside_the_interval_and_deeper_than_the_threshold() -> Non
     assert list(M.local_minima(x, bumpy, 0.02, 0.0, 1.0)) == [13]
     assert list(M.local_minima(x, y, 0.0, 0.6, 1.0)) == []  # outside (0.6, 1): none
     assert list(M.local_minima(x, -y + 0 * x, 0.0, -1.0, 2.0)) == []  # a maximum is no minimum
+
+
+# Ten runs (step, reached): ties of two reaches (step 3), of a reach and a censoring (3 and 8), censorings
+# between reaches (6) and after the last (10, 10). By hand, n at risk and d reached at each reaching step:
+#   t = 2: n 10, d 1 -> S = 9/10                    = 0.9
+#   t = 3: n  9, d 2 -> S = 0.9 * 7/9               = 0.7   (the run censored at 3 is at risk at 3, then leaves)
+#   t = 5: n  6, d 1 -> S = 0.7 * 5/6               = 0.58333
+#   t = 8: n  4, d 1 -> S = 0.58333 * 3/4           = 0.4375  (the one censored at 6 has left)
+# The median is 8, the first step with S <= 1/2: not 3 (the median of the five that reached, which ignores the
+# five that did not) nor 5 (the median of all ten steps, as if a censoring were a reach).
+KM_STEPS = np.array([2, 3, 3, 3, 5, 6, 8, 8, 10, 10])
+KM_REACHED = np.array([True, True, True, False, True, False, True, False, False, False])
+
+
+def test_kaplan_meier_with_ties_and_censoring_by_hand() -> None:
+    order = np.random.default_rng(1).permutation(len(KM_STEPS))  # the order of the runs does not matter
+    s = M.kaplan_meier(KM_STEPS[order], KM_REACHED[order])
+    assert s.steps.tolist() == [2, 3, 5, 8]
+    assert s.at_risk.tolist() == [10, 9, 6, 4] and s.reached.tolist() == [1, 2, 1, 1]
+    np.testing.assert_allclose(s.survival, [0.9, 0.7, 0.7 * 5 / 6, 0.7 * 5 / 6 * 3 / 4], rtol=1e-12)
+    assert M.km_median(KM_STEPS, KM_REACHED) == 8
+    assert np.median(KM_STEPS[KM_REACHED]) == 3 and np.median(KM_STEPS) == 5.5  # what the median is not
+
+
+@pytest.mark.parametrize(("at", "share"), [
+    (1, 0.0), (2, 0.1), (2.5, 0.1), (3, 0.3), (4, 0.3), (5, 1 - 0.7 * 5 / 6), (7.9, 1 - 0.7 * 5 / 6),
+    (8, 1 - 0.4375), (10, 1 - 0.4375), (1e6, 1 - 0.4375),
+])
+def test_share_reached_by_each_step_is_one_minus_the_survival(at: float, share: float) -> None:
+    assert M.share_reached_by(KM_STEPS, KM_REACHED, at) == pytest.approx(share, rel=1e-12, abs=1e-15)
+    np.testing.assert_allclose(M.share_reached_by(KM_STEPS, KM_REACHED, np.array([at, at])), [share, share])
+
+
+@pytest.mark.parametrize(("steps", "reached", "median"), [
+    # The first edition's momentum with 3 seeds: 1 reached, 2 ran to the 20,000-step cap: S stays at 2/3.
+    ([1949, 20000, 20000], [True, False, False], np.nan),
+    # 2 of 4 reached: S = 1/2 exactly at the second, which is the median.
+    ([100, 300, 500, 500], [True, True, False, False], 300),
+    # Nothing reached; everything reached (the plain median of an odd count).
+    ([200, 200], [False, False], np.nan),
+    ([30, 10, 20], [True, True, True], 20),
+    # A censoring before the reaches: it leaves the risk set (S 1/2 at 20, then 0 at 30).
+    ([5, 20, 30], [False, True, True], 20),
+])
+def test_km_median_undefined_when_fewer_than_half_reach(steps: list, reached: list, median: float) -> None:
+    got = M.km_median(np.array(steps), np.array(reached))
+    assert (np.isnan(got) and np.isnan(median)) or got == median
+
+
+def test_kaplan_meier_refuses_a_censored_run_without_its_step() -> None:
+    with pytest.raises(ValueError, match="censoring step"):
+        M.kaplan_meier(np.array([1.0, np.nan]), np.array([True, False]))

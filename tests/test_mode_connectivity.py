@@ -21,6 +21,7 @@ from beyond_gd.landscape.interpolation import sub_state
 from beyond_gd.model import Net
 from beyond_gd.stage import write
 from beyond_gd.stages.mode_connectivity import STAGE
+from beyond_gd.studies import baseline
 from beyond_gd.studies import mode_connectivity as study
 from beyond_gd.study import Inputs
 from beyond_gd.training import evaluate, train
@@ -153,11 +154,14 @@ def test_training_a_curve_moves_only_its_control_point() -> None:
 # The study on a tiny fake MNIST
 # --------------------------------------------------------------------------
 TINY_MODEL = {"in_dim": 784, "hidden_dim": 8, "out_dim": 10, "final_relu": False}
-TINY = {"seeds": [0, 1, 2], "optimizer": "sgd", "epochs": 2, "max_steps": None, "batch_size": 16,
-        "divergence_loss": 1000.0, "subset_size": 40, "subset_seed": 0, "eval_batch_size": 16, "t_points": 5,
+TINY = {"seeds": [0, 1, 2], "subset_size": 40, "subset_seed": 0, "eval_batch_size": 16, "t_points": 5,
         "t_chunk": 3, "matching_max_sweeps": 20, "matching_seed": 0,
-        "curve": {"optimizer": "sgd", "lr_factor": 4.0, "epochs": 1, "max_steps": None, "seed": 0},
+        "curve": {"optimizer": "sgd", "lr_factor": 4.0, "max_epochs": 1, "min_decrease": 0.1, "max_steps": None,
+                  "seed": 0},
         "over_and_over": {"theta_rand": ["init", "fresh"], "fresh_seeds": [5], "splits": ["train", "test"]}}
+# The solutions' recipe: the baseline section's (2 epochs of 60 / 16 -> 4 steps each).
+TINY_BASELINE = {"optimizer": "sgd", "epochs": 2, "max_steps": None, "batch_size": 16, "seed": 0, "eval_batch_size": 16,
+                 "divergence_loss": 1000.0, "checkpoint_epochs": [1]}
 TINY_GRID = {"alpha_start": -1.0, "alpha_stop": 2.0, "alpha_step": 0.25, "flat_window": 0.25, "batch_size": 16,
              "alpha_chunk": 5}
 N_TRAIN, N_TEST = 60, 30
@@ -171,6 +175,7 @@ def base_params() -> dict[str, Any]:
 def tiny_config(base: dict[str, Any], **edits: Any) -> study.Config:
     params = copy.deepcopy(base)
     params["mode_connectivity"] = copy.deepcopy(TINY) | edits
+    params["baseline"] = copy.deepcopy(TINY_BASELINE)
     params["interpolate"].update(TINY_GRID)
     return load(params, study.Config)
 
@@ -185,12 +190,58 @@ def fake_inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     raw.mkdir(parents=True)
     for name, array in zip(mnist.FILES, arrays, strict=True):
         (raw / name).write_bytes(mnist.encode_idx(array))
-    return Inputs(device="cpu", folders={"mnist": root / "mnist"}, workdir=root / "work")
+    return Inputs(device="cpu", folders={"mnist": root / "mnist", "baseline": root / "baseline"}, workdir=root / "work")
 
 
 @pytest.fixture(scope="module")
-def result(base_params: dict[str, Any], fake_inputs: Inputs) -> study.Result:
+def trained_baseline(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
+    """The baseline stage's outputs for the tiny recipe: its seed 0 is the baseline itself."""
+    params = copy.deepcopy(base_params)
+    params["baseline"] = copy.deepcopy(TINY_BASELINE)
+    write(baseline.run(load(params, baseline.Config), fake_inputs), fake_inputs.folder("baseline"))
+
+
+@pytest.fixture(scope="module")
+def result(base_params: dict[str, Any], fake_inputs: Inputs, trained_baseline: None) -> study.Result:
     return study.run(tiny_config(base_params), fake_inputs)
+
+
+def test_the_baseline_seed_is_the_baseline_itself_and_the_others_its_recipe(result: study.Result,
+                                                                             fake_inputs: Inputs) -> None:
+    """Seed 0 is read from the baseline's checkpoints, not retrained; the other seeds train by its recipe (the
+    same steps); retraining seed 0 by that recipe would give the baseline's own weights."""
+    solutions = result.tables["solutions.csv"].set_index("seed")
+    assert solutions["reused_baseline"].tolist() == [True, False, False]
+    assert (solutions["steps"] == 8).all() and (solutions["epochs"] == 2).all()
+    trained = torch.load(fake_inputs.folder("baseline") / "mnist.pt", weights_only=True)
+    model = Net(784, 8, 10)
+    model.load_state_dict(trained)
+    x, y = mnist.load_tensors(fake_inputs.folder("mnist"), train=False, device=torch.device("cpu"))
+    assert solutions.loc[0, "test_loss"] == pytest.approx(evaluate(model, x, y, 16)[0], rel=1e-6)
+
+
+def test_the_curve_trains_until_its_barrier_stops_falling(base_params: dict[str, Any], fake_inputs: Inputs,
+                                                          trained_baseline: None) -> None:
+    """Epoch by epoch: it goes on while each epoch lowers the barrier by the share asked and stops at the first
+    that does not, or at the cap; a decrease of 99.9% is all but never met, so it stops after two epochs."""
+    for min_decrease, cap in ((0.0, 5), (0.999, 5), (0.0, 1)):
+        out = study.run(tiny_config(base_params, seeds=[0, 1], curve={**TINY["curve"], "max_epochs": cap,
+                                                                        "min_decrease": min_decrease}), fake_inputs)
+        epochs = out.tables["curve_epochs.csv"]
+        b = epochs["barrier"].tolist()
+        assert list(epochs["epoch"]) == list(range(1, len(b) + 1)) and 1 <= len(b) <= cap
+        assert not any(mc.stopped_falling(b[:k], min_decrease) for k in range(1, len(b)))
+        assert len(b) == cap or mc.stopped_falling(b, min_decrease)
+        assert len(b) == (2 if min_decrease > 0.99 else len(b)) and len(out.tables["curve_steps.csv"]) == 4 * len(b)
+        assert out.summary["curve_epochs_run"] == {"seed_0~seed_1": len(b)}
+
+
+@pytest.mark.parametrize(("history", "min_decrease", "stopped"), [
+    ([0.5], 0.1, False), ([0.5, 0.4], 0.1, False), ([0.5, 0.46], 0.1, True), ([0.5, 0.6], 0.1, True),
+    ([0.0, 0.0], 0.1, True), ([0.5, float("nan")], 0.1, True), ([0.5, 0.45], 0.1, True), ([0.5, 0.449], 0.1, False),
+])
+def test_stopped_falling(history: list[float], min_decrease: float, stopped: bool) -> None:
+    assert mc.stopped_falling(history, min_decrease) is stopped
 
 
 def test_the_study_gives_every_output(result: study.Result, tmp_path: Path) -> None:
@@ -212,6 +263,8 @@ def test_the_study_gives_every_output(result: study.Result, tmp_path: Path) -> N
     matching = result.tables["matching.csv"]
     assert len(matching) == 3 * 2 and (matching["similarity_matched"] >= matching["similarity_identity"]).all()
     assert len(result.tables["curve_steps.csv"]) == 3 * 4  # one epoch of 60 / 16 -> 4 steps per pair
+    assert set(result.tables["curve_epochs.csv"]["pair"]) == set(barriers["pair"])
+    assert np.allclose(barriers["endpoint_loss"], (barriers["loss_at_0"] + barriers["loss_at_1"]) / 2)
 
 
 def test_fig6_3_from_each_solution_in_the_interpolate_stage_columns(result: study.Result) -> None:
@@ -226,7 +279,7 @@ def test_fig6_3_from_each_solution_in_the_interpolate_stage_columns(result: stud
 
 
 def test_the_same_seeds_give_the_same_tables(result: study.Result, base_params: dict[str, Any],
-                                             fake_inputs: Inputs) -> None:
+                                             fake_inputs: Inputs, trained_baseline: None) -> None:
     again = study.run(tiny_config(base_params), fake_inputs)
     for name, table in result.tables.items():
         pd.testing.assert_frame_equal(again.tables[name], table, check_exact=True)
@@ -236,7 +289,8 @@ def test_the_same_seeds_give_the_same_tables(result: study.Result, base_params: 
 def test_a_diverged_solution_is_recorded_not_raised(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
     params = copy.deepcopy(base_params)
     params["optimizers"]["sgd"]["lr"] = 1e20  # the logits overflow float32: NaN losses from the first steps
-    params["mode_connectivity"] = copy.deepcopy(TINY) | {"seeds": [0, 1]}
+    params["mode_connectivity"] = copy.deepcopy(TINY) | {"seeds": [1, 2]}  # both trained here, not read
+    params["baseline"] = copy.deepcopy(TINY_BASELINE)
     params["interpolate"].update(TINY_GRID)
     out = study.run(load(params, study.Config), fake_inputs)
     assert out.tables["solutions.csv"]["diverged"].all()
@@ -248,7 +302,7 @@ def test_a_diverged_solution_is_recorded_not_raised(base_params: dict[str, Any],
 @pytest.mark.parametrize(("edit", "message"), [
     ({"seeds": [0]}, "mode_connectivity.seeds: at least two solutions"),
     ({"seeds": [0, 0]}, "mode_connectivity.seeds: must be distinct"),
-    ({"optimizer": "nadam"}, "mode_connectivity.optimizer: 'nadam' is not in the optimizers section"),
+    ({"curve": {**TINY["curve"], "min_decrease": 1.0}}, "mode_connectivity.curve.min_decrease: must be < 1"),
     ({"curve": {**TINY["curve"], "optimizer": "nadam"}}, "mode_connectivity.curve.optimizer: 'nadam' is not in"),
     ({"curve": {**TINY["curve"], "lr_factor": 0}}, "mode_connectivity.curve.lr_factor: must be > 0"),
     ({"t_points": 2}, "mode_connectivity.t_points: must be > 2"),

@@ -16,6 +16,7 @@ from beyond_gd.stages.optimizer_toys import STAGE
 from beyond_gd.studies import optimizer_toys
 from beyond_gd.study import Inputs
 from beyond_gd.toys import momentum_rates as mr
+from beyond_gd.toys import plateau as pl
 from conftest import composed, config
 
 
@@ -45,19 +46,38 @@ def test_quadratic_table_is_the_recurrences_at_each_setting(result) -> None:
     assert set(ratios) == {str(k) for k in c.kappas}
 
 
-def test_plateau_runs_every_optimizer_at_every_lr(result) -> None:
+def test_plateau_runs_every_optimizer_at_every_lr_until_the_bowl_or_the_cap(result) -> None:
     cfg, r = result
     c = cfg.optimizer_toys.plateau
     out = r.tables["plateau_outcomes.csv"]
     assert sorted(zip(out["optimizer"], out["lr"])) == sorted((o, lr) for o in c.optimizers for lr in c.lrs)
+    # A run stops at its first step in the bowl, or at the cap with no step (censored).
+    reached = out["reached_step"].notna()
+    assert (out.loc[reached, "stopped"] == out.loc[reached, "reached_step"]).all()
+    assert (out.loc[~reached, "stopped"] == c.max_steps).all() and (out["max_steps"] == c.max_steps).all()
+    surface = c.surface
+    assert ((out["final_x"] - surface.bowl_x).abs() <= surface.bowl_half_width).tolist() == reached.tolist()
     paths = r.tables["plateau_paths.csv"]
-    assert set(paths["step"]) == set(range(0, c.steps + 1, c.record_every))
+    record = set(optimizer_toys.record_steps(c.max_steps, c.record_points).tolist())
+    for row in out.itertuples():
+        steps = paths[(paths["optimizer"] == row.optimizer) & (paths["lr"] == row.lr)]["step"].tolist()
+        assert steps[0] == 0 and steps[-1] == row.stopped and set(steps[:-1]) <= record
     first = paths[paths["step"] == 0]
     assert np.allclose(first[["x", "y"]], c.start)
     assert r.summary["plateau_reached"] == {o: int(out.loc[out["optimizer"] == o, "reached_step"].notna().sum())
                                             for o in c.optimizers}
+    assert r.summary["plateau_steps"] == {o: {f"{row.lr:g}": None if pd.isna(row.reached_step) else row.reached_step
+                                              for row in out[out["optimizer"] == o].itertuples()}
+                                          for o in c.optimizers}
     g = r.arrays["grids.npz"]
     assert g["plateau_loss"].shape == (len(g["plateau_y"]), len(g["plateau_x"])) == (c.grid_points, c.grid_points)
+
+
+@pytest.mark.parametrize(("max_steps", "points"), [(1000, 50), (100_000, 400), (10, 400)])
+def test_record_steps_are_log_spaced_from_the_start_to_the_cap(max_steps: int, points: int) -> None:
+    steps = optimizer_toys.record_steps(max_steps, points)
+    assert steps[0] == 0 and steps[1] == 1 and steps[-1] == max_steps and np.all(np.diff(steps) > 0)
+    assert len(steps) <= points + 1
 
 
 def test_outputs_are_the_stage_outputs_and_survive_the_files(result, tmp_path: Path) -> None:
@@ -78,6 +98,7 @@ def test_outputs_are_the_stage_outputs_and_survive_the_files(result, tmp_path: P
     (lambda p: p["optimizer_toys"]["plateau"].update(optimizers=["adagrad", "adamw"]),
      "optimizer_toys.plateau.optimizers: 'adamw' is not in the optimizers section"),
     (lambda p: p["optimizer_toys"]["plateau"]["surface"].update(bowl_x=0.5), "optimizer_toys.plateau.surface.bowl_x:"),
+    (lambda p: p["optimizer_toys"]["plateau"].update(max_steps=0), "optimizer_toys.plateau.max_steps:"),
 ])
 def test_bad_params_name_the_key(edit, message: str) -> None:
     params = composed()
@@ -85,3 +106,26 @@ def test_bad_params_name_the_key(edit, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load(params, optimizer_toys.Config)
     assert str(err.value).startswith(message), err.value
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    # An optimizer with no plateau rule, and an entry whose arguments the rule does not have.
+    (lambda p: p["optimizer_toys"]["plateau"].update(optimizers=["adagrad", "adam"]),
+     "optimizers.adam: torch.optim.Adam has no plateau rule"),
+    (lambda p: p["optimizers"]["rmsprop"].update(momentum=0.9), "optimizers.rmsprop.momentum: the plateau's rmsprop"),
+    (lambda p: p["optimizers"]["adagrad"].update(weight_decay=0.1), "optimizers.adagrad.weight_decay:"),
+])
+def test_an_optimizer_the_plateau_cannot_run_is_one_line_at_load(edit, message: str) -> None:
+    params = composed()
+    edit(params)
+    with pytest.raises(ConfigError) as err:
+        load(params, optimizer_toys.Config)
+    assert str(err.value).startswith(message), err.value
+
+
+def test_plateau_rule_takes_the_entries_arguments() -> None:
+    cfg = config(optimizer_toys.Config)
+    ada = optimizer_toys.plateau_rule(cfg.optimizers["adagrad"], "optimizers.adagrad")
+    rms = optimizer_toys.plateau_rule(cfg.optimizers["rmsprop"], "optimizers.rmsprop")
+    assert ada == pl.Rule("adagrad", eps=1e-10, alpha=0.0, initial=0.0)  # torch's eps, the book's accumulator
+    assert rms == pl.Rule("rmsprop", eps=1e-8, alpha=0.99, initial=0.0)

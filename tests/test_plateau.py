@@ -68,3 +68,41 @@ def test_descend_records_the_first_step_in_the_bowl() -> None:
     assert path.reached_step == 3 and pl.in_bowl(SURFACE, path.xy[3, 0]) and not pl.in_bowl(SURFACE, path.xy[2, 0])
     assert path.xy.shape == (11, 2) and path.loss.shape == (11,) and path.step_size.shape == (10,)
     assert pl.descend(SURFACE, partial(torch.optim.SGD, lr=1e-3), start, 10).reached_step is None
+
+
+RULES = {"adagrad": (pl.Rule("adagrad", eps=1e-10, alpha=0.0, initial=0.0), partial(torch.optim.Adagrad)),
+         "rmsprop": (pl.Rule("rmsprop", eps=1e-8, alpha=0.99, initial=0.0),
+                     partial(torch.optim.RMSprop, alpha=0.99, eps=1e-8))}
+
+
+@pytest.mark.parametrize("name", list(RULES))
+@pytest.mark.parametrize("lr", [0.01, 0.1, 0.316])
+def test_descend_to_bowl_is_torch_optims_path(name: str, lr: float) -> None:
+    """The float-arithmetic rule and torch.optim's class step for step: the same points (to round-off) and the
+    same first step in the bowl (RMSProp's at lr 0.1 and 0.316 within the 500 steps)."""
+    rule, make = RULES[name]
+    record = np.arange(0, 501, 7)
+    run = pl.descend_to_bowl(SURFACE, rule, lr, (0.0, 1.0), 500, record)
+    path = pl.descend(SURFACE, partial(make, lr=lr), (0.0, 1.0), 500)
+    assert run.reached_step == path.reached_step and run.stopped == (path.reached_step or 500)
+    assert run.steps[-1] == run.stopped and set(run.steps[:-1]) <= set(record)
+    np.testing.assert_allclose(run.xy, path.xy[run.steps], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(run.step_size[1:], path.step_size[run.steps[1:] - 1], rtol=0, atol=1e-12)
+
+
+def test_descend_to_bowl_stops_at_the_bowl_or_the_cap() -> None:
+    """RMSProp at lr 0.316 lands in the bowl at step 5 (stops there); AdaGrad at lr 0.01 is still on the cliff's
+    foot after 2,000 steps (censored at the cap, its step shrunk to a fraction of the lr)."""
+    rms = pl.descend_to_bowl(SURFACE, RULES["rmsprop"][0], 0.316, (0.0, 1.0), 2000, [0, 1, 2, 3, 10, 100])
+    assert rms.reached_step == rms.stopped == 5 and rms.steps.tolist() == [0, 1, 2, 3, 5]
+    assert pl.in_bowl(SURFACE, rms.xy[-1, 0]) and not pl.in_bowl(SURFACE, rms.xy[-2, 0])
+    ada = pl.descend_to_bowl(SURFACE, RULES["adagrad"][0], 0.01, (0.0, 1.0), 2000, [0, 1000])
+    assert ada.reached_step is None and ada.stopped == 2000 and ada.steps.tolist() == [0, 1000, 2000]
+    assert ada.xy[-1, 0] < SURFACE.bowl_x - SURFACE.bowl_half_width and ada.step_size[-1] < 0.01 / 10
+    with pytest.raises(ValueError, match="rule 'adam'"):
+        pl.descend_to_bowl(SURFACE, pl.Rule("adam", 1e-8, 0.9, 0.0), 0.1, (0.0, 1.0), 10, [0])
+
+
+def test_gradient_in_closed_form_is_autograds() -> None:
+    for x, y in [(0.0, 1.0), (1.0, -0.3), (5.0, 0.2), (8.7, 0.0), (9.2, 2.0), (12.0, -1.0)]:
+        np.testing.assert_allclose(pl.gradient(SURFACE, x, y), grad(SURFACE, x, y), rtol=1e-12, atol=1e-15)

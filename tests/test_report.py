@@ -240,6 +240,7 @@ def write_momentum_speedup(folder: Path) -> None:
         "cells": len(runs), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
         "baseline": c.baseline, "equal_step_of": c.equal_step_of, "equal_step": momentum_speedup.EQUAL_STEP,
         "equal_step_lr": momentum_speedup.specs(cfg)[momentum_speedup.EQUAL_STEP].lr,
+        "max_steps": {s: setup.max_steps for s, setup in c.setups.items()},
         "stalled": [{"setup": "book_first_edition", "optimizer": "sgd", "seed": 9, "dead_units": "1 5",
                      "weakest_unit": 1, "weakest_share": 0.0},
                     {"setup": "book_first_edition", "optimizer": "sgd_momentum", "seed": 9, "dead_units": "",
@@ -318,6 +319,16 @@ def write_optimizer_grid(folder: Path, long_budget: bool = True) -> None:
     ranking.to_csv(folder / "summary.csv", index=False)
     pd.concat(steps).to_csv(folder / "steps.csv", index=False)
     pd.DataFrame(epochs, columns=optimizer_grid.LABELS + EPOCH_COLUMNS).to_csv(folder / "long.csv", index=False)
+    # The averaging runs: ASGD at its best lr and its neighbours, 4 epochs, averaged over the last 2.
+    asgd = ranking.set_index("optimizer").loc["asgd"]
+    search = [float(v) for v in asgd["lrs"].split()]
+    k = search.index(asgd["best_lr"])
+    tail = [{"optimizer": "asgd", "lr": lr, "seed": seed, "epoch": epoch, "step": 938 * epoch, "seconds": 3.0 * epoch,
+             "evaluations": 938 * epoch, "train_loss": 0.1 / epoch + 0.01 * seed, "test_accuracy": 0.97,
+             "average_train_loss": 0.1 / epoch - 0.005 * (epoch > 2), "average_test_accuracy": 0.972, "t0": 1876}
+            for lr in search[max(0, k - 1): k + 2] for seed in (0, 1, 2) for epoch in (1, 2, 3, 4)]
+    pd.DataFrame(tail).reindex(columns=optimizer_grid.LABELS + EPOCH_COLUMNS + ["t0"]).to_csv(
+        folder / "averaging.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
         "cells": len(table), "diverged_cells": int(table["diverged"].sum()), "rank_by": cfg.rank_by,
         "budget_steps": 938, "target_loss": cfg.target_loss, "smoothing_window": cfg.smoothing_window,
@@ -326,6 +337,8 @@ def write_optimizer_grid(folder: Path, long_budget: bool = True) -> None:
         "excluded": dict(cfg.excluded), "tied_with_best": list(ranking.loc[ranking["tied_with_best"], "optimizer"]),
         "long_budget": {"ran": long_budget, "epochs": lb.epochs, "steps": 938 * lb.epochs, "seeds": len(lb.seeds),
                         "cells": len(long_cells), "lr": "each optimizer's best lr of the one-budget grid"},
+        "averaging": {"ran": True, "optimizer": "asgd", "lrs": search[max(0, k - 1): k + 2], "best_lr": asgd["best_lr"],
+                      "epochs": 4, "window": 2, "steps": 3752, "t0": 1876, "seeds": 3, "cells": 9},
         "ranking": {r.optimizer: {"rank": r.rank, "best_lr": r.best_lr, "score_mean": r.score_mean}
                     for r in ranking.itertuples()}}, default=float))
     # Grown by a fifth lr: its cells ran now, the rest were kept from two earlier runs.
@@ -338,7 +351,7 @@ def write_lbfgs(folder: Path) -> None:
     """lbfgs's outputs at the default config (L-BFGS full-batch on 5,000 images, 5 steps; SGD, momentum and
     Adam at batch 64 for 120 epochs, evaluated every eval_every-th epoch; SciPy's CG full batch for L-BFGS's
     evaluations, one row an iteration, its test accuracy at the end; 3 seeds), summarised by the study's own
-    `summarize`: L-BFGS ends lowest per example-gradient, Adam close behind, CG far above."""
+    `targets_table` and `summarize`: L-BFGS ends lowest per example-gradient, Adam close behind, CG far above."""
     folder.mkdir(parents=True)
     c = load(composed(), lbfgs_study.Config).lbfgs
     cg = lbfgs_study.CG
@@ -373,17 +386,26 @@ def write_lbfgs(folder: Path) -> None:
     table = pd.concat(epochs, ignore_index=True)
     for m in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
         table[f"average_{m}"] = np.nan
-    summary = lbfgs_study.summarize(table, pd.DataFrame(cells), c, lrs, batch)
+    # The full-batch methods' loss at each gradient evaluation: here at their steps' ends.
+    full = table[table.optimizer.isin([c.optimizer, cg])]
+    trace = full.assign(loss=full["epoch_last_loss"])[lbfgs_study.TRACE_COLUMNS]
+    targets = lbfgs_study.targets_table(table, trace, dict.fromkeys(c.seeds, 2.3), c)
+    summary = lbfgs_study.summarize(table, pd.DataFrame(cells), c, lrs, batch, targets)
     table.to_csv(folder / "epochs.csv", index=False)
+    trace.to_csv(folder / "evaluations.csv", index=False)
+    targets.to_csv(folder / "targets.csv", index=False)
     summary.to_csv(folder / "summary.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
         "optimizer": c.optimizer, "compare": c.compare, "train_images": c.train_images, "seeds": len(c.seeds),
+        "targets": c.targets, "loss_dtype": {c.optimizer: "float64", **dict.fromkeys(c.compare, "float32"),
+                                             cg: "float64"},
         "lbfgs": {"max_iter": 20, "history_size": 100, "line_search_fn": "strong_wolfe"},
         "eval_every": c.eval_every, "cg": {"ran": True, "max_evaluations": {str(s): 5 * (20 + s) for s in c.seeds}},
         "parameters": 269_322, "memory_bytes": {"bfgs": 269_322**2 * 4, "lbfgs": (2 * 100 * 269_322 + 100) * 4},
         "results": {r.optimizer: {"lr": None if pd.isna(r.lr) else r.lr, "train_loss_mean": r.train_loss_mean}
                     for r in summary.itertuples()}}))
-    record(folder, "lbfgs", cells=len(cells) - len(c.seeds))
+    # The cells: the lr search's and the first-order methods' (L-BFGS and CG train in the stage's process).
+    record(folder, "lbfgs", cells=len(c.compare) * (len(c.search_factors) + len(c.seeds)))
 
 
 def write_lr_adaptation(folder: Path) -> None:
@@ -450,7 +472,8 @@ def write_mode_connectivity(folder: Path) -> None:
                              "barrier_t": bar.t, "loss_at_0": bar.loss_at_0, "loss_at_1": bar.loss_at_1,
                              "loss_max": float(loss.max()), "accuracy_min": float(acc.min()),
                              "accuracy_drop": barrier(t, -acc).height, "diverged": False,
-                             "curve_steps": 938 if path == "curve" else 0})
+                             "curve_steps": 938 if path == "curve" else 0,
+                             "endpoint_loss": (bar.loss_at_0 + bar.loss_at_1) / 2})
         matching += [{"pair": pair, "a": a, "b": b, "layer": layer, "units": 256, "units_moved": 254, "sweeps": 12,
                       "converged": True, "similarity_identity": 2.5, "similarity_matched": 51.0} for layer in (1, 2)]
     pd.concat(rows, ignore_index=True).to_csv(folder / "paths.csv", index=False)
@@ -458,6 +481,9 @@ def write_mode_connectivity(folder: Path) -> None:
     pd.DataFrame(matching).to_csv(folder / "matching.csv", index=False)
     pd.DataFrame({"pair": "seed_0~seed_1", "step": np.arange(1, 11), "t": np.linspace(0.05, 0.95, 10),
                   "loss": np.linspace(0.6, 0.35, 10)}).to_csv(folder / "curve_steps.csv", index=False)
+    pd.DataFrame([{"pair": pair, "epoch": e, "step": 938 * e, "barrier": 0.1 / e} for pair in
+                  ("seed_0~seed_1", "seed_0~seed_2", "seed_1~seed_2") for e in (1, 2, 3)]).to_csv(
+        folder / "curve_epochs.csv", index=False)
     alphas = alpha_grid(-2.0, 2.0, 0.05)
     bowl = np.exp(-alphas**2 / 0.18)
     lines, summaries = [], []
@@ -476,7 +502,8 @@ def write_mode_connectivity(folder: Path) -> None:
     record(folder, "mode_connectivity")
 def write_edge_of_stability(folder: Path) -> None:
     """edge_of_stability's curves.csv, runs.csv and summary.json: GD at lr 0.2 and 0.4 sharpening to 2/lr and
-    hovering just above it, SGD at lr 0.01 and 0.1 far below its 2/lr (the study's own run summary)."""
+    hovering just above it, at lr 0.1 still short of it, SGD at lr 0.01 and 0.1 far below its 2/lr (the study's
+    own run summary)."""
     folder.mkdir(parents=True)
     curves, specs = synthetic_curves()
     curves.to_csv(folder / "curves.csv", index=False)
@@ -484,8 +511,9 @@ def write_edge_of_stability(folder: Path) -> None:
     runs.to_csv(folder / "runs.csv", index=False)
     (folder / "summary.json").write_text(json.dumps({
         "subset_size": 5000, "parameters": 269_322, "steps": 200, "eval_every": 10, "reach": 0.9, "init_seed": 0,
-        "optimizer": "sgd", "init_lambda_max_lanczos": 0.47, "lanczos_steps": 20,
-        "products": int(curves["products"].sum()), "unconverged_evaluations": 0,
+        "optimizer": "sgd", "tol": 0.01, "max_products": 60, "basis_size": 8, "init_lambda_max": 0.47,
+        "init_residual": 0.004, "init_products": 15, "init_converged": True,
+        "products": 15 + int(curves["products"].sum()), "evaluations": len(curves), "unconverged_evaluations": 0,
         "runs": {r["run"]: {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "run"}
                  for r in runs.astype(object).to_dict("records")}}, default=float))
     record(folder, "edge_of_stability")

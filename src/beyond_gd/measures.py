@@ -8,6 +8,7 @@ statistic exists twice. Nothing here imports torch, pandas or matplotlib.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,6 +59,54 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray | int, z: float) -
     centre = (p + z**2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+# --------------------------------------------------------------------------
+# Steps to a target with censored runs (Kaplan-Meier)
+# --------------------------------------------------------------------------
+class Survival(NamedTuple):
+    """The Kaplan-Meier estimate of the share of runs that have not yet reached a target, at each step where
+    at least one run reached it."""
+
+    steps: np.ndarray      # the distinct steps at which a run reached the target, ascending
+    at_risk: np.ndarray    # the runs neither reached nor censored before each of those steps
+    reached: np.ndarray    # the runs that reached it at each of those steps
+    survival: np.ndarray   # S(step): the estimated share that has not reached it once that step is done
+
+
+def kaplan_meier(steps: np.ndarray, reached: np.ndarray) -> Survival:
+    """Kaplan-Meier over runs that reached a target at `steps` where `reached`, or stopped there without it
+    (censored: a run that never reached it, at its last step or its cap). S falls at each reaching step t by
+    the factor 1 - d_t / n_t (d_t runs reached at t, n_t at risk just before t); a run censored at t is still
+    at risk at t (at a tie a reach comes first, the usual convention), and leaves the risk set after it."""
+    steps = np.asarray(steps, dtype=np.float64)
+    reached = np.asarray(reached, dtype=bool)
+    if steps.shape != reached.shape or steps.ndim != 1:
+        raise ValueError(f"steps and reached must be 1-D of one length, got {steps.shape} and {reached.shape}")
+    if np.isnan(steps).any():
+        raise ValueError("steps: a censored run needs its censoring step (its last step or the cap), not NaN")
+    times = np.unique(steps[reached])
+    at_risk = np.array([(steps >= t).sum() for t in times], dtype=np.int64)
+    events = np.array([(reached & (steps == t)).sum() for t in times], dtype=np.int64)
+    return Survival(times, at_risk, events, np.cumprod(1 - events / np.maximum(at_risk, 1)))
+
+
+def km_median(steps: np.ndarray, reached: np.ndarray) -> float:
+    """The Kaplan-Meier median of the steps to a target: the first step at which S <= 1/2 (half of the runs
+    estimated to have reached it). NaN where S never falls that far: fewer than half reached it before the
+    censored ones left, and the median lies beyond what was run."""
+    s = kaplan_meier(steps, reached)
+    # A relative slack for round-off in the product (S = 1/2 exactly, as with 2 of 4 runs, counts).
+    below = np.flatnonzero(s.survival <= 0.5 * (1 + 1e-12))
+    return float(s.steps[below[0]]) if below.size else math.nan
+
+
+def share_reached_by(steps: np.ndarray, reached: np.ndarray, at: np.ndarray | float) -> np.ndarray:
+    """1 - S(t) at each step t of `at`: the Kaplan-Meier share of runs that have reached the target by the end
+    of step t (0 before the first reach; after the last, where the censored runs leave it, it stays)."""
+    s = kaplan_meier(steps, reached)
+    k = np.searchsorted(s.steps, np.asarray(at, dtype=np.float64), side="right")
+    return 1 - np.r_[1.0, s.survival][k]
 
 
 # --------------------------------------------------------------------------

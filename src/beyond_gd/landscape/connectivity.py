@@ -70,6 +70,16 @@ def barrier(t: np.ndarray, loss: np.ndarray) -> Barrier:
     return Barrier(float(max(rise[k], 0.0)), float(t[k]), float(loss[0]), float(loss[-1]))
 
 
+def stopped_falling(barriers: Sequence[float], min_decrease: float) -> bool:
+    """Whether a curve's training has stopped lowering its barrier: the last epoch's barrier is at least
+    (1 - min_decrease) x the one before it (it fell by less than that share, or rose), or it is not finite
+    (a diverged curve trains no further). One barrier alone has nothing to fall from.
+    """
+    if barriers and not np.isfinite(barriers[-1]):
+        return True
+    return len(barriers) >= 2 and barriers[-1] >= (1 - min_decrease) * barriers[-2]
+
+
 # --------------------------------------------------------------------------
 # Permutations of hidden units, and weight matching
 # --------------------------------------------------------------------------

@@ -57,7 +57,12 @@ def broadened_density(quads: Sequence[Quadrature], grid: np.ndarray, sigma: floa
 
 def mass_below(quads: Sequence[Quadrature], threshold: float) -> float:
     """The estimated share of eigenvalues below `threshold` (no broadening): mean over starts of sum tau_i."""
-    return float(np.mean([q.weights[q.nodes < threshold].sum() for q in quads]))
+    return float(np.mean(masses_below(quads, threshold)))
+
+
+def masses_below(quads: Sequence[Quadrature], threshold: float) -> np.ndarray:
+    """Each start's estimate of the share of eigenvalues below `threshold`: its weight on nodes below it."""
+    return np.array([q.weights[q.nodes < threshold].sum() for q in quads], dtype=np.float64)
 
 
 def trace_estimate(quads: Sequence[Quadrature], dim: int) -> float:

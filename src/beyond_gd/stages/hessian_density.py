@@ -3,8 +3,10 @@
 Outputs in data/hessian_density: `ritz.csv` (every Ritz value and weight per
 point and start), `density.csv` (the broadened density per point),
 `top.csv` (the converged top eigenvalues per point and start),
-`summary.json` (per point: lambda_max, lambda_min, outliers and the bulk's
-edge, negative mass, trace) and `metrics.json` (those at the last point).
+`summary.json` (per point: lambda_max, lambda_min, the outliers and the
+bulk's edge where the gap is clear, else null with why, the negative mass
+below each fixed cut with its spread over starts, trace) and `metrics.json`
+(those at the last point, the negative mass at the claim's cut).
 """
 
 from beyond_gd.stage import MNIST, Stage, main

@@ -7,7 +7,8 @@ stage's; a diverging cell is recorded, not raised. Outputs in
 data/optimizer_grid: `cells/` (one folder per cell), `steps.csv`,
 `epochs.csv`, `cells.csv`, `summary.csv` (the ranking at each optimizer's best
 lr, with bootstrap intervals over seeds), `long.csv` (the longer budget, where
-it ran), `curves/` (for `dvc plots`), `summary.json` and `metrics.json`; each
+it ran), `averaging.csv` (ASGD's iterate against its average over the tail of
+a longer run), `curves/` (for `dvc plots`), `summary.json` and `metrics.json`; each
 table is described in `beyond_gd.studies.optimizer_grid`.
 """
 
@@ -18,8 +19,8 @@ from beyond_gd.studies import optimizer_grid
 STAGE = Stage(
     "optimizer_grid", optimizer_grid.Config, optimizer_grid.run, __doc__,
     inputs={"mnist": MNIST}, launch=cell_launcher,
-    outputs=("cells", "curves", "steps.csv", "epochs.csv", "cells.csv", "summary.csv", "long.csv", "summary.json",
-             "metrics.json"),
+    outputs=("cells", "curves", "steps.csv", "epochs.csv", "cells.csv", "summary.csv", "long.csv", "averaging.csv",
+             "summary.json", "metrics.json"),
     plots=(Plot("Optimizer grid: training cost at each optimizer's best lr, mean over seeds", "step",
                 {"curves": "loss"}),),
 )

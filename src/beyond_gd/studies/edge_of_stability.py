@@ -7,21 +7,25 @@ descent (`gd_lrs`, every step on the whole subset) and mini-batch SGD
 (`sgd_lrs`, batches of `sgd_batch_size` from the same subset), all for `steps`
 steps through the one training loop. Every `eval_every` steps each run records
 the subset's loss and accuracy and the sharpness λ_max, the largest eigenvalue
-of the Hessian of the subset's mean loss: a power iteration on Hessian-vector
-products warm-started from the run's previous top vector
-(`landscape.sharpness`), the first one from a short Lanczos run at the shared
-initialisation. On a quadratic, GD at lr is stable only while λ_max < 2 / lr;
-Cohen et al. find that on neural networks λ_max rises (progressive
-sharpening) until it reaches 2 / lr and then hovers just above it.
+of the Hessian of the subset's mean loss: a thick-restart Lanczos on
+Hessian-vector products run to a residual tolerance (‖Hy − θy‖ <= tol × θ, or
+a cap on the products), warm-started from the run's previous top Ritz vector
+(`landscape.sharpness`); every run's first one from the estimate at the shared
+initialisation, made once from a random start. On a quadratic, GD at lr is
+stable only while λ_max < 2 / lr; Cohen et al. find that on neural networks
+λ_max rises (progressive sharpening) until it reaches 2 / lr and then hovers
+just above it.
 
 Tables: `curves.csv` (one row per run and evaluated step: kind, lr, 2 / lr,
 loss, accuracy, lambda_max, edge_ratio = lambda_max x lr / 2, the estimate's
 residual, products and convergence, whether the run has diverged);
 `runs.csv` (per run: the step where λ_max first reached `reach` x 2 / lr,
 the quartiles of edge_ratio over the evaluations after it, the largest
-ratio, the last loss and accuracy, and whether it diverged). A run whose loss
-turns NaN, infinite or above `divergence_loss` is recorded up to there and
-stopped.
+ratio, the last loss and accuracy, whether it diverged, and how many
+estimates missed the tolerance). An estimate that missed the tolerance stays
+in curves.csv with its residual, but no statistic of runs.csv reads it. A
+run whose loss turns NaN, infinite or above `divergence_loss` is recorded up
+to there and stopped.
 """
 
 from __future__ import annotations
@@ -67,13 +71,14 @@ class EdgeOfStabilityConfig:
     eval_batch_size: int = required(gt=0)
     # Examples per double-backward pass of a Hessian-vector product.
     hvp_batch_size: int = required(gt=0)
-    # Lanczos steps at the initialisation, for the first power iteration's start vector.
-    lanczos_steps: int = required(gt=1)
+    # Seeds the random start of the one estimate at the initialisation (every later one is warm-started).
     lanczos_seed: int = required(ge=0)
-    # Power iteration: at most this many products per evaluation; converged when the Rayleigh quotient
-    # moves by at most tol x |lambda|.
-    max_products: int = required(gt=0)
+    # Lanczos per estimate: converged when ||H y - theta y|| <= tol x |theta|; at most max_products products,
+    # in a Krylov space of at most basis_size vectors restarted from its top `keep` Ritz vectors.
     tol: float = required(gt=0)
+    max_products: int = required(gt=0)
+    basis_size: int = required(gt=1)
+    keep: int = required(gt=0)
     # A run has reached the edge at the first evaluation with lambda_max >= reach x 2 / lr.
     reach: float = required(gt=0)
     divergence_loss: float = required(gt=0)
@@ -81,6 +86,8 @@ class EdgeOfStabilityConfig:
     def check(self) -> None:
         if self.eval_every > self.steps:
             raise ConfigError(f"eval_every: must be <= steps ({self.steps}), got {self.eval_every}")
+        if self.keep >= self.basis_size:
+            raise ConfigError(f"keep: must be < basis_size ({self.basis_size}), got {self.keep}")
 
 
 @dataclass
@@ -120,12 +127,12 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     specs = [RunSpec(GD, lr, c.subset_size) for lr in c.gd_lrs] + [RunSpec(SGD, lr, c.sgd_batch_size)
                                                                   for lr in c.sgd_lrs]
     started = time.perf_counter()
-    # One Lanczos run at the shared initialisation: every run's first power iteration starts from its top vector.
+    # One estimate at the shared initialisation from a random start: every run's first one starts from its vector.
     model = build_model(cfg.model).to(device)
     dim = hs.FlatLayout.of(init).dim
-    lanczos = hs.lanczos(hs.loss_hvp(model, init, x, y, c.hvp_batch_size), dim, c.lanczos_steps,
-                         torch.Generator().manual_seed(c.lanczos_seed), device)
-    start = sh.top_ritz_vector(lanczos)
+    noise = torch.randn(dim, generator=torch.Generator().manual_seed(c.lanczos_seed), dtype=torch.float64)
+    at_init = top_eigen(c, hs.loss_hvp(model, init, x, y, c.hvp_batch_size), noise.to(device))
+    start = at_init.vector
     evaluations = len(specs) * (-(-c.steps // c.eval_every) + 1)
     bar = tqdm(total=evaluations, desc="edge_of_stability", unit="eval", disable=not inputs.progress)
     rows: list[dict] = []
@@ -138,26 +145,32 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     wall = time.perf_counter() - started
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     runs = summarize(curves, specs, c.reach)
+    unconverged = int(runs["unconverged"].sum())
     gd = runs[runs["kind"] == GD]
     metrics: dict[str, float | int | bool | None] = {
         **{f"gd_lr_{number_key(r.lr)}_hover_median": _num(r.ratio_median) for r in gd.itertuples()},
         "gd_runs_reaching_edge": int(gd["reached_step"].notna().sum()),
         "sgd_max_edge_ratio": _num(runs.loc[runs["kind"] == SGD, "max_ratio"].max()),
         "diverged_runs": int(runs["diverged"].sum()),
+        "unconverged_evaluations": unconverged,
     }
     summary = {
         "subset_size": c.subset_size, "parameters": dim, "steps": c.steps, "eval_every": c.eval_every,
-        "reach": c.reach, "init_seed": c.init_seed, "optimizer": c.optimizer,
-        "init_lambda_max_lanczos": float(lanczos.ritz()[0][-1]), "lanczos_steps": len(lanczos.alphas),
-        "products": int(curves["products"].sum()),
-        "unconverged_evaluations": int((~curves["converged"].astype(bool) & curves["lambda_max"].notna()).sum()),
+        "reach": c.reach, "init_seed": c.init_seed, "optimizer": c.optimizer, "tol": c.tol,
+        "max_products": c.max_products, "basis_size": c.basis_size,
+        "init_lambda_max": at_init.value, "init_residual": at_init.residual, "init_products": at_init.products,
+        "init_converged": at_init.converged,
+        "products": at_init.products + int(curves["products"].sum()),
+        "evaluations": int(curves["lambda_max"].notna().sum()), "unconverged_evaluations": unconverged,
         "runs": {r.run: {k: plain(getattr(r, k)) for k in runs.columns if k != "run"} for r in runs.itertuples()},
     }
     lines = [f"{r.run}: " + _reached_text(r, c.reach) + f"; last loss {r.final_loss:.4g}"
-             + (" (diverged)" if r.diverged else "") for r in runs.itertuples()]
-    lines.append(f"{summary['products']} Hessian-vector products, {summary['unconverged_evaluations']} estimates "
-                 f"not converged; {wall:.1f} s in all (" + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
-                 + ")")
+             + (" (diverged)" if r.diverged else "")
+             + (f"; {r.unconverged} estimates short of tol left out" if r.unconverged else "")
+             for r in runs.itertuples()]
+    lines.append(f"{summary['products']} Hessian-vector products, {unconverged} of {summary['evaluations']} "
+                 f"estimates short of tol {c.tol:g} (left out of runs.csv); {wall:.1f} s in all ("
+                 + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ")")
     return Result(
         metrics=metrics,
         summary=summary,
@@ -189,8 +202,7 @@ def run_one(cfg: Config, spec: RunSpec, init: hs.State, start: torch.Tensor, x: 
             top = None
         else:
             state = {k: v.detach() for k, v in model.state_dict().items()}
-            top = sh.power_iteration(hs.loss_hvp(model, state, x, y, c.hvp_batch_size), vector, c.max_products,
-                                     c.tol)
+            top = top_eigen(c, hs.loss_hvp(model, state, x, y, c.hvp_batch_size), vector)
             vector = top.vector
         lam = top.value if top is not None else float("nan")
         rows.append({**base, "step": step, "loss": loss, "accuracy": accuracy, "lambda_max": lam,
@@ -208,13 +220,21 @@ def run_one(cfg: Config, spec: RunSpec, init: hs.State, start: torch.Tensor, x: 
         diverged = done.diverged
 
 
+def top_eigen(c: EdgeOfStabilityConfig, hvp: hs.Hvp, start: torch.Tensor) -> sh.TopEigen:
+    """One sharpness estimate by the section's Lanczos settings."""
+    return sh.lanczos_top(hvp, start, c.tol, c.max_products, c.basis_size, c.keep)
+
+
 def summarize(curves: pd.DataFrame, specs: list[RunSpec], reach: float) -> pd.DataFrame:
     """One row per run: where λ_max first reached `reach` x 2 / lr, the ratio's quartiles after that, the largest
-    ratio, the last evaluation's loss and accuracy, and whether the run diverged."""
+    ratio, the last evaluation's loss and accuracy, whether the run diverged, and how many estimates missed the
+    tolerance (`converged` false with a finite λ_max): those are left out of every statistic here."""
     out = []
     for spec in specs:
         rows = curves[curves["run"] == spec.name]
-        steps, ratios = rows["step"].to_numpy(), rows["edge_ratio"].to_numpy(dtype=float)
+        converged = rows["converged"].astype(bool).to_numpy()
+        steps = rows["step"].to_numpy()
+        ratios = np.where(converged, rows["edge_ratio"].to_numpy(dtype=float), np.nan)
         reached = sh.first_reach(steps, ratios, reach)
         hover = sh.hovering(steps, ratios, reached)
         last = rows.iloc[-1]
@@ -223,7 +243,9 @@ def summarize(curves: pd.DataFrame, specs: list[RunSpec], reach: float) -> pd.Da
                     "reached_step": reached, "hover_evaluations": hover.evaluations, "ratio_q25": hover.q25,
                     "ratio_median": hover.median, "ratio_q75": hover.q75,
                     "max_ratio": float(np.nanmax(ratios)) if np.isfinite(ratios).any() else float("nan"),
-                    "final_loss": float(last["loss"]), "final_accuracy": float(last["accuracy"])})
+                    "final_loss": float(last["loss"]), "final_accuracy": float(last["accuracy"]),
+                    "estimates": int(np.isfinite(ratios).sum()),
+                    "unconverged": int((~converged & rows["lambda_max"].notna().to_numpy()).sum())})
     table = pd.DataFrame(out)
     table["reached_step"] = table["reached_step"].astype("Int64")
     return table

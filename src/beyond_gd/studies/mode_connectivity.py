@@ -1,14 +1,17 @@
 """Beyond the book: are the SGD solutions of different seeds connected, and does Fig 6-3 hold from each?
 
-N solutions of the book's MLP, one per seed, each trained the same way (the
-`optimizers` entry `mode_connectivity.optimizer`, the book's SGD, through
-`training.train`) from the init the baseline would draw with that seed. For
+N solutions of the book's MLP, one per seed, each trained by the baseline's
+recipe (`baseline.fit` with the `baseline` section, seed aside: the book's SGD
+for 40 epochs) from the init the baseline would draw with that seed; the seed
+the baseline itself was trained with is not retrained but read from its
+checkpoints (`mnist.pt`, `init.pt`). For
 every pair (A, B), on a fixed subset of the training set and on the test set,
 loss and accuracy on a t grid along three paths from A to B: the straight line
 (`linear`), the line to B with its hidden units aligned to A's by weight
 matching (`aligned`; Ainsworth et al. 2023), and a quadratic Bézier curve
 between A and B as trained whose control point is trained by SGD (`curve`;
-Garipov et al. 2018), each with its barrier (Frankle et al. 2020). And Fig 6-3
+Garipov et al. 2018), trained epoch by epoch until its barrier stops falling,
+each with its barrier (Frankle et al. 2020) beside the endpoints' own loss. And Fig 6-3
 "over and over": from each solution the line to its own init (and to fresh
 inits, if asked), on interpolate's alpha grid.
 
@@ -18,6 +21,8 @@ accuracies), `paths.csv` (pair, path, split, t: loss and accuracy),
 endpoints' losses, the largest accuracy drop below the chord), `matching.csv`
 (per pair and hidden layer: units moved, sweeps, the similarity gained),
 `curve_steps.csv` (the control points' training: per step its t and loss),
+`curve_epochs.csv` (per pair and epoch of that training: the curve's barrier on
+the training subset, which decides when it stops),
 `interpolation_path.csv` and `interpolation_summary.csv` (interpolate's
 path.csv and summary.csv columns, plus `theta_opt`, the solution).
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -39,11 +45,12 @@ from beyond_gd.data.mnist import fixed_subset, load_tensors
 from beyond_gd.errors import ConfigError
 from beyond_gd.landscape import connectivity as mc
 from beyond_gd.landscape.interpolation import alpha_grid, path_loss, sub_state, summarize_path
-from beyond_gd.model import build_model, fresh_init
+from beyond_gd.model import build_model, fresh_init, load_state
 from beyond_gd.optim.registry import OptimizerSpec
+from beyond_gd.studies.baseline import BaselineConfig, fit
 from beyond_gd.studies.interpolate import InterpolateConfig
 from beyond_gd.study import Inputs, Result, Series
-from beyond_gd.training import evaluate, step_budget, train
+from beyond_gd.training import EpochEnd, evaluate, step_budget, steps_per_epoch, train
 
 PATHS = ("linear", "aligned", "curve")
 SPLITS = ("train", "test")
@@ -57,8 +64,11 @@ class CurveConfig:
     optimizer: str = optimizer_names(nonempty=True)
     # The control point's lr is that entry's lr times this: phi(t) moves by 2t(1 - t) x theta's step.
     lr_factor: float = required(gt=0)
-    epochs: int = required(gt=0)
-    # Stop after this many steps (smoke runs); null: all epochs.
+    # Trained epoch by epoch until an epoch lowers its barrier (training subset) by less than `min_decrease` of
+    # the barrier before it (connectivity.stopped_falling), or `max_epochs` have run.
+    max_epochs: int = required(gt=0)
+    min_decrease: float = required(ge=0)
+    # Stop after this many steps (smoke runs); null: up to max_epochs.
     max_steps: int | None = required(gt=0, optional=True)
     # The t draws of every step (one generator per pair, seeded seed + pair index) and the batch order.
     seed: int = required(ge=0)
@@ -79,15 +89,8 @@ class OverAndOverConfig:
 
 @dataclass
 class ModeConnectivityConfig:
-    # One solution per seed (its init and its batch order); every pair is compared.
+    # One solution per seed (its init and its batch order) by the baseline's recipe; every pair is compared.
     seeds: list[int] = required(distinct=True, each_ge=0, nonempty=True)
-    # An entry of the `optimizers` section: every solution's recipe.
-    optimizer: str = optimizer_names(nonempty=True)
-    epochs: int = required(gt=0)
-    max_steps: int | None = required(gt=0, optional=True)
-    batch_size: int = required(gt=0)
-    # A mini-batch loss above this (or NaN/inf) marks a run diverged; it is kept, flagged.
-    divergence_loss: float = required(gt=0)
     # The fixed training subset every path is evaluated on (the test set is used whole).
     subset_size: int = required(gt=0)
     subset_seed: int = required(ge=0)
@@ -102,6 +105,9 @@ class ModeConnectivityConfig:
     over_and_over: OverAndOverConfig = required()
 
     def check(self) -> None:
+        if not self.curve.min_decrease < 1:
+            raise ConfigError(f"curve.min_decrease: must be < 1 (a share of the barrier), got "
+                              f"{self.curve.min_decrease}")
         if len(self.seeds) < 2:
             raise ConfigError(f"seeds: at least two solutions make a pair, got {self.seeds}")
 
@@ -109,6 +115,8 @@ class ModeConnectivityConfig:
 @dataclass
 class Config:
     mode_connectivity: ModeConnectivityConfig
+    # Every solution's recipe (optimizer, epochs, batch, divergence), the seed aside.
+    baseline: BaselineConfig
     # The Fig 6-3 grid and path summary: one source, the interpolate stage's.
     interpolate: InterpolateConfig
     optimizers: dict[str, OptimizerSpec]
@@ -123,22 +131,28 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     data = {"train": fixed_subset(x_train, y_train, c.subset_size, c.subset_seed, "mode_connectivity.subset_size"),
             "test": (x_test, y_test)}
 
-    # 1. The solutions: one recipe, one seed each.
+    # 1. The solutions: the baseline's recipe, one seed each; the baseline's own seed is the baseline itself.
     # Seconds are machine facts: MLflow and the printed lines only, so the same seed writes the same bytes.
+    base = cfg.baseline
     inits, solutions, solution_rows, seconds = {}, {}, [], {}
     for seed in c.seeds:
         label = f"seed_{seed}"
-        inits[label] = fresh_init(cfg.model, seed, device)
         model = build_model(cfg.model).to(device)
-        model.load_state_dict(inits[label])
-        optimizer = cfg.optimizers[c.optimizer].build(model.parameters(), key=f"optimizers.{c.optimizer}")
-        res = train(model, optimizer, x_train, y_train, batch_size=c.batch_size, seed=seed,
-                    max_steps=step_budget(c.epochs, len(x_train), c.batch_size, c.max_steps),
-                    divergence_loss=c.divergence_loss, progress=inputs.progress, desc=f"mode_connectivity {label}")
+        if seed == base.seed:
+            folder = inputs.folder("baseline")
+            inits[label] = load_state(folder / "init.pt", model, device)
+            load_state(folder / "mnist.pt", model, device)
+            trained = json.loads((folder / "summary.json").read_text())
+            steps, diverged, reused = int(trained["steps"]), bool(trained["diverged"]), True
+        else:
+            t = fit(dataclasses.replace(base, seed=seed), cfg.model, cfg.optimizers[base.optimizer], inputs,
+                    key=f"optimizers.{base.optimizer}", desc=f"mode_connectivity {label}")
+            model, inits[label], reused = t.model, t.init_state, False
+            steps, diverged, seconds[label] = t.result.steps, t.result.diverged, t.result.seconds
         solutions[label] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        seconds[label] = res.seconds
-        row = {"solution": label, "seed": seed, "steps": res.steps, "epochs": res.epochs, "diverged": res.diverged,
-               "final_step_loss": float(res.step_loss[-1]) if res.steps else math.nan}
+        row = {"solution": label, "seed": seed, "steps": steps,
+               "epochs": math.ceil(steps / steps_per_epoch(len(x_train), base.batch_size)), "diverged": diverged,
+               "reused_baseline": reused}
         for split, (x, y) in data.items():
             row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(model, x, y, c.eval_batch_size)
         solution_rows.append(row)
@@ -150,7 +164,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     t_np = ts.numpy()
     labels = list(solutions)
     pairs = list(itertools.combinations(labels, 2))
-    path_frames, barrier_rows, matching_rows, curve_frames = [], [], [], []
+    path_frames, barrier_rows, matching_rows, curve_frames, curve_epochs = [], [], [], [], []
     gen = torch.Generator().manual_seed(c.matching_seed)
     for k, (la, lb) in enumerate(tqdm(pairs, desc="mode_connectivity pairs", unit="pair",
                                       disable=not inputs.progress)):
@@ -177,9 +191,21 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         spec = cfg.optimizers[c.curve.optimizer]
         opt = spec.with_lr(spec.lr * c.curve.lr_factor).build(curve.theta.parameters(),
                                                               key=f"optimizers.{c.curve.optimizer}")
-        res = train(curve, opt, x_train, y_train, batch_size=c.batch_size, seed=c.curve.seed + k,
-                    max_steps=step_budget(c.curve.epochs, len(x_train), c.batch_size, c.curve.max_steps),
-                    divergence_loss=c.divergence_loss, progress=inputs.progress, desc=f"curve {pair}")
+        subset_a, subset_b = sub_state(a, PREFIX), sub_state(b, PREFIX)
+        history: list[float] = []
+
+        def until_flat(end: EpochEnd, curve: mc.BezierCurve = curve, pair: str = pair,
+                       history: list[float] = history) -> bool:
+            loss, _ = mc.curve_loss(net.classifier, subset_a, sub_state(curve.control(), PREFIX), subset_b, ts,
+                                    *data["train"], batch_size=c.eval_batch_size, t_chunk=c.t_chunk)
+            history.append(mc.barrier(t_np, loss).height)
+            curve_epochs.append({"pair": pair, "epoch": end.epoch, "step": end.step, "barrier": history[-1]})
+            return mc.stopped_falling(history, c.curve.min_decrease)
+
+        res = train(curve, opt, x_train, y_train, batch_size=base.batch_size, seed=c.curve.seed + k,
+                    max_steps=step_budget(c.curve.max_epochs, len(x_train), base.batch_size, c.curve.max_steps),
+                    divergence_loss=base.divergence_loss, on_epoch_end=until_flat, progress=inputs.progress,
+                    desc=f"curve {pair}")
         seconds[f"curve {pair}"] = res.seconds
         theta = {n: v.detach().clone() for n, v in curve.control().items()}
         curve_frames.append(pd.DataFrame({"pair": pair, "step": np.arange(1, res.steps + 1),
@@ -205,7 +231,9 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                     "loss_max": float(np.max(loss)), "accuracy_min": float(np.min(acc)),
                     "accuracy_drop": acc_drop.height,
                     "diverged": (not finite) or (name == "curve" and res.diverged) or not np.isfinite(bar.height),
-                    "curve_steps": res.steps if name == "curve" else 0})
+                    "curve_steps": res.steps if name == "curve" else 0,
+                    # The endpoints' own loss, the scale a barrier is read against.
+                    "endpoint_loss": (bar.loss_at_0 + bar.loss_at_1) / 2})
     paths = pd.concat(path_frames, ignore_index=True)
     barriers = pd.DataFrame(barrier_rows)
 
@@ -230,13 +258,15 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     ip_summary = pd.DataFrame(ip_rows)
     ip_summary["minima_alphas"] = ip_summary["minima_alphas"].map(lambda a: ";".join(f"{v:g}" for v in a))
 
-    return _result(c, solutions_table, paths, barriers, pd.DataFrame(matching_rows),
-                   pd.concat(curve_frames, ignore_index=True), ip_path, ip_summary, len(pairs), seconds)
+    return _result(c, base, solutions_table, paths, barriers, pd.DataFrame(matching_rows),
+                   pd.concat(curve_frames, ignore_index=True),
+                   pd.DataFrame(curve_epochs, columns=["pair", "epoch", "step", "barrier"]), ip_path, ip_summary,
+                   len(pairs), seconds)
 
 
-def _result(c: ModeConnectivityConfig, solutions: pd.DataFrame, paths: pd.DataFrame, barriers: pd.DataFrame,
-            matching: pd.DataFrame, curve_steps: pd.DataFrame, ip_path: pd.DataFrame, ip_summary: pd.DataFrame,
-            n_pairs: int, seconds: dict[str, float]) -> Result:
+def _result(c: ModeConnectivityConfig, base: BaselineConfig, solutions: pd.DataFrame, paths: pd.DataFrame,
+            barriers: pd.DataFrame, matching: pd.DataFrame, curve_steps: pd.DataFrame, curve_epochs: pd.DataFrame,
+            ip_path: pd.DataFrame, ip_summary: pd.DataFrame, n_pairs: int, seconds: dict[str, float]) -> Result:
     by = barriers.groupby(["split", "path"])["barrier"]
     stats = {split: {path: {"mean": float(by.get_group((split, path)).mean()),
                             "min": float(by.get_group((split, path)).min()),
@@ -245,7 +275,9 @@ def _result(c: ModeConnectivityConfig, solutions: pd.DataFrame, paths: pd.DataFr
     tr = ip_summary[ip_summary["split"] == ip_summary["split"].iloc[0]]
     summary = {
         "solutions": len(solutions), "pairs": n_pairs, "subset_size": c.subset_size, "t_points": c.t_points,
-        "epochs": c.epochs, "curve_epochs": c.curve.epochs, "diverged_solutions": int(solutions["diverged"].sum()),
+        "epochs": base.epochs, "curve_max_epochs": c.curve.max_epochs,
+        "curve_epochs_run": {p: int(e.max()) for p, e in curve_epochs.groupby("pair")["epoch"]},
+        "diverged_solutions": int(solutions["diverged"].sum()),
         "barrier": stats,
         "units_moved_mean": float(matching["units_moved"].mean()),
         "matching_converged_all": bool(matching["converged"].all()),
@@ -261,11 +293,13 @@ def _result(c: ModeConnectivityConfig, solutions: pd.DataFrame, paths: pd.DataFr
         | {"solution_test_accuracy_mean": summary["solution_test_accuracy_mean"]},
         summary=summary,
         tables={"solutions.csv": solutions, "paths.csv": paths, "barriers.csv": barriers, "matching.csv": matching,
-                "curve_steps.csv": curve_steps, "interpolation_path.csv": ip_path,
+                "curve_steps.csv": curve_steps, "curve_epochs.csv": curve_epochs, "interpolation_path.csv": ip_path,
                 "interpolation_summary.csv": ip_summary},
         series=[Series(range(len(curve_steps)), {"curve_step_loss": curve_steps["loss"].to_numpy()})],
         logged={f"seconds/{k.replace(' ', '_').replace('~', '-')}": v for k, v in seconds.items()},
-        lines=[f"{len(solutions)} solutions ({c.epochs} epochs each, {summary['diverged_solutions']} diverged): "
+        lines=[f"{len(solutions)} solutions (the baseline's recipe, {base.epochs} epochs each; "
+               f"{int(solutions['reused_baseline'].sum())} the baseline itself; {summary['diverged_solutions']} "
+               "diverged): "
                f"test accuracy {solutions['test_accuracy'].min():.4f}-{solutions['test_accuracy'].max():.4f}, "
                f"training loss {solutions['train_loss'].min():.4f}-{solutions['train_loss'].max():.4f}; training took "
                + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()),

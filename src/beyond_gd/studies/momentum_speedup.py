@@ -12,11 +12,18 @@ mini-batch's cost, the first edition's plotted quantity, the whole training
 split's loss, and with the ReLU on the logits the dead output units and the
 unit positive on the smallest share of its own class's images), `runs.csv`
 (per cell: steps to the target by each cost, those units at its end, how it
-stopped), `summary.csv` (per
-setup and optimizer: steps to the target by the setup's cost over seeds (n
-reached, mean, std, min, max), the ratio baseline / optimizer paired by seed,
-the book's numbers, and the same by each cost: `smoothed_*`, `epoch_last_*`,
-and by the whole training split's loss at epoch ends, `train_loss_*`),
+stopped, and `steps_or_cap`: its steps to the target by the setup's cost, or
+for a run that never reached it the setup's step cap, where it is censored),
+`summary.csv` (per setup and optimizer: the Kaplan-Meier median of the steps
+to the target with the runs that never reached it censored at the cap
+(`km_median`; empty where fewer than half reached it), the share that reached
+it by the cap and its complement, the stall rate; the ratio of the baseline's
+KM median to the optimizer's (`km_ratio`) and, with the control, of the
+control's to the optimizer's (`km_equal_step_ratio`); then over the seeds that
+reached it (n reached, mean, std, min, max), the ratio baseline / optimizer
+paired by seed, the book's numbers, and the same by each cost: `smoothed_*`,
+`epoch_last_*`, and by the whole training split's loss at epoch ends,
+`train_loss_*`),
 `curves/<setup>-<optimizer>.csv` (step, cost: the setup's cost, mean over
 seeds, for `dvc plots`); `cells/`, each cell's own artifact.
 """
@@ -33,7 +40,7 @@ from beyond_gd.cells import COSTS, EPOCH_COLUMNS, INITS, CellConfig, CellOutput
 from beyond_gd.config import ModelConfig, RuntimeConfig, entries, optimizer_names, required
 from beyond_gd.errors import ConfigError
 from beyond_gd.launch import LauncherConfig
-from beyond_gd.measures import trailing_mean
+from beyond_gd.measures import km_median, share_reached_by, trailing_mean
 from beyond_gd.optim.registry import OptimizerSpec
 from beyond_gd.study import Inputs, Result
 
@@ -144,17 +151,24 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     c = cfg.momentum_speedup
     cells = build_cells(cfg)
     outputs = inputs.run_cells(cells)
-    runs = runs_table(outputs, c.target_loss)
+    runs = runs_table(outputs, c.target_loss, {s: setup.max_steps for s, setup in c.setups.items()})
     names = list(specs(cfg))
     summary = summary_table(runs, c, names)
     headline = [o for o in c.book_steps if o != c.baseline]
-    setups = {s: {r.optimizer: {k: getattr(r, k) for k in ("reached", "steps_mean", "steps_std", "ratio_mean",
+    setups = {s: {r.optimizer: {k: getattr(r, k) for k in ("reached", "km_median", "share_reached", "stall_rate",
+                                                             "km_ratio", "steps_mean", "steps_std", "ratio_mean",
                                                              "ratio_std", "smoothed_steps_mean",
                                                              "epoch_last_steps_mean")}
                   for r in summary[summary.setup == s].itertuples()} for s in c.setups}
     return Result(
-        metrics={"speedup": {s: setups[s][o]["ratio_mean"] for s in c.setups for o in headline}},
+        metrics={"speedup": {s: setups[s][o]["ratio_mean"] for s in c.setups for o in headline},
+                 # The ratio of KM medians (censored runs counted; NaN where a median is undefined), and the
+                 # share of seeds that never reached the target, per setup and optimizer.
+                 "km_speedup": {s: setups[s][o]["km_ratio"] for s in c.setups for o in headline},
+                 "stall_rate": {s: {o: setups[s][o]["stall_rate"] for o in names} for s in c.setups}},
         summary={"cells": len(cells), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
+                 # Each setup's step cap: where a run that never reached the target is censored.
+                 "max_steps": {s: setup.max_steps for s, setup in c.setups.items()},
                  "baseline": c.baseline, "equal_step_of": c.equal_step_of,
                  "equal_step": EQUAL_STEP if c.equal_step_of is not None else None,
                  "equal_step_lr": specs(cfg)[EQUAL_STEP].lr if c.equal_step_of is not None else None,
@@ -173,10 +187,14 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     )
 
 
-def runs_table(outputs: list[CellOutput], target: float) -> pd.DataFrame:
+def runs_table(outputs: list[CellOutput], target: float, caps: dict[str, int]) -> pd.DataFrame:
     table = cells_table(outputs)
     table["cost"] = [o.cell.cost for o in outputs]
     table["reached"] = table["steps_to_target"].notna()
+    # A run that never reached the target is censored at its setup's cap (`caps`): it ran there without
+    # reaching it, or diverged, after which it never would.
+    table["steps_or_cap"] = [int(n) if pd.notna(n) else caps[o.cell.labels["setup"]]
+                             for n, o in zip(table["steps_to_target"], outputs, strict=True)]
     # The first epoch end at which the whole training split's loss is at or below the target (evaluated
     # cells only), and the output units dead at the last epoch end.
     table["steps_to_target_train_loss"] = pd.array([train_loss_crossing(o, target) for o in outputs], dtype="Int64")
@@ -184,7 +202,7 @@ def runs_table(outputs: list[CellOutput], target: float) -> pd.DataFrame:
     # ... and the unit positive on the smallest share of its own class's images (a unit nearly dead).
     for column, missing in (("weakest_unit", -1), ("weakest_share", np.nan)):
         table[column] = [o.epochs[column].iloc[-1] if len(o.epochs) else missing for o in outputs]
-    return table[LABELS + ["cost", "steps_to_target", "reached", "steps_to_target_smoothed",
+    return table[LABELS + ["cost", "steps_to_target", "reached", "steps_or_cap", "steps_to_target_smoothed",
                            "steps_to_target_epoch_last", "steps_to_target_train_loss", "dead_units",
                            "weakest_unit", "weakest_share", "stopped_by",
                            "diverged", "steps", "train_seconds", "device", "id"]]
@@ -205,6 +223,7 @@ def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, names: list[str]
     keys = ["setup", "optimizer"]
     index = pd.MultiIndex.from_product([list(c.setups), names], names=keys)
     table = pd.DataFrame({"cost": [c.setups[s].cost for s, _ in index], "seeds": len(c.seeds)}, index=index)
+    table = table.join(km_table(runs, c, index))
     for prefix, column in (("", "steps_to_target"),
                            *((f"{k}_", f"steps_to_target_{k}") for k in (*COSTS, "train_loss"))):
         steps = runs.assign(value=pd.to_numeric(runs[column]))
@@ -219,6 +238,28 @@ def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, names: list[str]
             if EQUAL_STEP in names:
                 table[[f"equal_step_ratio_{k}" for k in STATS]] = _paired_ratios(steps, EQUAL_STEP, keys, index)
     return table.reset_index()
+
+
+def km_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, index: pd.MultiIndex) -> pd.DataFrame:
+    """Per (setup, optimizer) of `index`, by the setup's cost, the never-reached runs censored at the cap: the
+    Kaplan-Meier median of the steps to the target (NaN: fewer than half reached it), the share that reached
+    it by the cap, the stall rate (the share that never did), and the ratios of KM medians, baseline /
+    optimizer and, with the control, control / optimizer."""
+    rows = {}
+    for (setup, opt), group in runs.groupby(["setup", "optimizer"], sort=False):
+        value = pd.to_numeric(group["steps_to_target"]).to_numpy(dtype=np.float64)
+        reached = np.isfinite(value)
+        steps = np.where(reached, value, c.setups[setup].max_steps)
+        share = float(share_reached_by(steps, reached, c.setups[setup].max_steps))
+        rows[(setup, opt)] = {"km_median": km_median(steps, reached), "share_reached": share,
+                              "stall_rate": 1 - share}
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(index)
+    median = table["km_median"]
+    for column, reference in (("km_ratio", c.baseline), ("km_equal_step_ratio", EQUAL_STEP)):
+        if reference in index.get_level_values("optimizer"):
+            ref = median.xs(reference, level="optimizer").reindex(index.get_level_values("setup")).to_numpy()
+            table[column] = ref / median.to_numpy()
+    return table
 
 
 def _paired_ratios(steps: pd.DataFrame, reference: str, keys: list[str], index: pd.MultiIndex) -> np.ndarray:
@@ -250,11 +291,11 @@ def curves(outputs: list[CellOutput], c: MomentumSpeedupConfig, names: list[str]
 
 
 def _line(r: tuple, c: MomentumSpeedupConfig) -> str:
-    steps = "not reached" if pd.isna(r.steps_mean) else f"{r.steps_mean:,.0f} ± {_fmt(r.steps_std)}"
-    ratio = ("" if pd.isna(r.ratio_mean) or r.optimizer == c.baseline else
-             f"; ratio {c.baseline}/{r.optimizer} {r.ratio_mean:.2f} ± {_fmt(r.ratio_std, '.2f')}")
-    return (f"{r.setup:<20} {r.optimizer:<13} steps to {c.target_loss:g} ({r.cost}): {steps} "
-            f"[{r.reached}/{r.seeds} seeds]{ratio}")
+    median = "undefined" if pd.isna(r.km_median) else f"{r.km_median:,.0f}"
+    ratio = ("" if r.optimizer == c.baseline else
+             f"; KM ratio {c.baseline}/{r.optimizer} {_fmt(r.km_ratio, '.2f')}")
+    return (f"{r.setup:<20} {r.optimizer:<13} steps to {c.target_loss:g} ({r.cost}): KM median {median} "
+            f"[{r.reached}/{r.seeds} seeds reached, stall rate {r.stall_rate:.0%}]{ratio}")
 
 
 def _fmt(value: float, spec: str = ",.0f") -> str:

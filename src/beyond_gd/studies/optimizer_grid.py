@@ -10,7 +10,11 @@ any seed diverged is never "best"; an averaging optimizer by its averaged
 weights), ranked, with a Student's t interval of each score over its seeds
 (tuning.t_interval) and of each rank over paired resamples of the shared
 seeds (tuning.bootstrap_ranking). With `long_budget.enabled`, each optimizer
-runs again at its best lr for `long_budget.epochs`.
+runs again at its best lr for `long_budget.epochs`. The averaging optimizer
+(`averaging.optimizer`, ASGD) runs again at its best lr and its neighbours in
+its search, at a constant lr for `averaging.epochs`, averaging over the last
+`averaging.window` of them: where the iterate hovers about a minimum, which is
+where an average of the iterates is meant to help.
 
 Tables: `steps.csv` (optimizer, lr, seed, step, loss, smoothed; every
 `curve_stride`-th step), `epochs.csv` (per cell and epoch: seconds, gradient
@@ -19,7 +23,9 @@ kept), `cells.csv` (one row per cell), `summary.csv` (the ranking: per
 optimizer its search and the lrs the interior rule added, best lr, score with its t interval, rank
 interval, whether tied with the best; mean/std/min/max over seeds of the other
 measures; the longer budget's numbers), `long.csv` (the longer budget's
-epochs, empty if it did not run), `curves/<optimizer>.csv` (step, loss:
+epochs, empty if it did not run), `averaging.csv` (the averaging runs'
+epochs: the iterate's and the average's losses and accuracies, and t0; empty
+if the averaging optimizer is not in the grid), `curves/<optimizer>.csv` (step, loss:
 smoothed cost at the best lr, mean over seeds, for `dvc plots`); `cells/`,
 each cell's own artifact.
 """
@@ -76,6 +82,23 @@ class LongBudgetConfig:
 
 
 @dataclass
+class AveragingConfig:
+    # The averaging optimizer (an entry of `lrs`; absent from the grid: nothing runs).
+    optimizer: str = optimizer_names(nonempty=True)
+    # Its best lr and this many lrs of its search on each side of it.
+    neighbours: int = required(ge=0)
+    epochs: int = required(gt=0)
+    # The average covers the last `window` epochs' share of the run (t0 at the rest).
+    window: int = required(gt=0)
+    max_steps: int | None = required(gt=0, optional=True)
+    seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
+
+    def check(self) -> None:
+        if self.window > self.epochs:
+            raise ConfigError(f"window: at most epochs ({self.epochs}), got {self.window}")
+
+
+@dataclass
 class ExtensionConfig:
     # The most lrs the interior rule adds on each side of an optimizer's configured search (0: none).
     max_added: int = required(ge=0)
@@ -102,6 +125,7 @@ class OptimizerGridConfig:
     bootstrap: BootstrapConfig = required()
     extension: ExtensionConfig = required()
     long_budget: LongBudgetConfig = required()
+    averaging: AveragingConfig = required()
 
     def check(self) -> None:
         for name, lrs in self.lrs.items():
@@ -121,13 +145,15 @@ class Config:
 
 
 def build_cells(cfg: Config, lrs: dict[str, list[float]] | None = None, seeds: list[int] | None = None,
-                max_steps: int | None = None, prefix: str = "") -> list[CellConfig]:
-    """The grid's cells; with the arguments, another budget's (the longer one at each best lr)."""
+                max_steps: int | None = None, prefix: str = "", **kwargs: Any) -> list[CellConfig]:
+    """The grid's cells; with the arguments, another budget's (the longer one at each best lr), `kwargs` the
+    optimizers' own arguments changed (the averaging runs' t0 and constant lr)."""
     c = cfg.optimizer_grid
     # Every cell trains on the whole training split: its epochs are of MNIST's training images.
     steps = max_steps or step_budget(c.epochs, MNIST_TRAIN_IMAGES, c.batch_size, c.max_steps)
     return [
-        CellConfig(id=f"{prefix}{name}-lr{lr:g}-s{seed}", seed=seed, optimizer=cfg.optimizers[name].with_lr(lr),
+        CellConfig(id=f"{prefix}{name}-lr{lr:g}-s{seed}", seed=seed,
+                   optimizer=cfg.optimizers[name].with_lr(lr).with_kwargs(**kwargs),
                    model=cfg.model, init="torch_default", train_images=None, batch_size=c.batch_size,
                    max_steps=steps, divergence_loss=c.divergence_loss, eval_every=1,
                    eval_batch_size=c.eval_batch_size, target_loss=c.target_loss,
@@ -172,6 +198,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     else:  # the same columns either way: the report says the longer budget did not run
         ranking = ranking.assign(**dict.fromkeys(LONG_COLUMNS, np.nan))
     long = (epochs_table(long_outputs, LABELS) if long_outputs else pd.DataFrame(columns=LABELS + EPOCH_COLUMNS))
+    averaging, tail = averaging_runs(cfg, inputs, ranking, lrs)
     score = "score_mean"
     best_row, sgd = ranking.iloc[0], ranking[ranking.optimizer == "sgd"]
     summary = {"cells": len(cells), "diverged_cells": int(table["diverged"].sum()), "rank_by": c.rank_by,
@@ -187,6 +214,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                                "steps": long_steps,
                                "seeds": len(c.long_budget.seeds), "cells": len(long_cells),
                                "lr": "each optimizer's best lr of the one-budget grid"},
+               "averaging": tail,
                "ranking": {r.optimizer: {k: getattr(r, k) for k in ("rank", "best_lr", score, "score_low",
                                                                     "score_high", "rank_low", "rank_high")}
                            for r in ranking.itertuples()}}
@@ -196,7 +224,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         summary=summary,
         tables={"steps.csv": steps_table(outputs, LABELS, c.curve_stride, c.smoothing_window),
                 "epochs.csv": epochs_table(outputs, LABELS), "cells.csv": table, "summary.csv": ranking,
-                "long.csv": long, **curves(outputs, ranking, c)},
+                "long.csv": long, "averaging.csv": averaging, **curves(outputs, ranking, c)},
         made=("cells",),
         lines=[f"#{r.rank:<2} {r.optimizer:<17} best lr {r.best_lr if pd.notna(r.best_lr) else '-':<7} "
                f"{r.ranked_by} {_fmt(r.score_mean)} [{_fmt(r.score_low)}, {_fmt(r.score_high)}]  rank "
@@ -205,8 +233,33 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                                                                          if r.best_lr_at_edge else "")
                for r in ranking.itertuples()]
         + [f"{len(cells)} cells ({summary['diverged_cells']} diverged); longer budget: "
-           + (f"{len(long_cells)} cells" if long_cells else "not run (long_budget.enabled: false)")],
+           + (f"{len(long_cells)} cells" if long_cells else "not run (long_budget.enabled: false)")
+           + (f"; averaging: {tail['cells']} cells of {tail['optimizer']} at lrs "
+              + ", ".join(f"{v:g}" for v in tail["lrs"]) + f", averaged from step {tail['t0']:,} of {tail['steps']:,}"
+              if tail["ran"] else "")],
     )
+
+
+def averaging_runs(cfg: Config, inputs: Inputs, ranking: pd.DataFrame,
+                   lrs: dict[str, list[float]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The averaging optimizer at its best lr and `neighbours` lrs of its search on each side, for
+    `averaging.epochs` at a constant lr, its average taken over the last `window` epochs: per epoch the
+    iterate's and the average's numbers (averaging.csv), and what ran (summary.json)."""
+    c, a = cfg.optimizer_grid, cfg.optimizer_grid.averaging
+    best = ranking.set_index("optimizer")["best_lr"].get(a.optimizer)
+    if best is None or pd.isna(best):  # not in the grid, or diverged at every lr: nothing to average
+        return pd.DataFrame(columns=LABELS + EPOCH_COLUMNS + ["t0"]), {"ran": False, "optimizer": a.optimizer}
+    search = sorted(lrs[a.optimizer])
+    k = search.index(best)
+    tail_lrs = search[max(0, k - a.neighbours): k + a.neighbours + 1]
+    steps = step_budget(a.epochs, MNIST_TRAIN_IMAGES, c.batch_size, a.max_steps)
+    t0 = steps - round(steps * a.window / a.epochs)
+    # lambd 0: torch's ASGD both decays its step (lr / (1 + lambd lr t)^alpha) and shrinks the weights by
+    # lambd; without it the step is constant and `ax` is the plain average of the iterates from t0 on.
+    cells = build_cells(cfg, {a.optimizer: tail_lrs}, a.seeds, steps, "averaging-", t0=t0, lambd=0.0)
+    table = epochs_table(inputs.run_cells(cells), LABELS).assign(t0=t0)
+    return table, {"ran": True, "optimizer": a.optimizer, "lrs": tail_lrs, "best_lr": best, "epochs": a.epochs,
+                   "window": a.window, "steps": steps, "t0": t0, "seeds": len(a.seeds), "cells": len(cells)}
 
 
 def rank(table: pd.DataFrame, c: OptimizerGridConfig, lrs: dict[str, list[float]] | None = None,

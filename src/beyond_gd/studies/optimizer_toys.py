@@ -10,16 +10,18 @@ entries it names:
   the chapter's way of comparing the two); steps until ||x|| <= tolerance ||x0||
   (empty if not within max_steps).
 - `plateau_paths.csv` (optimizer, lr, step, x, y, loss, step_size): AdaGrad's
-  and RMSProp's paths on the cliff-plateau-bowl surface, every `record_every`
-  steps; `plateau_outcomes.csv` (optimizer, lr, reached_step, final_x,
-  final_loss, last_step_size): whether and when each reached the bowl;
-  `grids.npz` (plateau_x, plateau_y, plateau_loss) for contours.
+  and RMSProp's paths on the cliff-plateau-bowl surface at `record_points`
+  log-spaced steps, each run until it lands in the bowl or reaches `max_steps`
+  (torch.optim's definitions of the two, with the entries' arguments, run as
+  float arithmetic: `toys.plateau.descend_to_bowl`); `plateau_outcomes.csv`
+  (optimizer, lr, reached_step, max_steps, stopped, final_x, final_loss,
+  last_step_size): when each reached the bowl (empty: not within the cap, a
+  censored run); `grids.npz` (plateau_x, plateau_y, plateau_loss) for contours.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -81,8 +83,10 @@ class SurfaceConfig:
 class PlateauConfig:
     surface: SurfaceConfig = required()
     start: list[float] = required()
-    steps: int = required(gt=0)
-    record_every: int = required(gt=0)
+    # Every run stops at its first step in the bowl, or here (not reached within the cap: censored).
+    max_steps: int = required(gt=0)
+    # The paths keep this many log-spaced steps of each run (and the start and its last step).
+    record_points: int = required(gt=1)
     lrs: list[float] = required(nonempty=True)
     optimizers: list[str] = optimizer_names(nonempty=True)
     grid_points: int = required(gt=1)
@@ -104,6 +108,10 @@ class OptimizerToysConfig:
 class Config:
     optimizer_toys: OptimizerToysConfig
     optimizers: dict[str, OptimizerSpec]
+
+    def check(self) -> None:
+        for name in self.optimizer_toys.plateau.optimizers:  # each must be a rule the plateau runs
+            plateau_rule(self.optimizers[name], f"optimizers.{name}")
 
 
 def quadratic_steps(c: QuadraticConfig) -> pd.DataFrame:
@@ -127,20 +135,47 @@ def quadratic_steps(c: QuadraticConfig) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"steps": "Int64"})
 
 
+# The optimizers the plateau runs as float arithmetic: torch's class -> the rule, and the arguments that must
+# keep torch's defaults for the rule to be the class's (anything else is a ConfigError naming the entry).
+PLATEAU_RULES = {"Adagrad": ("adagrad", {"lr_decay": 0, "weight_decay": 0, "maximize": False}),
+                 "RMSprop": ("rmsprop", {"weight_decay": 0, "momentum": 0, "centered": False, "maximize": False})}
+
+
+def plateau_rule(spec: OptimizerSpec, key: str) -> pl.Rule:
+    """The entry `spec` (at `key`) as the plateau's rule: torch's AdaGrad or RMSProp with its eps, alpha and
+    initial accumulator."""
+    if spec.class_name not in PLATEAU_RULES:
+        raise ConfigError(f"{key}: {spec.target} has no plateau rule (the plateau runs "
+                          f"{', '.join(f'torch.optim.{c}' for c in PLATEAU_RULES)})")
+    kind, fixed = PLATEAU_RULES[spec.class_name]
+    for name, value in fixed.items():
+        if spec.default(name) != value:
+            raise ConfigError(f"{key}.{name}: the plateau's {kind} rule has {name}={value!r}, got "
+                              f"{spec.default(name)!r}")
+    return pl.Rule(kind, float(spec.default("eps")), float(spec.default("alpha") or 0.0),
+                   float(spec.default("initial_accumulator_value") or 0.0))
+
+
+def record_steps(max_steps: int, points: int) -> np.ndarray:
+    """0 and `points` log-spaced steps in [1, max_steps] (fewer where they round to the same step)."""
+    return np.unique(np.r_[0, np.rint(np.geomspace(1, max_steps, points))]).astype(np.int64)
+
+
 def plateau_runs(c: PlateauConfig, optimizers: dict[str, OptimizerSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
     surface = pl.Surface(**vars(c.surface))
+    record = record_steps(c.max_steps, c.record_points)
     paths, outcomes = [], []
     for name in c.optimizers:
+        rule = plateau_rule(optimizers[name], f"optimizers.{name}")
         for lr in c.lrs:
-            spec = optimizers[name].with_lr(lr)
-            path = pl.descend(surface, partial(spec.build, key=f"optimizers.{name}"), c.start, c.steps)
-            keep = np.arange(0, len(path.xy), c.record_every)
-            paths.append(pd.DataFrame({"optimizer": name, "lr": lr, "step": keep, "x": path.xy[keep, 0],
-                                       "y": path.xy[keep, 1], "loss": path.loss[keep],
-                                       "step_size": np.r_[np.nan, path.step_size][keep]}))
-            outcomes.append({"optimizer": name, "lr": lr, "reached_step": path.reached_step,
-                             "final_x": float(path.xy[-1, 0]), "final_loss": float(path.loss[-1]),
-                             "last_step_size": float(path.step_size[-1])})
+            r = pl.descend_to_bowl(surface, rule, lr, c.start, c.max_steps, record)
+            paths.append(pd.DataFrame({"optimizer": name, "lr": lr, "step": r.steps, "x": r.xy[:, 0],
+                                       "y": r.xy[:, 1], "loss": pl.loss(surface, r.xy[:, 0], r.xy[:, 1]),
+                                       "step_size": r.step_size}))
+            outcomes.append({"optimizer": name, "lr": lr, "reached_step": r.reached_step, "max_steps": c.max_steps,
+                             "stopped": r.stopped, "final_x": float(r.xy[-1, 0]),
+                             "final_loss": float(pl.loss(surface, r.xy[-1, 0], r.xy[-1, 1])),
+                             "last_step_size": float(r.step_size[-1])})
     return pd.concat(paths, ignore_index=True), pd.DataFrame(outcomes).astype({"reached_step": "Int64"})
 
 
@@ -165,14 +200,22 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                                                      if pd.notna(v["nesterov"]) and pd.notna(v["heavy_ball"])
                                                      else None) for k, v in shared.iterrows()},
         "plateau_lrs": list(c.plateau.lrs),
+        "plateau_max_steps": c.plateau.max_steps,
+        # Per optimizer, at how many lrs it reached the bowl within the cap, and its steps to it per lr
+        # (None: not within the cap).
         "plateau_reached": {k: int(v) for k, v in reached.items()},
+        "plateau_steps": {name: {f"{r.lr:g}": None if pd.isna(r.reached_step) else int(r.reached_step)
+                                 for r in rows.itertuples()} for name, rows in outcomes.groupby("optimizer",
+                                                                                                 sort=False)},
     }
     return Result(
         metrics={f"plateau_reached_{k}": v for k, v in summary["plateau_reached"].items()},
         summary=summary,
         tables={"quadratic_steps.csv": quad, "plateau_paths.csv": paths, "plateau_outcomes.csv": outcomes},
         arrays={"grids.npz": {"plateau_x": gx, "plateau_y": gy, "plateau_loss": grid}},
-        lines=[f"plateau: {', '.join(f'{k} reached the bowl at {v}/{len(c.plateau.lrs)} lrs' for k, v in reached.items())}",
+        lines=[f"plateau (cap {c.plateau.max_steps:,} steps), steps to the bowl per lr: " + "; ".join(
+                   f"{k} " + ", ".join(f"{lr}: {'-' if n is None else f'{n:,}'}" for lr, n in v.items())
+                   for k, v in summary["plateau_steps"].items()),
                "shared setting, Nesterov / heavy-ball steps: " + ", ".join(
                    f"kappa {k:g}: {v:.2f}" if v is not None else f"kappa {k:g}: -"
                    for k, v in zip(c.quadratic.kappas, summary["shared_nesterov_over_heavy_ball"].values()))],

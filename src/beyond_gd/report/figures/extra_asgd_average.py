@@ -26,35 +26,40 @@ FIRST_ORDER = ("The book lists averaged SGD beside L-BFGS among the second-order
                "it uses no curvature.")
 
 
+# The averaging runs' lrs, drawn apart by line style: the best lr solid, its neighbours below and above it.
+STYLES = ("--", "-", ":")
+
+
 @figure("extra-asgd-average", title="ASGD: the iterate against its average",
-        needs=(Need(OG, "cells.csv"), Need(OG, "long.csv"), Need(OG, "summary.csv"), Need(OG, "summary.json")),
-        shows="Averaged SGD keeps a running average of its weights from step t0 on (conf/optimizers/asgd.yaml) and "
-              "returns that average; the grid evaluates both at the end of every ASGD cell. Top: the loss of the "
-              "whole training set and the test accuracy after the one-epoch budget at each lr of ASGD's search, the "
-              "iterate (blue) against the average (orange), one dot per seed, the line through the means; dotted: "
-              "the lr ASGD was ranked at (by its average). Bottom, only where the longer budget ran: both at the "
-              "end of each epoch at that lr, mean over seeds with the lowest-to-highest band.",
+        needs=(Need(OG, "cells.csv"), Need(OG, "averaging.csv"), Need(OG, "summary.csv"), Need(OG, "summary.json")),
+        shows="Averaged SGD keeps a running average of its weights from step t0 on and returns that average. Top: "
+              "the loss of the whole training set and the test accuracy after the grid's one-epoch budget at each "
+              "lr of ASGD's search (t0 from conf/optimizers/asgd.yaml), the iterate (blue) against the average "
+              "(orange), one dot per seed, the line through the means; dotted: the lr ASGD was ranked at (by its "
+              "average). Bottom: the averaging runs, where averaging is meant to help: ASGD again at that lr and "
+              "its neighbours, at a constant lr for `optimizer_grid.averaging.epochs`, the average taken over the "
+              "last `window` of them (from the grey line, t0); both at the end of each epoch, mean over seeds with "
+              "the lowest-to-highest band, one line style per lr.",
         book="PyTorch supports L-BFGS and other methods, such as averaged stochastic gradient descent, for you to "
              "try on your own.",
-        notes="Averaging starts at `optimizers.asgd.t0`.\n\nThe whole training set's loss and the test accuracy of "
-              "ASGD's iterate and of its averaged weights, at each lr of its search; per epoch too where the "
-              "longer budget ran.")
+        notes="Averaging starts at `optimizers.asgd.t0` in the grid, and over the last "
+              "`optimizer_grid.averaging.window` epochs of the averaging runs.\n\nThe whole training set's loss "
+              "and the test accuracy of ASGD's iterate and of its averaged weights, at each lr of its search, and "
+              "per epoch of the averaging runs.")
 def asgd_average(i: View, p: FigureParams, s: Style) -> Drawn:
-    cells, long, summary, m = (i.csv(OG, "cells.csv"), i.csv(OG, "long.csv"), i.csv(OG, "summary.csv"),
+    cells, tail, summary, m = (i.csv(OG, "cells.csv"), i.csv(OG, "averaging.csv"), i.csv(OG, "summary.csv"),
                                i.json(OG))
     mine = cells[cells["optimizer"] == ASGD]
     if mine.empty or mine["average_train_loss"].isna().all():
         return Drawn(None, "ASGD is not in this grid, or no ASGD cell kept its averaged weights.")
     best = summary.set_index("optimizer").loc[ASGD, "best_lr"]
-    epochs = long[long["optimizer"] == ASGD] if m["long_budget"]["ran"] else long.iloc[:0]
-    # A row per budget: the one-epoch search, then (where it ran) the longer budget's epochs.
-    fig, axes = plt.subplots(2 if len(epochs) else 1, len(MEASURES), figsize=size(s, rows=2.1 if len(epochs) else 1.1),
-                             squeeze=False)
+    rows = 2 if len(tail) else 1
+    fig, axes = plt.subplots(rows, len(MEASURES), figsize=size(s, rows=2.1 if len(tail) else 1.1), squeeze=False)
     for ax, (own, average, label) in zip(axes[0], MEASURES, strict=True):
         for weights, column in (("iterate", own), ("average", average)):
-            rows = mine[mine[column].notna()]
-            ax.scatter(rows["lr"], rows[column], s=12, color=WEIGHTS[weights], alpha=0.6, lw=0)
-            means = rows.groupby("lr")[column].mean()
+            at = mine[mine[column].notna()]
+            ax.scatter(at["lr"], at[column], s=12, color=WEIGHTS[weights], alpha=0.6, lw=0)
+            means = at.groupby("lr")[column].mean()
             ax.plot(means.index, means.to_numpy(), color=WEIGHTS[weights], lw=1.4, marker="o", ms=3, label=weights)
         if pd.notna(best):
             ax.axvline(best, color="0.3", ls=":", lw=1)
@@ -63,21 +68,29 @@ def asgd_average(i: View, p: FigureParams, s: Style) -> Drawn:
         ax.set_xscale("log")
         plain_log(ax.xaxis)
         ax.set(xlabel="ASGD's lr", ylabel=label, title=f"{label.split(' (')[0]} after {m['budget_steps']:,} steps")
-    for ax, (own, average, label) in zip(axes[1] if len(epochs) else [], MEASURES, strict=False):
-        for weights, column in (("iterate", own), ("average", average)):
-            band(ax, epochs, "epoch", column, WEIGHTS[weights], marker="o", ms=3, lw=1.4, label=weights)
+    run = m["averaging"]
+    for ax, (own, average, label) in zip(axes[1] if len(tail) else [], MEASURES, strict=False):
+        lrs = sorted(tail["lr"].unique())
+        for lr in lrs:
+            style = STYLES[1] if lr == run["best_lr"] else STYLES[0 if lr < run["best_lr"] else 2]
+            for weights, column in (("iterate", own), ("average", average)):
+                band(ax, tail[tail["lr"] == lr], "epoch", column, WEIGHTS[weights], marker="o", ms=3, lw=1.4,
+                     ls=style, label=f"{weights}, lr {lr:g}")
+        ax.axvline(run["t0"] / run["steps"] * run["epochs"], color="0.5", lw=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel=label,
-               title=f"{label.split(' (')[0]} per epoch of the longer budget, at lr {best:g}")
+        ax.set(xlabel="epoch", ylabel=label, title=f"{label.split(' (')[0]} per epoch, averaged from step "
+                                                   f"{run['t0']:,} (grey)")
     for ax in axes[:, 0]:  # the losses
         ax.set_yscale("log")
         plain_log(ax.yaxis)
     axes[0, 0].legend(fontsize="small")
+    if len(tail):
+        axes[1, 0].legend(fontsize="xx-small", ncol=2)
     fig.tight_layout()
-    return Drawn(fig, _measured(mine, epochs, best, m) + " " + FIRST_ORDER)
+    return Drawn(fig, _measured(mine, tail, best, m) + " " + FIRST_ORDER)
 
 
-def _measured(mine: pd.DataFrame, epochs: pd.DataFrame, best: float, m: dict) -> str:
+def _measured(mine: pd.DataFrame, tail: pd.DataFrame, best: float, m: dict) -> str:
     per_lr = mine.groupby("lr")[["train_loss", "average_train_loss", "test_accuracy", "average_test_accuracy"]].mean()
     better = per_lr.index[per_lr["average_train_loss"] < per_lr["train_loss"]]
     text = (f"After {m['budget_steps']:,} steps, mean over {plural(m['seeds'], 'seed')}, iterate against average: "
@@ -86,14 +99,23 @@ def _measured(mine: pd.DataFrame, epochs: pd.DataFrame, best: float, m: dict) ->
             + f". The average has the lower loss at {len(better)} of {len(per_lr)} lrs"
             + (f" ({', '.join(f'{v:g}' for v in better)})" if len(better) else "")
             + f"; ASGD is ranked by its average, at lr {best:g}. ")
-    if not len(epochs):
-        return text + (f"The longer budget ({m['long_budget']['epochs']} epochs) did not run in this profile "
-                       "(long_budget.enabled is false): no per-epoch panels.")
-    last = epochs[epochs["epoch"] == epochs["epoch"].max()][["train_loss", "average_train_loss", "test_accuracy",
-                                                            "average_test_accuracy"]].mean()
-    return text + (f"After {plural(int(epochs['epoch'].max()), 'epoch')} at lr {best:g}: loss "
-                   f"{last.train_loss:.4f} (iterate) against {last.average_train_loss:.4f} (average), test accuracy "
-                   f"{last.test_accuracy:.2%} against {last.average_test_accuracy:.2%}.")
+    run = m["averaging"]
+    if not len(tail):
+        return text + "The averaging runs did not run (ASGD is not in the grid, or diverged at every lr)."
+    end = _ends(tail).groupby("lr")[["train_loss", "average_train_loss", "test_accuracy",
+                                     "average_test_accuracy"]].mean()
+    wins = end.index[end["average_train_loss"] < end["train_loss"]]
+    return text + (f"The averaging runs ({run['epochs']} epochs at a constant lr, averaged from step {run['t0']:,} of "
+                   f"{run['steps']:,}, mean over {plural(run['seeds'], 'seed')}), iterate against average at the end: "
+                   + "; ".join(f"lr {lr:g}: loss {r.train_loss:.4f} against {r.average_train_loss:.4f}, test accuracy "
+                               f"{r.test_accuracy:.2%} against {r.average_test_accuracy:.2%}"
+                               for lr, r in end.iterrows())
+                   + f"; the average lower at {len(wins)} of {len(end)} lrs.")
+
+
+def _ends(tail: pd.DataFrame) -> pd.DataFrame:
+    """The averaging runs' last evaluation of each (lr, seed)."""
+    return tail.sort_values("epoch").groupby(["lr", "seed"], as_index=False).last()
 
 
 @claim("asgd_averaging_helps", kind=MEASURED, figure="ASGD average",
@@ -101,17 +123,16 @@ def _measured(mine: pd.DataFrame, epochs: pd.DataFrame, best: float, m: dict) ->
               "what its average is for: Polyak & Juditsky 1992",
        book="Averaged SGD, which the chapter offers to try beside L-BFGS, is worth it for its average: the running "
             "average of the iterates it returns trains better than the iterate it steps with.",
-       needs=(Need(OG, "cells.csv"),), uses=("tied_with_best",),
-       tolerance="(the iterate's training-set loss − the average's) / the iterate's, at ASGD's best lr by its "
-                 "average (picked again in every resample of the seeds), after the grid's budget. agrees: the "
-                 "average better by more than {tied_with_best:.0%}; partly: tied (within it); differs: worse by more")
+       needs=(Need(OG, "averaging.csv"),), uses=("tied_with_best",),
+       tolerance="(the iterate's training-set loss − the average's) / the iterate's, at the end of the averaging "
+                 "runs (a constant lr, the average over the tail of the run), at the lr of those runs where the "
+                 "average is best (picked again in every resample of the seeds). agrees: the average better by "
+                 "more than {tied_with_best:.0%}; partly: tied (within it); differs: worse by more")
 def asgd_averaging_helps(i: View, tol: float, near: float) -> Measured:
-    cells = i.csv(OG, "cells.csv")
-    mine = cells[(cells["optimizer"] == ASGD) & ~cells["diverged"].astype(bool)] if "average_train_loss" in cells \
-        else cells.iloc[:0]
-    units = mine[["seed", "lr", "train_loss", "average_train_loss"]].dropna()
+    tail = i.csv(OG, "averaging.csv")
+    units = _ends(tail)[["seed", "lr", "train_loss", "average_train_loss"]].dropna() if len(tail) else tail
     if units.empty:
-        return Measured("–", not_measured("no ASGD cell kept its averaged weights"))
+        return Measured("–", not_measured("the averaging runs did not run or kept no averaged weights"))
 
     def gain(u: pd.DataFrame) -> tuple[float, float]:
         lrs, at = np.unique(u["lr"].to_numpy(), return_inverse=True)
@@ -125,4 +146,5 @@ def asgd_averaging_helps(i: View, tol: float, near: float) -> Measured:
         return beyond_tie(g, near)
 
     g, lr = gain(units)
-    return resampled(f"at lr {lr:g}: the average's loss {-g:+.1%} against the iterate's", units, decide)
+    return resampled(f"at lr {lr:g}, after the averaging runs' tail: the average's loss {-g:+.1%} against the "
+                     "iterate's", units, decide)

@@ -22,13 +22,15 @@ SPLIT_NAMES = {"train": "training subset", "test": "test set"}
 @figure("extra-mode-connectivity",
         title="Mode connectivity: from one SGD solution to another, straight, aligned, and along a trained curve",
         needs=(Need(MC, "paths.csv"), Need(MC, "barriers.csv"), Need(MC, "solutions.csv"),
-               Need(MC, "matching.csv")),
+               Need(MC, "matching.csv"), Need(MC, "curve_epochs.csv")),
         shows="Between every pair (A, B) of SGD solutions trained from different seeds with one recipe: the loss on "
               "a fixed training subset (left) and the test accuracy (middle) against t on three paths, the straight "
               "line (1 − t) A + t B, the same line after B's hidden units are permuted to line up with A's (weight "
               "matching, Ainsworth et al. 2023), and a quadratic Bézier curve between A and B whose control point "
-              "was trained (Garipov et al. 2018); each the mean over pairs with the min–max band. Right: each pair's "
-              "barrier, the largest rise of the loss above the chord between the endpoints (Frankle et al. 2020). "
+              "was trained (Garipov et al. 2018); each the mean over pairs with the min–max band. Third: each pair's "
+              "barrier, the largest rise of the loss above the chord between the endpoints (Frankle et al. 2020), "
+              "beside the pair's own loss (dashed). Right: the curve's barrier after each epoch of its training, "
+              "which stops when an epoch no longer lowers it by the share `mode_connectivity.curve.min_decrease`. "
               "Fig 6-2's permutation symmetry says each solution is one of (256!)² equivalent networks: the "
               "straight line between two of them mixes hidden units that do different jobs, the aligned line does "
               "not.",
@@ -37,8 +39,9 @@ SPLIT_NAMES = {"train": "training subset", "test": "test set"}
              "symmetry of Fig 6-2. Beyond the book: minima from different seeds are then joined by paths of "
              "low loss, straight ones once the symmetry is undone (Entezari et al. 2022; Ainsworth et al. 2023), "
              "curved ones without it (Garipov et al. 2018; Draxler et al. 2018).",
-        notes="It trains one solution per seed of `mode_connectivity.seeds` with one recipe (the book's SGD, "
-              "batch 64, `mode_connectivity.epochs`), then for every pair walks from A to B three ways: the "
+        notes="It trains one solution per seed of `mode_connectivity.seeds` with the baseline's recipe (the "
+              "`baseline` section: the book's SGD, batch 64, 40 epochs; the baseline's own seed is the baseline "
+              "itself, read from its checkpoints), then for every pair walks from A to B three ways: the "
               "straight line, the line after B's hidden units are aligned to A's by weight matching (Ainsworth et"
               " al. 2023, Algorithm 1: one linear assignment per hidden layer, by coordinate descent), and a "
               "quadratic Bézier curve whose control point is trained by SGD with t drawn per mini-batch (Garipov "
@@ -54,7 +57,8 @@ def mode_connectivity(i: View, p: FigureParams, s: Style) -> Drawn:
     solutions, matching = i.csv(MC, "solutions.csv"), i.csv(MC, "matching.csv")
     colors = dict(zip(PATHS, sns.color_palette(n_colors=3), strict=True))
     n_pairs = barriers["pair"].nunique()
-    fig, axes = plt.subplots(1, 3, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.1, 1.1, 1]})
+    curve_epochs = i.csv(MC, "curve_epochs.csv")
+    fig, axes = plt.subplots(1, 4, figsize=size(s, rows=1.1), gridspec_kw={"width_ratios": [1.1, 1.1, 1, 0.9]})
     for ax, split, what, k, ylabel in ((axes[0], "train", "loss", 1, "loss (cross-entropy, nats)"),
                                        (axes[1], "test", "accuracy", 100, "test accuracy (%)")):
         rows = paths[paths["split"] == split]
@@ -84,10 +88,21 @@ def mode_connectivity(i: View, p: FigureParams, s: Style) -> Drawn:
                         va="bottom", fontsize="xx-small")
     ax.set_xticks(np.arange(len(pairs)), [pr.replace("seed_", "").replace("~", "–") for pr in pairs],
                   fontsize="small")
+    own = train[train["path"] == "linear"].set_index("pair")["endpoint_loss"].reindex(pairs).to_numpy()
+    ax.hlines(own, np.arange(len(pairs)) - 0.45, np.arange(len(pairs)) + 0.45, colors="k", linestyles="--", lw=1,
+              label="pair's own loss")
     ax.set(xlabel="pair of solutions (seeds)", ylabel="barrier on the training subset (nats)",
            title="barrier per pair")
     ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # headroom for the legend above the bars
-    ax.legend(fontsize="x-small", loc="upper center", ncol=len(PATHS))
+    ax.legend(fontsize="x-small", loc="upper center", ncol=2)
+
+    ax = axes[3]
+    for pair, rows in curve_epochs.groupby("pair", sort=False):
+        ax.plot(rows["epoch"], rows["barrier"], marker="o", ms=3, lw=1.2,
+                label=pair.replace("seed_", "").replace("~", "–"))
+    ax.set(xlabel="curve training epoch", ylabel="curve barrier, training subset (nats)",
+           title="the curve's training")
+    ax.legend(fontsize="x-small", title="pair", title_fontsize="x-small")
     fig.tight_layout()
 
     def mean_range(split: str, name: str) -> str:
@@ -95,6 +110,7 @@ def mode_connectivity(i: View, p: FigureParams, s: Style) -> Drawn:
         return f"{name} {h.mean():.3f} ({h.min():.3f}–{h.max():.3f})"
 
     moved = matching[matching["units"] > 0]
+    runs = curve_epochs.groupby("pair")["epoch"].max()
     measured = (f"{len(solutions)} solutions ({int(solutions['steps'].max()):,} SGD steps each, "
                 f"{int(solutions['diverged'].sum())} diverged; test accuracy "
                 f"{100 * solutions['test_accuracy'].min():.2f}–{100 * solutions['test_accuracy'].max():.2f}%, "
@@ -102,6 +118,9 @@ def mode_connectivity(i: View, p: FigureParams, s: Style) -> Drawn:
                 f"{n_pairs} pairs. Barrier on the training subset, mean (min–max) over pairs: "
                 + ", ".join(mean_range("train", n) for n in PATHS) + "; on the test set: "
                 + ", ".join(mean_range("test", n) for n in PATHS)
+                + f"; the pairs' own training-subset loss {train['endpoint_loss'].min():.3f}–"
+                f"{train['endpoint_loss'].max():.3f}. The curves trained {int(runs.min())}–{int(runs.max())} "
+                "epochs until their barrier stopped falling"
                 + (f". Weight matching moved {moved['units_moved'].mean():.0f} of {int(moved['units'].iloc[0])} "
                    "units a hidden layer on average." if len(moved) else "."))
     return Drawn(fig, measured, _table(barriers))
@@ -115,11 +134,13 @@ def _table(barriers: pd.DataFrame) -> pd.DataFrame:
 
 
 def barrier_pairs(i: View) -> pd.DataFrame:
-    """Per pair of solutions, the training-subset barrier of each path (columns linear, aligned, curve)."""
+    """Per pair of solutions, the training-subset barrier of each path (columns linear, aligned, curve) and
+    the pair's own loss (`endpoint_loss`, the mean of its endpoints'), the scale a barrier is read against."""
     rows = i.csv(MC, "barriers.csv")
     rows = rows[rows["split"] == "train"]
-    return rows.pivot_table(index="pair", columns="path", values="barrier", sort=False, dropna=False).reindex(
+    wide = rows.pivot_table(index="pair", columns="path", values="barrier", sort=False, dropna=False).reindex(
         columns=["linear", "aligned", "curve"])
+    return wide.assign(endpoint_loss=rows[rows["path"] == "linear"].set_index("pair")["endpoint_loss"])
 
 
 def _pairs(i: View) -> pd.DataFrame:
@@ -134,7 +155,8 @@ def _pairs(i: View) -> pd.DataFrame:
             "symmetry undone, SGD solutions are linearly connected, as Entezari et al. conjecture).",
        needs=(Need(MC, "barriers.csv"),), uses=("near_zero_barrier",),
        tolerance="barriers on the training subset, per pair of solutions. agrees: the aligned barrier near zero "
-                 "(<= {near_zero_barrier:g} nats) on every pair; partly: below the raw barrier on every pair but "
+                 "(<= {near_zero_barrier:g} x the pair's own loss, its endpoints' mean) on every pair; partly: below "
+                 "the raw barrier on every pair but "
                  "not near zero, or near zero on some; differs: below the raw barrier on no pair")
 def weight_matching_lowers(i: View, tol: float, near_zero: float) -> Measured:
     units = _pairs(i)
@@ -142,15 +164,15 @@ def weight_matching_lowers(i: View, tol: float, near_zero: float) -> Measured:
     def decide(u: pd.DataFrame) -> Decision:
         if u.empty or u["aligned"].isna().all():
             return not_measured("no pair of solutions was aligned")
-        near, lower = u["aligned"] <= near_zero, u["aligned"] < u["linear"]
+        near, lower = u["aligned"] <= near_zero * u["endpoint_loss"], u["aligned"] < u["linear"]
         return graded(bool(near.all()), bool(lower.all() or near.any()) and bool(lower.any()),
-                      float(u["aligned"].max()), (near_zero,))
+                      float((u["aligned"] / u["endpoint_loss"]).max()), (near_zero,))
 
     lower = units["aligned"] < units["linear"]
-    return resampled("aligned / raw barrier per pair: " + ", ".join(
-        f"{r.pair} {r.aligned:.3f} / {r.linear:.3f}" for r in units.itertuples())
-        + f"; lower on {int(lower.sum())} of {len(units)}, near zero on {int((units['aligned'] <= near_zero).sum())}",
-        units, decide, unit="pair")
+    return resampled("aligned / raw barrier per pair (nats; the pair's own loss): " + ", ".join(
+        f"{r.pair} {r.aligned:.3f} / {r.linear:.3f} ({r.endpoint_loss:.3f})" for r in units.itertuples())
+        + f"; lower on {int(lower.sum())} of {len(units)}, near zero on "
+        f"{int((units['aligned'] <= near_zero * units['endpoint_loss']).sum())}", units, decide, unit="pair")
 
 
 @claim("curve_connects_minima", kind=MEASURED, figure="Mode connectivity",
@@ -160,7 +182,8 @@ def weight_matching_lowers(i: View, tol: float, near_zero: float) -> Measured:
             "barrier near zero.",
        needs=(Need(MC, "barriers.csv"),), uses=("near_zero_barrier",),
        tolerance="barriers on the training subset, per pair of solutions. agrees: the curve's barrier near zero "
-                 "(<= {near_zero_barrier:g} nats) on every pair; partly: not so, but below the straight line's "
+                 "(<= {near_zero_barrier:g} x the pair's own loss, its endpoints' mean) on every pair; partly: not "
+                 "so, but below the straight line's "
                  "barrier on some pairs; differs: below it on no pair")
 def curve_connects(i: View, tol: float, near_zero: float) -> Measured:
     units = _pairs(i)
@@ -168,12 +191,14 @@ def curve_connects(i: View, tol: float, near_zero: float) -> Measured:
     def decide(u: pd.DataFrame) -> Decision:
         if u.empty or u["curve"].isna().all():
             return not_measured("no curve was trained")
-        return graded(bool((u["curve"] <= near_zero).all()), bool((u["curve"] < u["linear"]).any()),
-                      float(u["curve"].max()), (near_zero,))
+        return graded(bool((u["curve"] <= near_zero * u["endpoint_loss"]).all()),
+                      bool((u["curve"] < u["linear"]).any()), float((u["curve"] / u["endpoint_loss"]).max()),
+                      (near_zero,))
 
-    return resampled("curve / straight-line barrier per pair (nats): " + ", ".join(
-        f"{r.pair} {r.curve:.3f} / {r.linear:.3f}" for r in units.itertuples())
-        + f"; near zero on {int((units['curve'] <= near_zero).sum())} of {len(units)}, below the line on "
+    return resampled("curve / straight-line barrier per pair (nats; the pair's own loss): " + ", ".join(
+        f"{r.pair} {r.curve:.3f} / {r.linear:.3f} ({r.endpoint_loss:.3f})" for r in units.itertuples())
+        + f"; near zero on {int((units['curve'] <= near_zero * units['endpoint_loss']).sum())} of {len(units)}, "
+        "below the line on "
         f"{int((units['curve'] < units['linear']).sum())}", units, decide, unit="pair")
 
 
