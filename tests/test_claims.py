@@ -472,12 +472,13 @@ PAIRS = (("seed_0", "seed_1"), ("seed_0", "seed_2"), ("seed_1", "seed_2"))
 def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Sequence[float] = (0.03, 0.04, 0.035),
                       curve: Sequence[float] = (0.03, 0.04, 0.035), dip: dict[tuple[str, str], float] | None = None,
                       test_accuracy: Sequence[float] = (0.975, 0.977, 0.976),
-                      diverged: Sequence[bool] = (False, False, False)) -> Data:
+                      diverged: Sequence[bool] = (False, False, False), curve_epochs: int = 3) -> Data:
     """mode_connectivity's barriers.csv for 3 pairs (training-subset barrier per path and pair; the test set's
     5% higher; every pair's own loss 0.3, so "near zero" is 0.167 x 0.3 = 0.05 nats), and its Fig 6-3 lines
     from 3 solutions to their own inits (the book's shape; `dip` per
     (solution, split)) in the interpolate stage's columns plus theta_opt; solutions.csv, the 3 solutions' test
-    accuracies `test_accuracy` and training accuracies 1 point above them (as measured after 5 epochs)."""
+    accuracies `test_accuracy` and training accuracies 1 point above them (as measured after 5 epochs); its
+    summary.json, each curve trained `curve_epochs` of its cap of 6."""
     rows = []
     for k, (a, b) in enumerate(PAIRS):
         for path, heights in (("linear", linear), ("aligned", aligned), ("curve", curve)):
@@ -498,6 +499,8 @@ def mode_connectivity(linear: Sequence[float] = (0.52, 0.61, 0.57), aligned: Seq
                               for k, (sol, acc, bad) in enumerate(zip([f"seed_{k}" for k in range(len(diverged))],
                                                                       test_accuracy, diverged, strict=True))])
     return {("mode_connectivity", "barriers.csv"): pd.DataFrame(rows),
+            ("mode_connectivity", "summary.json"): {"curve_max_epochs": 6, "curve_epochs_run": {
+                f"{a}~{b}": curve_epochs for a, b in PAIRS}},
             ("mode_connectivity", "solutions.csv"): solutions,
             ("mode_connectivity", "interpolation_path.csv"): pd.concat(frames, ignore_index=True),
             ("mode_connectivity", "interpolation_summary.csv"): pd.concat(summaries, ignore_index=True)}
@@ -1177,6 +1180,19 @@ def test_claim_reaches_the_verdict(tmp_path: Path, claim_id: str, expected: str,
         assert row["note"], "an inconclusive or unmeasured verdict says why"
     if claim_id in FIXED and expected != NOT_MEASURED:
         assert row["p_verdict"] == 1.0
+
+
+@pytest.mark.parametrize(("curve", "epochs", "expected"), [
+    ((0.21, 0.25, 0.23), 6, INCONCLUSIVE), ((0.21, 0.25, 0.23), 5, PARTLY), ((0.03, 0.04, 0.035), 6, AGREES)])
+def test_a_curve_trained_to_its_cap_leaves_a_verdict_short_of_agrees_inconclusive(
+        tmp_path: Path, curve: tuple[float, ...], epochs: int, expected: str) -> None:
+    """More epochs can only lower a curve's barrier: a curve stopped by its cap (6 here), not by its barrier
+    ceasing to fall, cannot settle "partly", while a near-zero barrier already agrees."""
+    data = copy.deepcopy(BOOK)
+    replace(mode_connectivity(curve=curve, curve_epochs=epochs))(data)
+    row = verdict("curve_connects_minima", data, tmp_path)
+    assert row["verdict"] == expected, (row["measured"], row["note"])
+    assert ("cap of 6 epochs" in row["note"]) is (expected == INCONCLUSIVE)
 
 
 def test_every_claim_has_a_fixture_for_every_outcome() -> None:

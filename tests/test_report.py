@@ -484,6 +484,8 @@ def write_mode_connectivity(folder: Path) -> None:
     pd.DataFrame([{"pair": pair, "epoch": e, "step": 938 * e, "barrier": 0.1 / e} for pair in
                   ("seed_0~seed_1", "seed_0~seed_2", "seed_1~seed_2") for e in (1, 2, 3)]).to_csv(
         folder / "curve_epochs.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({"curve_max_epochs": 6, "curve_epochs_run": {
+        pair: 3 for pair in ("seed_0~seed_1", "seed_0~seed_2", "seed_1~seed_2")}}))
     alphas = alpha_grid(-2.0, 2.0, 0.05)
     bowl = np.exp(-alphas**2 / 0.18)
     lines, summaries = [], []

@@ -9,8 +9,8 @@ import seaborn as sns
 
 from beyond_gd.report.artifacts import Need, View
 from beyond_gd.report.claims import at_most, graded
-from beyond_gd.report.registry import (MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure, not_measured,
-                                       resampled)
+from beyond_gd.report.registry import (AGREES, MEASURED, Decision, Drawn, FigureParams, Measured, claim, figure,
+                                       not_measured, resampled)
 from beyond_gd.report.style import Style, size
 
 MC = "mode_connectivity"
@@ -180,11 +180,13 @@ def weight_matching_lowers(i: View, tol: float, near_zero: float) -> Measured:
        book="Two solutions trained from different seeds are joined by a simple curve (a quadratic Bézier curve "
             "with one trained control point) along which the training loss stays near that of the endpoints: a "
             "barrier near zero.",
-       needs=(Need(MC, "barriers.csv"),), uses=("near_zero_barrier",),
+       needs=(Need(MC, "barriers.csv"), Need(MC, "summary.json")), uses=("near_zero_barrier",),
        tolerance="barriers on the training subset, per pair of solutions. agrees: the curve's barrier near zero "
                  "(<= {near_zero_barrier:g} x the pair's own loss, its endpoints' mean) on every pair; partly: not "
                  "so, but below the straight line's "
-                 "barrier on some pairs; differs: below it on no pair")
+                 "barrier on some pairs; differs: below it on no pair. A curve that trained to its epoch cap (its "
+                 "barrier still falling, or not known to have stopped) leaves any verdict short of agrees "
+                 "inconclusive: more training can only lower its barrier")
 def curve_connects(i: View, tol: float, near_zero: float) -> Measured:
     units = _pairs(i)
 
@@ -195,11 +197,17 @@ def curve_connects(i: View, tol: float, near_zero: float) -> Measured:
                       bool((u["curve"] < u["linear"]).any()), float((u["curve"] / u["endpoint_loss"]).max()),
                       (near_zero,))
 
+    run = i.json(MC)
+    capped = sorted(p for p, e in run["curve_epochs_run"].items() if e >= run["curve_max_epochs"])
+    caveat = (f"the curves of {len(capped)} of {len(units)} pairs trained to the cap of {run['curve_max_epochs']} "
+              "epochs before their barrier was seen to stop falling: more epochs (the thorough profile's 20) would "
+              "settle it"
+              if capped and decide(units).verdict != AGREES else "")
     return resampled("curve / straight-line barrier per pair (nats; the pair's own loss): " + ", ".join(
         f"{r.pair} {r.curve:.3f} / {r.linear:.3f} ({r.endpoint_loss:.3f})" for r in units.itertuples())
         + f"; near zero on {int((units['curve'] <= near_zero * units['endpoint_loss']).sum())} of {len(units)}, "
         "below the line on "
-        f"{int((units['curve'] < units['linear']).sum())}", units, decide, unit="pair")
+        f"{int((units['curve'] < units['linear']).sum())}", units, decide, unit="pair", caveat=caveat)
 
 
 @claim("minima_about_as_good_as_global", kind=MEASURED, figure="Mode connectivity",
