@@ -342,8 +342,8 @@ def test_grid_records_a_diverging_cell_and_goes_on(tmp_path: Path, mnist_root: P
     assert {"optimizer", "lr", "seed", "epoch", "test_accuracy", "train_loss"} <= set(epochs.columns)
     assert result.metrics["diverged_cells"] == 2 and result.summary["cells"] == 6
     assert len(result.tables["curves/sgd_momentum.csv"]) == 12
-    assert result.outputs() == ["steps.csv", "epochs.csv", "cells.csv", "summary.csv", "long.csv", "curves", "cells",
-                                "metrics.json", "summary.json"]
+    assert result.outputs() == ["steps.csv", "epochs.csv", "cells.csv", "summary.csv", "long.csv", "averaging.csv",
+                                "curves", "cells", "metrics.json", "summary.json"]
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     children = mlflow.search_runs(experiment_names=["beyond-gd/test_study"], output_format="list",

@@ -99,23 +99,13 @@ def test_outputs_are_the_stage_outputs_and_survive_the_files(result, tmp_path: P
      "optimizer_toys.plateau.optimizers: 'adamw' is not in the optimizers section"),
     (lambda p: p["optimizer_toys"]["plateau"]["surface"].update(bowl_x=0.5), "optimizer_toys.plateau.surface.bowl_x:"),
     (lambda p: p["optimizer_toys"]["plateau"].update(max_steps=0), "optimizer_toys.plateau.max_steps:"),
-])
-def test_bad_params_name_the_key(edit, message: str) -> None:
-    params = composed()
-    edit(params)
-    with pytest.raises(ConfigError) as err:
-        load(params, optimizer_toys.Config)
-    assert str(err.value).startswith(message), err.value
-
-
-@pytest.mark.parametrize(("edit", "message"), [
     # An optimizer with no plateau rule, and an entry whose arguments the rule does not have.
     (lambda p: p["optimizer_toys"]["plateau"].update(optimizers=["adagrad", "adam"]),
      "optimizers.adam: torch.optim.Adam has no plateau rule"),
     (lambda p: p["optimizers"]["rmsprop"].update(momentum=0.9), "optimizers.rmsprop.momentum: the plateau's rmsprop"),
     (lambda p: p["optimizers"]["adagrad"].update(weight_decay=0.1), "optimizers.adagrad.weight_decay:"),
 ])
-def test_an_optimizer_the_plateau_cannot_run_is_one_line_at_load(edit, message: str) -> None:
+def test_bad_params_name_the_key(edit, message: str) -> None:
     params = composed()
     edit(params)
     with pytest.raises(ConfigError) as err:

@@ -484,8 +484,6 @@ def write_mode_connectivity(folder: Path) -> None:
     pd.DataFrame([{"pair": pair, "epoch": e, "step": 938 * e, "barrier": 0.1 / e} for pair in
                   ("seed_0~seed_1", "seed_0~seed_2", "seed_1~seed_2") for e in (1, 2, 3)]).to_csv(
         folder / "curve_epochs.csv", index=False)
-    (folder / "summary.json").write_text(json.dumps({"curve_max_epochs": 6, "curve_epochs_run": {
-        pair: 3 for pair in ("seed_0~seed_1", "seed_0~seed_2", "seed_1~seed_2")}}))
     alphas = alpha_grid(-2.0, 2.0, 0.05)
     bowl = np.exp(-alphas**2 / 0.18)
     lines, summaries = [], []
@@ -500,7 +498,9 @@ def write_mode_connectivity(folder: Path) -> None:
                               "theta_opt": label})
     pd.concat(lines, ignore_index=True).to_csv(folder / "interpolation_path.csv", index=False)
     pd.DataFrame(summaries).to_csv(folder / "interpolation_summary.csv", index=False)
-    (folder / "summary.json").write_text(json.dumps({"solutions": 3, "pairs": 3}))
+    (folder / "summary.json").write_text(json.dumps({"solutions": 3, "pairs": 3, "curve_max_epochs": 6,
+                                                     "curve_epochs_run": {pair: 3 for pair in (
+                                                         "seed_0~seed_1", "seed_0~seed_2", "seed_1~seed_2")}}))
     record(folder, "mode_connectivity")
 def write_edge_of_stability(folder: Path) -> None:
     """edge_of_stability's curves.csv, runs.csv and summary.json: GD at lr 0.2 and 0.4 sharpening to 2/lr and
