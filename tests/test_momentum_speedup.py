@@ -96,6 +96,7 @@ def test_the_stage_censors_never_reached_runs_at_their_setups_cap(fake_mnist_roo
         median = measures.km_median(mine["steps_or_cap"].to_numpy(), mine["reached"].to_numpy(dtype=bool))
         assert (math.isnan(median) and math.isnan(r.km_median)) or median == r.km_median
         assert r.stall_rate == pytest.approx(1 - mine["reached"].mean())
-    assert result.metrics["stall_rate"]["pytorch"]["sgd"] == summary.set_index(["setup", "optimizer"]).loc[
+    assert result.summary["setups"]["pytorch"]["sgd"]["stall_rate"] == summary.set_index(["setup", "optimizer"]).loc[
         ("pytorch", "sgd"), "stall_rate"]
+    assert set(result.metrics) == {"speedup", "km_speedup"}
     assert set(result.summary["max_steps"]) == set(cfg.momentum_speedup.setups)
