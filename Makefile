@@ -41,11 +41,15 @@ lock: $(VENV)/.synced  ## re-resolve requirements.lock from pyproject.toml (afte
 repro: setup        ## install, then run the whole pipeline
 	dvc repro
 
-test: setup         ## install, then run every test (the smoke pipeline included)
-	pytest
+# pytest-xdist: one worker per core, each test file on one worker (a file's module fixtures are built once),
+# the files in collection order, which puts the workflows' real pipeline first (tests/conftest.py).
+XDIST := -n auto --dist loadfile --no-loadscope-reorder
+
+test: setup         ## install, then run every test (the smoke pipeline included), a worker per core
+	pytest $(XDIST)
 
 test-fast: setup    ## the tests that take seconds (no real-data stages)
-	pytest -m "not slow"
+	pytest $(XDIST) -m "not slow"
 
 params: setup       ## recompose params.yaml from conf/ (as `dvc exp run` does); OVERRIDES="profile=smoke"
 	python -m beyond_gd.compose $(OVERRIDES)
@@ -53,7 +57,8 @@ params: setup       ## recompose params.yaml from conf/ (as `dvc exp run` does);
 pipeline: setup     ## rewrite dvc.yaml, docs/stages.md and the chapter map from the declarations and registries
 	python -m beyond_gd.pipeline
 
-bench: setup        ## training throughput: the one loop vs the book's DataLoader loop, and vs the matmul peak
+bench: setup        ## where the last reproduction's time went per stage, then the training loop's throughput vs the matmul peak
+	beyond-gd costs
 	python benchmarks/train_throughput.py
 
 exps: setup         ## experiments side by side: one line per param or metric that differs, one column per experiment

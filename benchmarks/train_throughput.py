@@ -23,6 +23,7 @@ from torchvision.datasets import MNIST
 from torchvision.transforms import ToTensor
 
 from beyond_gd.config import load, load_params
+from beyond_gd.costs import matmul_peak
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.model import build_model
 from beyond_gd.runtime import seed_everything
@@ -55,17 +56,6 @@ def pipeline_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, root
     train(model, optimizer, x, y, batch_size=cfg.baseline.batch_size, seed=cfg.baseline.seed, max_steps=steps,
           divergence_loss=cfg.baseline.divergence_loss)
     return steps * cfg.baseline.batch_size / (time.perf_counter() - start)
-
-
-def matmul_peak(n: int = 1024, repeats: int = 20) -> float:
-    """FLOP/s of an n x n float32 matmul, the best of `repeats`."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def main() -> None:

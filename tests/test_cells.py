@@ -227,7 +227,7 @@ def test_a_job_logs_each_param_once_names_its_stage_run_and_writes_what_runs_her
     # The in-process runner writes the same artifact, but for the runs' ids (it opens none) and measured time.
     here = run_cells_here([one], fake_mnist_root, tmp_path / "here")[0]
     facts = {"mlflow_run_id", "parent_run_id", "pid", "started_at", "finished_at", "wall_seconds",
-             "train_seconds", "seconds_to_target"}
+             "train_seconds", "cpu_seconds", "seconds_to_target"}
     assert list(here.result) == list(result)
     assert {k: v for k, v in here.result.items() if k not in facts} == {k: v for k, v in result.items() if k not in facts}
     assert here.result["mlflow_run_id"] is None and here.result["parent_run_id"] is None
@@ -262,6 +262,37 @@ def child_runs(parent_id: str) -> list[mlflow.entities.Run]:
                               filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
 
 
+def test_cells_are_dispatched_longest_first_to_as_many_jobs_as_the_usable_cores_hold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The longest cell goes first (ties keep the study's order) so the last worker does not run it alone;
+    joblib's n_jobs null becomes the cores of this process's affinity over the threads per job."""
+    import beyond_gd.launch as L
+
+    dispatched: list[str] = []
+    monkeypatch.setattr(L, "_run_launcher", lambda ids, *_: dispatched.extend(ids))
+    monkeypatch.setattr(L, "read_cell", lambda folder, c, reused=False: c.id)
+    cells = [cell(id="short", max_steps=100), cell(id="long", max_steps=300), cell(id="tie", max_steps=100),
+             cell(id="eval", max_steps=100, eval_every=1, eval_batch_size=256, train_images=None)]
+    for c in cells[:3]:  # short and tie: the same budget, no evaluation (a tie)
+        c.eval_every = None
+    job = JobContext({"device": "cpu"}, 2)
+    for cores, threads, jobs in [(range(16), 2, 8), (range(16), 1, 16), ({0}, 2, 1)]:
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid, c=cores: set(c), raising=False)
+        launcher = LauncherConfig("joblib", threads, {"n_jobs": None, "batch_size": 1})
+        assert L.launch_settings(launcher) == {"n_jobs": jobs, "batch_size": 1}
+        assert L.launch_settings(LauncherConfig("joblib", threads, {"n_jobs": 3}))["n_jobs"] == 3  # as set
+        assert L.launch_settings(LauncherConfig("submitit_local", threads, {"timeout_min": 1})) == {"timeout_min": 1}
+    dispatched.clear()
+    assert launch(cells, tmp_path / "sweep", launcher, job) == ["short", "long", "tie", "eval"]  # as given
+    assert dispatched == ["eval", "long", "short", "tie"]  # an evaluation of 70,000 images outweighs 200 steps
+    app = json.loads(json.dumps(__import__("yaml").safe_load((tmp_path / "sweep/conf/cell_app.yaml").read_text())))
+    assert app["hydra"]["launcher"]["n_jobs"] == 1
+    assert L.planned_work(cells[1]) == 3 * L.planned_work(cells[0]) == 300 * 64 * 3
+    assert L.planned_work(cells[3]) == 100 * 64 * 3 + 70_000  # the budget ends within the first epoch
+    three = cell(max_steps=2 * 938 + 1, eval_every=2, train_images=None)  # ends at epochs 2 and 3 evaluate
+    assert L.planned_work(three) == three.max_steps * 64 * 3 + 2 * 70_000
+
+
 @pytest.mark.slow
 def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path, mnist_root: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,9 +309,10 @@ def test_joblib_runs_cells_in_parallel_processes_nested_in_mlflow(tmp_path: Path
     assert max(a["started_at"], b["started_at"]) < min(a["finished_at"], b["finished_at"])
     assert all(len(o.steps) == 300 and not o.result["diverged"] for o in outputs)
     assert all(o.result["parent_run_id"] == parent_id for o in outputs)
-    # Each cell's own config, as Hydra recorded it for its job.
-    recorded = (tmp_path / "cells" / "tiny-s1" / ".hydra" / "config.yaml").read_text()
+    # Each cell's own config, as the launch wrote it for Hydra; no `.hydra/` record per job beside it.
+    recorded = (tmp_path / "cells" / "conf" / "cell" / "tiny-s1.yaml").read_text()
     assert "id: tiny-s1" in recorded and "seed: 1" in recorded
+    assert not (tmp_path / "cells" / "tiny-s1" / ".hydra").exists()
 
     runs = child_runs(parent_id)
     assert sorted(r.data.tags["cell"] for r in runs) == ["tiny-s0", "tiny-s1"]

@@ -43,10 +43,12 @@ def test_one_name_per_stage_section_conf_group_and_folder() -> None:
 
 def test_smoke_profile_shrinks_the_work_not_the_model_or_data() -> None:
     """Every stage that reads MNIST trains or evaluates on it: the smoke profile shrinks each of them (CI runs
-    it whole), and changes no shared section."""
+    it whole), and changes no shared section but the torch threads (one per stage: the tests run beside
+    each other)."""
     book, smoke = composed(), composed("profile=smoke")
     assert smoke["baseline"]["max_steps"] and smoke["baseline"]["max_steps"] < 1000
-    differing = {k for k in book if book[k] != smoke[k]}
+    assert smoke["runtime"] == {**book["runtime"], "threads": 1}
+    differing = {k for k in book if book[k] != smoke[k]} - {"runtime"}
     reads_mnist = {name for name, stage in STAGES.items() if "mnist" in stage.inputs}
     assert reads_mnist <= differing <= set(STAGES) - {"mnist"}, sorted(reads_mnist - differing)
     assert smoke["baseline"]["batch_size"] == book["baseline"]["batch_size"]

@@ -116,7 +116,7 @@ def test_a_figure_whose_data_did_not_run_is_listed_not_drawn(tmp_path: Path, mon
         built = build.build(out, drawing, artifacts, {}, {}, VerdictRules(1, 0, 0.9, 1.0), {"git commit": "test"})
     assert [f.name for f in built.figures] == [shown.name]
     assert [f.name for f in built.not_drawn] == [absent.name]
-    assert {p.stem for p in (out / "figures").iterdir()} == {shown.name}
+    assert {p.stem for p in (out / "figures").iterdir()} == {shown.name, Path(build.DRAWN).stem}  # and the record
     page, readme = (out / "index.html").read_text(), (out / "README.md").read_text()
     for text in (page, readme):
         assert absent.title in text and "Not drawn:" in text and "long_budget.enabled is false" in text

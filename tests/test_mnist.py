@@ -190,5 +190,8 @@ def test_real_files_verify_and_load_in_torchvision(mnist_root: Path, tmp_path: P
     # The study, with the real checksums, copies them into a root of the same layout.
     cfg = config(mnist_study.Config, "mnist.sources=[local]", f"mnist.local_dir={mnist_root / 'MNIST' / 'raw'}")
     write(mnist_study.run(cfg, Inputs(workdir=tmp_path)), tmp_path / "mnist")
-    x, y = mnist.load_tensors(tmp_path / "mnist", train=False, device=torch.device("cpu"))
-    assert x.shape == (10000, 784) and torch.equal(y, test.targets)
+    # The loader decodes the raw files itself: the same tensors as torchvision's dataset, both splits.
+    for split, ds in ((True, train), (False, test)):
+        x, y = mnist.load_tensors(tmp_path / "mnist", train=split, device=torch.device("cpu"))
+        assert x.shape == (len(ds), 784) and x.dtype == torch.float32 and y.dtype == ds.targets.dtype
+        assert torch.equal(x, ds.data.reshape(len(ds), -1).float().div(255)) and torch.equal(y, ds.targets)

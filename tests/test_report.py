@@ -635,7 +635,7 @@ def built(upstream: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPa
 @pytest.mark.slow
 def test_every_figure_is_a_valid_nonempty_image(built: Path) -> None:
     formats = REPORT["style"]["formats"]
-    expected = {f"{spec.name}.{fmt}" for spec in FIGURES for fmt in formats}
+    expected = {f"{spec.name}.{fmt}" for spec in FIGURES for fmt in formats} | {report_build.DRAWN}
     assert {p.name for p in (built / "figures").iterdir()} == expected
     for spec in FIGURES:
         assert re.fullmatch(r"(fig6-\d\d|extra)-[a-z0-9-]+", spec.name), spec.name
@@ -666,6 +666,53 @@ def test_figures_do_not_depend_on_how_many_are_drawn_at_once(built: Path, upstre
             for fmt in cfg.style.formats:
                 name = f"figures/{spec.name}.{fmt}"
                 assert (tmp_path / name).read_bytes() == (built / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_rerun_redraws_only_the_figures_whose_inputs_or_style_changed(
+        built: Path, upstream: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Each figure's key (its inputs' bytes, style, params, code) is in figures/drawn.json: a re-run keeps a
+    figure whose key is unchanged (its files, text and table exactly the last run's) and draws the others."""
+    root, params = upstream
+    cfg = load(params, report_study.Config).report
+    last = json.loads((built / "figures" / report_build.DRAWN).read_text())
+    assert set(last) == {spec.name for spec in FIGURES}
+
+    def redraw(data: Path, style: Any, name: str) -> tuple[int, dict[str, Any]]:
+        folder = tmp_path / name
+        folder.mkdir()
+        with report_build.Drawing(folder, Artifacts({n: data / n for n in ARTIFACTS}), style, cfg.figures, 1,
+                                  built / "figures") as drawing:
+            drawing.results()
+        return drawing.redrawn, json.loads((folder / "figures" / report_build.DRAWN).read_text())
+
+    assert redraw(root / "data", cfg.style, "same") == (0, last)  # nothing changed: every figure kept as it was
+    for entry in last.values():
+        for path in entry["files"].values():
+            assert (tmp_path / "same" / path).read_bytes() == (built / path).read_bytes(), path
+    # One input changed: only the figures that read it are drawn again.
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    walks = pd.read_csv(data / "random_walk" / "std.csv")
+    walks.iloc[0, -1] *= 1.5
+    walks.to_csv(data / "random_walk" / "std.csv", index=False)
+    readers = [spec.name for spec in FIGURES if any(n.artifact == "random_walk" and n.file == "std.csv"
+                                                    for n in spec.needs)]
+    count, record = redraw(data, cfg.style, "input")
+    assert readers and count == len(readers)
+    assert [name for name in last if record[name]["key"] != last[name]["key"]] == readers
+    # A style change (every figure's pixels): everything is drawn again.
+    assert redraw(root / "data", dataclasses.replace(cfg.style, dpi=cfg.style.dpi + 10), "style")[0] == len(FIGURES)
+    # The stage itself keeps the figures of its output folder as the last run left it.
+    out = tmp_path / "reports"
+    shutil.copytree(built, out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        mp.chdir(tmp_path)
+        result = execute(STAGE, stage_args(root / "data", root / "params.yaml", out))
+    assert "(0 drawn" in result.lines[0], result.lines[0]
+    assert (out / "README.md").read_text().split("## Provenance")[0] == (built / "README.md").read_text().split(
+        "## Provenance")[0]
 
 
 class _Links(HTMLParser):

@@ -20,6 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from beyond_gd import tracking
+from beyond_gd.costs import PARTS
 from beyond_gd.pipeline import declared
 from beyond_gd.stage import UNDER_DVC, Stage, execute, main, undeclared, write
 from beyond_gd.study import Inputs, Result
@@ -95,6 +96,12 @@ def test_outputs_tagged_run_and_same_bytes_on_the_same_seed(tmp_path: Path) -> N
     record = json.loads((folders[0] / "run.json").read_text())
     run = MlflowClient().get_run(record["mlflow_run_id"])
     assert record["mlflow_experiment"] == "beyond-gd/random_walk" and run.info.status == "FINISHED"
+    # Where its time went (beyond_gd.costs): each part in order, within the MLflow run's span but its start.
+    timing = record["timing"]
+    assert list(timing["seconds"]) == list(PARTS) and all(v >= 0 for v in timing["seconds"].values())
+    assert timing["started_at"] + sum(timing["seconds"].values()) == pytest.approx(timing["ended_at"])
+    assert run.info.start_time / 1000 - 1 <= timing["ended_at"] <= run.info.end_time / 1000 + 1
+    assert timing["cpu_seconds"]["self"] > 0
     assert run.data.tags["device"] == "cpu" and run.data.tags["dvc_stage"] == "random_walk"
     assert run.data.params["random_walk.repeats"] == "200"
     metrics = json.loads((folders[0] / "metrics.json").read_text())

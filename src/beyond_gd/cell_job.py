@@ -46,8 +46,10 @@ from omegaconf import DictConfig, OmegaConf
 from beyond_gd import tracking
 from beyond_gd.cells import CellConfig, CellOutput, CellResult, cell_output, run_cell
 from beyond_gd.config import as_dict
+from beyond_gd.costs import train_flop
 from beyond_gd.data.mnist import load_tensors
 from beyond_gd.errors import raise_interrupted
+from beyond_gd.model import build_model
 from beyond_gd.provenance import code_hash, device_name
 from beyond_gd.runtime import resolve_device
 
@@ -97,12 +99,16 @@ def run_and_write(cell: CellConfig, data_root: str | Path, device: torch.device,
     parent_run_id) join where and when it ran in its result.json."""
     x_train, y_train = _mnist(str(data_root), True, str(device))
     x_test, y_test = _mnist(str(data_root), False, str(device))
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     res = run_cell(cell, x_train, y_train, x_test, y_test, device)
     finished = time.time()
+    # The training arithmetic (beyond_gd.costs): every gradient evaluation passes one batch.
+    examples = (res.epochs[-1].evaluations if res.epochs else 0) * min(cell.batch_size, len(x_train))
     output = cell_output(cell, res, pid=os.getpid(), host=socket.gethostname(), device=device.type,
                          device_name=device_name(device.type), started_at=started, finished_at=finished,
-                         wall_seconds=finished - started, **runs, cell_key=cell_key(cell, threads, device.type))
+                         wall_seconds=finished - started, cpu_seconds=time.process_time() - cpu,
+                         train_flop=train_flop(build_model(cell.model), examples),
+                         **runs, cell_key=cell_key(cell, threads, device.type))
     write_cell(output, out)
     return output, res
 

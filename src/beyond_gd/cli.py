@@ -5,6 +5,7 @@
     beyond-gd open            open reports/index.html in a browser
     beyond-gd ui              the MLflow UI over this checkout's store, opened on the optimizer grid's runs
     beyond-gd exps            DVC's experiments side by side: a line per param or metric that differs
+    beyond-gd costs           where the last reproduction's time went: seconds per stage and part, CPU, FLOP rate
     beyond-gd params [o ...]  recompose params.yaml from conf/ with Hydra overrides (what `dvc exp run` does)
 """
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     ui.add_argument("--no-browser", action="store_true", help="print the address only")
     exps = sub.add_parser("exps", help="DVC's experiments side by side, one line per param or metric that differs")
     exps.add_argument("--width", type=int, default=None, help="columns to fit (default: the terminal's)")
+    costs = sub.add_parser("costs", help="where the last reproduction's time went, per stage (from its run records)")
+    costs.add_argument("--no-peak", action="store_true", help="skip timing this machine's matmul peak (about 1 s)")
     compose = sub.add_parser("params", help="recompose params.yaml from conf/")
     compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=smoke baseline.epochs=3")
     args = p.parse_args(argv)
@@ -51,6 +54,14 @@ def main(argv: list[str] | None = None) -> None:
         from beyond_gd import compose as composer
 
         composer.main(args.overrides)
+    elif args.command == "costs":
+        import torch
+
+        from beyond_gd import costs as cost
+
+        torch.set_num_threads(1)  # a cell's thread: the peak its arithmetic rate is set against
+        peak = None if args.no_peak else cost.matmul_peak()
+        print(cost.format_table(cost.stage_costs(*cost.read_records(root), peak), peak))
     elif args.command == "ui":
         serve_ui(args.host, args.port, not args.no_browser)
     elif args.command == "exps":

@@ -13,7 +13,7 @@ Hydra's launchers act only in a `--multirun` of a `@hydra.main` app, and
    each in `<sweep>/<id>/`;
 3. reads each job's artifact back (`read_cell`): `result.json`, `steps.csv`,
    `epochs.csv`, `probes.csv` for a cell that probes its optimizer (beside
-   Hydra's own record of the job's config, `.hydra/config.yaml`).
+   the job's log; its config is `conf/cell/<id>.yaml` of the sweep folder).
 
 The launcher runs in its own process session: when the stage is interrupted
 (SIGTERM, Ctrl-C), every job gets SIGTERM and its cell's MLflow run ends KILLED.
@@ -29,9 +29,13 @@ same grid, measured seconds and where and when each cell ran aside (tested).
 or MLflow, and reads back the same artifacts (tests, debugging; `cells_here`
 binds it as `inputs.run_cells`).
 
+The cells to run are dispatched longest first (`planned_work`), so that the
+last worker does not train a long cell alone while the others sit idle.
+
 Engines (`launcher` section of params.yaml, conf/launcher/):
 - `joblib`: processes on this machine (hydra-joblib-launcher); `settings.n_jobs`
-  at a time, `threads_per_job` torch threads each;
+  at a time (null: as many as the cores this process may use hold jobs of
+  `threads_per_job` torch threads, `launch_settings`);
 - `submitit_local`: submitit's local executor, one subprocess per cell, all at
   once (no parallelism cap): for tests of the submitit path;
 - `submitit_slurm`: one SLURM array job per launch (hydra-submitit-launcher);
@@ -58,6 +62,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -76,9 +81,13 @@ from beyond_gd.cell_job import (APP, EPOCHS, MODULE, PROBES, RESULT, STEPS, JobC
                                 probed, run_and_write)
 from beyond_gd.cells import PROBE_COLUMNS, CellConfig, CellOutput
 from beyond_gd.config import required
+from beyond_gd.costs import TRAIN_PASSES
+from beyond_gd.data.mnist import MNIST_TEST_IMAGES, MNIST_TRAIN_IMAGES
 from beyond_gd.errors import BeyondGDError
+from beyond_gd.provenance import usable_cores
 from beyond_gd.runtime import resolve_device
 from beyond_gd.stage import RunContext
+from beyond_gd.training import steps_per_epoch
 
 ENGINES = ("basic", "joblib", "submitit_local", "submitit_slurm")
 # After SIGTERM, how long the jobs get to end their MLflow runs before SIGKILL.
@@ -111,16 +120,39 @@ def cell_launcher(cfg: Any, sweep_dir: Path, context: RunContext,
 
 def launch(cells: list[CellConfig], sweep_dir: Path, launcher: LauncherConfig, job: JobContext,
            reuse: Path | None = None) -> list[CellOutput]:
-    """Run `cells` (in this order of dispatch) through the launcher, but for those `reuse` holds finished
-    with the same key; their outputs, in the same order."""
+    """Run `cells` through the launcher, longest planned work first (ties in the order given), but for
+    those `reuse` holds finished with the same key; their outputs, in the order given."""
     sweep_dir = sweep_dir.resolve()
     kept = keep_finished(cells, sweep_dir, reuse, job.threads, resolve_device(job.run["device"]).type)
     conf = sweep_dir / "conf"
     write_launch_config(cells, conf, launcher, job, sweep_dir)
-    todo = [c.id for c in cells if c.id not in kept]
+    todo = [c.id for c in sorted(cells, key=planned_work, reverse=True) if c.id not in kept]
     if todo:
         _run_launcher(todo, conf, launcher, sweep_dir)
     return [read_cell(sweep_dir / c.id, c, reused=c.id in kept) for c in cells]
+
+
+def planned_work(cell: CellConfig) -> int:
+    """A cell's planned work in forward passes of one example: its step budget's training passes and its
+    evaluations' (over its training images and the test set).
+    Cells that stop at a target may do less; the order of dispatch needs only the budgets' order."""
+    train = cell.train_images or MNIST_TRAIN_IMAGES
+    work = cell.max_steps * cell.batch_size * TRAIN_PASSES
+    if cell.eval_every is not None:
+        # Every `eval_every`-th epoch end and the budget's end (the last, possibly partial, epoch's).
+        epochs = math.ceil(cell.max_steps / steps_per_epoch(train, cell.batch_size))
+        evaluations = epochs // cell.eval_every + (epochs % cell.eval_every != 0)
+        work += evaluations * (train + (MNIST_TEST_IMAGES if cell.eval_test else 0))
+    return work
+
+
+def launch_settings(launcher: LauncherConfig) -> dict[str, Any]:
+    """`hydra.launcher.<key>` for the launch: the configured settings, joblib's `n_jobs: null` resolved to
+    as many jobs as the usable cores hold at `threads_per_job` each (at least one)."""
+    settings = dict(launcher.settings)
+    if launcher.engine == "joblib" and settings.get("n_jobs") is None:
+        settings["n_jobs"] = max(1, usable_cores() // launcher.threads_per_job)
+    return settings
 
 
 def cells_here(data_root: Path, sweep_dir: Path, device: str = "cpu",
@@ -204,9 +236,12 @@ def write_launch_config(cells: list[CellConfig], conf: Path, launcher: LauncherC
         "defaults": [{"cell": "???"}, {"override hydra/launcher": launcher.engine}, "_self_"],
         "job": dataclasses.asdict(job),
         "hydra": {
-            "launcher": dict(launcher.settings),
+            "launcher": launch_settings(launcher),
             # Jobs write into their own folder; the process's cwd stays put.
             "job": {"chdir": False},
+            # No `.hydra/` record per job (3 files a cell for DVC to hash): each cell's config is already
+            # conf/cell/<id>.yaml of this launch, and its key is in its result.json.
+            "output_subdir": None,
             "sweep": {"dir": str(sweep_dir), "subdir": "${hydra:runtime.choices.cell}"},
             "run": {"dir": str(sweep_dir / "${hydra:runtime.choices.cell}")},
         },

@@ -119,7 +119,8 @@ def stage_entry(stage: Stage, params: Mapping[str, Any]) -> dict[str, Any]:
     headline = stage.name == HEADLINE
     for name in [*(o for o in stage.outputs if o != METRICS or not headline), RECORD]:
         path = f"{stage.default_out}/{name}"
-        props = {"persist": True} if stage.launch is not None and name == CELLS else committed
+        persist = name in stage.keeps or (stage.launch is not None and name == CELLS)
+        props = {**(committed or {}), "persist": True} if persist else committed
         outs.append({path: props} if props else path)
     entry["outs"] = outs
     if headline:

@@ -26,6 +26,15 @@ def workspace_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what `taskset` and a scheduler's CPU set
+    limit), not the machine's count (`os.cpu_count`), which ignores both."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def git(*args: str) -> str:
     """A git command's output in the workspace; empty where git or the repository is missing."""
     try:
@@ -84,9 +93,9 @@ def library_versions(names: Iterable[str]) -> dict[str, str]:
 # The code a module runs: its beyond_gd imports, followed statically
 # --------------------------------------------------------------------------
 # Modules that change no artifact, so what they import counts only through others (and no stage declares
-# them): exception classes and their messages, and the MLflow recording (what it leaves in an artifact, a
-# run's id, stays valid when its code changes).
-RECORDING_ONLY = ("beyond_gd.errors", "beyond_gd.tracking")
+# them): exception classes and their messages, the MLflow recording (what it leaves in an artifact, a
+# run's id, stays valid when its code changes) and the timing a run records (beyond_gd.costs: seconds).
+RECORDING_ONLY = ("beyond_gd.errors", "beyond_gd.tracking", "beyond_gd.costs")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding beyond_gd/
 
 
@@ -107,12 +116,14 @@ def code_closure(module: str, skip: Iterable[str] = RECORDING_ONLY) -> set[Path]
     return {_module_file(n) for n in seen}
 
 
-def code_hash(module: str) -> str:
-    """A short hash of the code `module` runs: each file of its `code_closure` (the recording-only modules
-    left out) as its syntax tree without docstrings, so an edit of a comment or a docstring changes nothing
-    and an edit of a statement, anywhere in the closure, changes the hash."""
+def code_hash(module: str, skip: Iterable[str] = RECORDING_ONLY) -> str:
+    """A short hash of the code `module` runs: each file of its `code_closure` (the `skip` modules, by
+    default the recording-only ones, left out) as its syntax tree without docstrings, so an edit of a
+    comment or a docstring changes nothing and an edit of a statement, anywhere in the closure, changes
+    the hash."""
+    skip = tuple(skip)
     digest = hashlib.sha256()
-    for path in sorted(code_closure(module) - {_module_file(m) for m in RECORDING_ONLY}):
+    for path in sorted(code_closure(module, skip) - {_module_file(m) for m in skip}):
         digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + code_text(path).encode() + b"\0")
     return digest.hexdigest()[:16]
 

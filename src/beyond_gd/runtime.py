@@ -10,6 +10,7 @@ import torch
 
 from beyond_gd.config import RuntimeConfig
 from beyond_gd.errors import ConfigError
+from beyond_gd.provenance import usable_cores
 
 
 def seed_everything(seed: int) -> None:
@@ -42,5 +43,5 @@ def resolve_device(name: str) -> torch.device:
 
 def setup_runtime(cfg: RuntimeConfig) -> torch.device:
     device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(cfg.threads or usable_cores())
     return device

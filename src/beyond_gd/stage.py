@@ -33,6 +33,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ import yaml
 
 from beyond_gd import tracking
 from beyond_gd.config import as_dict, dvc_params, load, load_params, resolved
+from beyond_gd.costs import Clock
 from beyond_gd.errors import BeyondGDError, Interrupted, raise_interrupted
 from beyond_gd.provenance import workspace_root
 from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result, plain
@@ -89,6 +91,9 @@ class Stage:
     # default: data/<name>, in DVC's cache; elsewhere (reports/) the outputs are kept in git instead.
     out: str = ""
     log_outputs: bool = False  # also keep what it wrote as the MLflow run's artifacts
+    # Outputs the study keeps from its last run where nothing they depend on changed (`Inputs.previous`):
+    # `persist: true` in dvc.yaml, so DVC leaves them in place when it re-runs the stage.
+    keeps: tuple[str, ...] = ()
     plots: tuple[Plot, ...] = ()  # dvc.yaml's plots of its outputs (`dvc plots show`)
 
     @property
@@ -138,6 +143,7 @@ def parser(stage: Stage) -> argparse.ArgumentParser:
 
 def execute(stage: Stage, argv: list[str] | None = None) -> Result:
     """Run `stage` as its command line would; the Result written and logged."""
+    clock = Clock()  # this process's start and the imports' end (beyond_gd.costs)
     args = parser(stage).parse_args(argv)
     params = load_params(args.params)
     cfg = load(params, stage.config)
@@ -154,26 +160,34 @@ def execute(stage: Stage, argv: list[str] | None = None) -> Result:
         work.mkdir(parents=True)
         experiment = tracking.experiment_id(stage.name, stage.computes)
         with tracking.recorded(experiment, stage.name, read, tracking.run_tags(stage.name, read, device)) as run:
+            clock.stamp("params_and_mlflow_open")
             folders = {name: Path(getattr(args, name)) for name in stage.inputs}
-            inputs = Inputs(device, folders, work, run_id=run.info.run_id, progress=not args.no_progress)
+            inputs = Inputs(device, folders, work, run_id=run.info.run_id, progress=not args.no_progress,
+                            previous=out if stage.keeps else None)
             cells: dict[str, Any] = {}
             if stage.launch is not None:
                 context = RunContext(stage.name, tracking.tracking_uri(), experiment, run.info.run_id,
                                      cfg.runtime.device, str(inputs.folder("mnist").resolve()))
                 inputs.run_cells = _counted(stage.launch(cfg, work / "cells", context, out / "cells"), cells)
             result = stage.run(cfg, inputs)
+            clock.stamp("study")
             names = result.outputs()
             if sorted(names) != sorted(stage.outputs):
                 raise RuntimeError(f"{stage.name}: the study wrote {sorted(names)}, the stage declares "
                                    f"{sorted(stage.outputs)}")
             write(result, work)
-            record = tracking.run_record(run, **cells)
-            (work / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            clock.stamp("write")
             _log(run.info.run_id, result)
             if stage.log_outputs:
                 tracking.mlflow.log_artifacts(str(work))
             if result.feeds:
                 tracking.describe_experiments(result.feeds)
+            clock.stamp("mlflow_log")
+            launched = {"cells": cells.pop("seconds")} if "seconds" in cells else {}
+            record = tracking.run_record(run, **cells, timing=clock.record(**launched))
+            (work / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            if stage.log_outputs:  # written last, so that its timing covers the logging above
+                tracking.mlflow.log_artifact(str(work / RECORD))
             _move(work, out, [*names, RECORD])
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -244,10 +258,13 @@ def _log(run_id: str, result: Result) -> None:
 
 def _counted(run_cells: Callable[[list[Any]], list[Any]], tally: dict[str, Any]) -> Callable[[list[Any]], list[Any]]:
     """`run_cells`, counting in `tally` the cells run now (`cells`, each a nested MLflow run) and kept
-    (`cells_kept`), and the stage runs the kept cells were recorded under (`cells_kept_in`: run id -> cells;
-    a cell's result.json names it as `parent_run_id`, absent from cells recorded before it did)."""
+    (`cells_kept`), the stage runs the kept cells were recorded under (`cells_kept_in`: run id -> cells;
+    a cell's result.json names it as `parent_run_id`, absent from cells recorded before it did), and the
+    launches' wall seconds (`seconds`, run.json's `timing.seconds.cells`)."""
     def run(cells: list[Any]) -> list[Any]:
+        started = time.time()
         outputs = run_cells(cells)
+        tally["seconds"] = tally.get("seconds", 0.0) + time.time() - started
         kept = [o for o in outputs if o.reused]
         tally["cells"] = tally.get("cells", 0) + len(outputs) - len(kept)
         tally["cells_kept"] = tally.get("cells_kept", 0) + len(kept)

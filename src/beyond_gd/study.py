@@ -120,6 +120,9 @@ class Inputs:
     run_cells: Callable[[list[Any]], list[Any]] | None = None
     # The MLflow run recording this study (only named in the report's provenance).
     run_id: str = ""
+    # The stage's output folder as its last run left it: a study keeps from there what has not changed
+    # (the outputs its stage `keeps`, which DVC leaves in place); None: draw or compute everything.
+    previous: Path | None = None
     progress: bool = False
 
     def folder(self, name: str) -> Path:

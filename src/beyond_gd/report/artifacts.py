@@ -33,6 +33,7 @@ class Artifacts:
 
     dirs: Mapping[str, Path]
     _cache: dict[Need, Any] = field(default_factory=dict)
+    _hashes: dict[Need, str] = field(default_factory=dict)
 
     def path(self, need: Need) -> Path:
         if need.artifact not in self.dirs:
@@ -55,9 +56,15 @@ class Artifacts:
                     from None
         return self._cache[need]
 
+    def sha256(self, need: Need) -> str:
+        """The content hash of one input (each file hashed once)."""
+        if need not in self._hashes:
+            self._hashes[need] = hashlib.sha256(self.path(need).read_bytes()).hexdigest()
+        return self._hashes[need]
+
     def digest(self, need: Need) -> str:
         """A short content hash of one input, for the page's provenance."""
-        return hashlib.sha256(self.path(need).read_bytes()).hexdigest()[:12]
+        return self.sha256(need)[:12]
 
     def view(self, needs: Iterable[Need]) -> View:
         return View(self, frozenset(needs))

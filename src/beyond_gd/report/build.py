@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -9,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from beyond_gd import provenance
+from beyond_gd.config import as_dict
 from beyond_gd.report import page
 from beyond_gd.report.artifacts import Artifacts, Need
 from beyond_gd.report.claims import VerdictRules, check_claims
@@ -16,11 +21,14 @@ from beyond_gd.report.claims import VerdictRules, check_claims
 # The registries as the figures package fills them: every figure module imported, so every figure and claim.
 from beyond_gd.report.figures import CLAIMS, FIGURES
 from beyond_gd.report.grid import plural
-from beyond_gd.report.registry import FigureParams
+from beyond_gd.report.registry import FigureParams, FigureSpec
 from beyond_gd.report.style import Style, apply, save
 from beyond_gd.study import RECORD
 
 FIGURE_DIR = "figures"
+FIGURES_PACKAGE = "beyond_gd.report.figures"
+# A figure's measured text, its files (format -> path relative to the page) and its table as the pages show it.
+FigureResult = tuple[str, dict[str, str], page.RenderedTable | None]
 CLAIMS_CSV = "claims.csv"
 HTML, MARKDOWN = "index.html", "README.md"
 # Every upstream stage's run record: the MLflow run (and experiment) that made its artifacts, and where it has
@@ -98,25 +106,62 @@ class Built:
     files: list[Path]  # every file written, relative to the folder
 
 
+# Each figure's record of its last drawing in the figures folder: its key, measured text, files and table.
+DRAWN = "drawn.json"
+# The libraries whose versions change a figure's pixels.
+DRAWING_LIBRARIES = ("matplotlib", "seaborn", "numpy", "pandas")
+
+
+def figure_key(spec: FigureSpec, artifacts: Artifacts, style: Style, params: FigureParams) -> str:
+    """What a figure's files and text depend on: its inputs' bytes, the style, the figures' params, the
+    code of its module and of what that imports (the other figure modules aside: the figures package's
+    registry imports them all), the page's table rendering, and the drawing libraries' versions."""
+    blob = json.dumps({
+        "inputs": {f"{n.artifact}/{n.file}": artifacts.sha256(n) for n in spec.needs if not artifacts.missing([n])},
+        "style": as_dict(style), "params": as_dict(params), "name": spec.name,
+        "code": [provenance.code_hash(spec.draw.__module__, skip=(*provenance.RECORDING_ONLY, FIGURES_PACKAGE)),
+                 provenance.code_hash(page.__name__)],
+        "libraries": provenance.library_versions(DRAWING_LIBRARIES)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 class Drawing:
     """Every registered figure being drawn into `folder`/figures: by `jobs` worker processes, started at
     once, or in this process when `jobs` is 1 (at `results`). Use it as a context manager.
 
     Figures are independent, and saving PNG and SVG is most of the report's time; the files do not
     depend on `jobs`. Workers fork when the drawing starts, so what the caller imports afterwards
-    (MLflow) loads while they draw.
+    (MLflow) loads while they draw. A figure that `previous` (the last run's figures folder) holds with
+    the key it has now (`figure_key`) is copied from there, not drawn: a change to one figure's inputs,
+    code or style redraws that figure only.
     """
 
-    def __init__(self, folder: Path, artifacts: Artifacts, style: Style, params: FigureParams, jobs: int = 1) -> None:
-        (folder / FIGURE_DIR).mkdir()
-        self._tasks = [(index, folder, dict(artifacts.dirs), style, params) for index in range(len(FIGURES))]
-        self._pool = ProcessPoolExecutor(max_workers=min(jobs, len(FIGURES))) if jobs > 1 else None
+    def __init__(self, folder: Path, artifacts: Artifacts, style: Style, params: FigureParams, jobs: int = 1,
+                 previous: Path | None = None) -> None:
+        self._out = folder / FIGURE_DIR
+        self._out.mkdir()
+        self._keys = [figure_key(spec, artifacts, style, params) for spec in FIGURES]
+        self._kept = _kept(previous, self._out, self._keys)
+        self._tasks = [(index, folder, dict(artifacts.dirs), style, params) for index in range(len(FIGURES))
+                       if index not in self._kept]
+        workers = min(jobs, len(self._tasks))
+        self._pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
         self._futures = [self._pool.submit(_draw, task) for task in self._tasks] if self._pool else []
 
-    def results(self) -> list[tuple[str, dict[str, str], pd.DataFrame | None]]:
-        if self._pool is None:
-            return [_draw(task) for task in self._tasks]
-        return [future.result() for future in self._futures]
+    @property
+    def redrawn(self) -> int:
+        """How many figures this drawing draws (the others are kept from the last run)."""
+        return len(self._tasks)
+
+    def results(self) -> list[FigureResult]:
+        drawn = ([_draw(task) for task in self._tasks] if self._pool is None
+                 else [future.result() for future in self._futures])
+        new = dict(zip((task[0] for task in self._tasks), drawn, strict=True))
+        results = [self._kept.get(index) or new[index] for index in range(len(FIGURES))]
+        record = {spec.name: {"key": key, "measured": measured, "files": files, "table": table}
+                  for spec, key, (measured, files, table) in zip(FIGURES, self._keys, results, strict=True)}
+        (self._out / DRAWN).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        return results
 
     def __enter__(self) -> Drawing:
         return self
@@ -124,6 +169,26 @@ class Drawing:
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+
+
+def _kept(previous: Path | None, out: Path, keys: list[str]) -> dict[int, FigureResult]:
+    """The figures `previous` holds drawn with the key they have now, their files copied into `out`."""
+    try:
+        record = json.loads((previous / DRAWN).read_text()) if previous is not None else {}
+    except (OSError, ValueError):
+        return {}
+    kept = {}
+    for index, (spec, key) in enumerate(zip(FIGURES, keys, strict=True)):
+        entry = record.get(spec.name)
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            continue
+        files = entry["files"]
+        if not all((previous / Path(path).name).is_file() for path in files.values()):
+            continue
+        for path in files.values():
+            shutil.copy2(previous / Path(path).name, out / Path(path).name)
+        kept[index] = (entry["measured"], files, entry["table"])
+    return kept
 
 
 def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: Mapping[str, float],
@@ -141,7 +206,8 @@ def build(folder: Path, drawing: Drawing, artifacts: Artifacts, tolerances: Mapp
                            for n in sorted(needs())])
     (folder / HTML).write_text(page.html_page(shown, claims, provenance, inputs, mlflow_ui))
     (folder / MARKDOWN).write_text(page.markdown_page(shown, claims, provenance, inputs, mlflow_ui))
-    files = [Path(p) for f in shown for p in f.files.values()] + [Path(CLAIMS_CSV), Path(HTML), Path(MARKDOWN)]
+    files = [Path(p) for f in shown for p in f.files.values()] + [Path(FIGURE_DIR) / DRAWN, Path(CLAIMS_CSV),
+                                                                  Path(HTML), Path(MARKDOWN)]
     return Built([f for f in shown if f.drawn], [f for f in shown if not f.drawn], claims, files)
 
 
@@ -156,13 +222,13 @@ def claims_by_figure() -> dict[str, tuple[str, ...]]:
     return under
 
 
-def _draw(task: tuple[int, Path, dict[str, Path], Style, FigureParams]
-          ) -> tuple[str, dict[str, str], pd.DataFrame | None]:
-    """Draw and save FIGURES[index] (in this process or a worker): its measured text, files and table (no
-    files for a figure not drawn, whose measured text says why)."""
+def _draw(task: tuple[int, Path, dict[str, Path], Style, FigureParams]) -> FigureResult:
+    """Draw and save FIGURES[index] (in this process or a worker): its measured text, files and table as
+    the pages show it (no files for a figure not drawn, whose measured text says why)."""
     index, folder, dirs, style, params = task
     spec = FIGURES[index]
     apply(style)
     drawn = spec.draw(Artifacts(dirs).view(spec.needs), params, style)
     paths = save(drawn.figure, spec.name, folder / FIGURE_DIR, style) if drawn.figure is not None else []
-    return drawn.measured, {p.suffix[1:]: f"{FIGURE_DIR}/{p.name}" for p in paths}, drawn.table
+    table = page.render_table(drawn.table) if drawn.table is not None else None
+    return drawn.measured, {p.suffix[1:]: f"{FIGURE_DIR}/{p.name}" for p in paths}, table

@@ -25,6 +25,7 @@ class Link(NamedTuple):
 
 
 Pieces = tuple["str | Link", ...]  # a sentence, some of its words links
+RenderedTable = dict[str, str]  # "html" and "md": a table as each page writes it
 
 
 def plain(pieces: Pieces) -> str:
@@ -59,7 +60,7 @@ class PageFigure:
     measured: str
     files: Mapping[str, str]  # format -> path relative to the page
     runs: Pieces  # the MLflow runs whose artifacts it draws, their ids linked to the UI
-    table: pd.DataFrame | None = None
+    table: RenderedTable | None = None  # its table as each page shows it (`render_table`)
     claims: tuple[str, ...] = ()  # the ids of the claims shown under it
 
     @property
@@ -90,7 +91,7 @@ def html_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenance: M
     by_id = claims.set_index("id", drop=False)
     for f in figures:
         links = " · ".join(f'<a href="{e(path)}">{e(fmt.upper())}</a>' for fmt, path in f.files.items())
-        table = _html_table(f.table) if f.table is not None else ""
+        table = f.table["html"] if f.table is not None else ""
         image = (f'<img src="{e(f.image)}" alt="{e(f.title)}" loading="lazy">' if f.drawn else
                  f'<p class=notdrawn><b>Not drawn:</b> {e(f.measured)}</p>')
         measured = f"<p><b>Measured:</b> {e(f.measured)}</p>" if f.drawn else ""
@@ -129,7 +130,7 @@ def markdown_page(figures: Sequence[PageFigure], claims: pd.DataFrame, provenanc
                   f"**Book:** {f.book}", "", *([measured, ""] if measured else []),
                   (f"Files: {links}. " if links else "") + f"MLflow: {_markdown(f.runs)}", ""]
         if f.table is not None:
-            lines += [_md_table(f.table), ""]
+            lines += [f.table["md"], ""]
         if f.claims:
             lines += ["Its claims:", "", _md_table(_brief(by_id.loc[list(f.claims)])), ""]
     lines += ["## All claims", "", "Also as [claims.csv](claims.csv). " + COLUMNS_NOTE, "",
@@ -209,6 +210,12 @@ def _claims_table(claims: pd.DataFrame, brief: bool = False) -> str:
                     "</details></td>")
         rows.append(f"<tr>{tds}</tr>")
     return f"<table class=claims><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def render_table(frame: pd.DataFrame) -> RenderedTable:
+    """A figure's table as the HTML and Markdown pages show it: text, so a figure kept from the last run
+    (beyond_gd.report.build) keeps it exactly."""
+    return {"html": _html_table(frame), "md": _md_table(frame)}
 
 
 def _html_table(frame: pd.DataFrame) -> str:

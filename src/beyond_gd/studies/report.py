@@ -88,9 +88,11 @@ def run(cfg: Config, inputs: Inputs) -> Result:
         first, flag = artifacts.path(missing[0]), missing[0].artifact.replace("_", "-")
         raise DataError(f"{first}: missing (an output of the stage behind --{flag}; {len(missing)} input(s) "
                         "missing in all; run `dvc repro`)")
-    # Figures are drawn in worker processes (saving PNG and SVG is most of the time); the files do not
-    # depend on how many.
-    with report.Drawing(inputs.workdir, artifacts, c.style, c.figures, os.cpu_count() or 1) as drawing:
+    # Figures are drawn in worker processes, one per usable core (saving PNG and SVG is most of the time);
+    # the files do not depend on how many.
+    previous = inputs.previous / report.FIGURE_DIR if inputs.previous is not None else None
+    with report.Drawing(inputs.workdir, artifacts, c.style, c.figures, provenance.usable_cores(),
+                        previous) as drawing:
         built = report.build(inputs.workdir, drawing, artifacts, c.claims, c.concepts, c.verdicts,
                              _provenance(cfg, inputs.run_id), c.mlflow_ui)
     n = claims.counts(built.claims)
@@ -102,7 +104,8 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                  "checks_failing": n["checks_fails"]},
         made=(report.FIGURE_DIR, report.CLAIMS_CSV, report.HTML, report.MARKDOWN),
         feeds=report.figures_by_artifact(),
-        lines=[f"{len(built.figures)} figures; {claims.headline(built.claims)}"],
+        lines=[f"{len(built.figures)} figures ({drawing.redrawn} drawn, the others kept from the last run); "
+               f"{claims.headline(built.claims)}"],
     )
 
 
