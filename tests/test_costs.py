@@ -18,9 +18,9 @@ def record(start: float, parts: list[float], cpu: float = 1.0, **seconds: float)
         "seconds": {**dict(zip(costs.PARTS, parts)), **seconds}}}
 
 
-def cell(pid: int, wall: float, train: float, flop: float, reused: bool = False) -> dict:
-    return {"pid": pid, "host": "h", "wall_seconds": wall, "train_seconds": train, "cpu_seconds": wall,
-            "train_flop": flop, "reused": reused}
+def cell(start: float, wall: float, train: float, flop: float, reused: bool = False) -> dict:
+    return {"started_at": start, "finished_at": start + wall, "wall_seconds": wall, "train_seconds": train,
+            "cpu_seconds": wall, "train_flop": flop, "reused": reused}
 
 
 def test_the_clock_splits_a_run_into_its_parts_from_the_process_start() -> None:
@@ -40,13 +40,16 @@ def test_the_clock_splits_a_run_into_its_parts_from_the_process_start() -> None:
 
 def test_the_table_orders_stages_and_splits_the_time_between_and_inside_them() -> None:
     records = {"b": record(20.0, [2, 1, 10, 1, 1], cells=9.0), "a": record(0.0, [3, 1, 4, 1, 1])}
-    done = [cell(1, 4.0, 3.0, 3e9), cell(2, 4.0, 3.0, 3e9), cell(1, 4.0, 2.0, 2e9), cell(9, 50.0, 40.0, 1e12, True)]
+    # Two at once, then one after the first (two job slots); the kept one is another run's.
+    done = [cell(21, 4.0, 3.0, 3e9), cell(21.5, 4.0, 3.0, 3e9), cell(25, 4.0, 2.0, 2e9),
+            cell(0, 50.0, 40.0, 1e12, True)]
     table = costs.stage_costs(records, {"b": done}, peak_flops=2e9)
     assert list(table.stage) == ["a", "b"]  # the order they ran in
     a, b = table.to_dict("records")
     assert a["wall"] == 10 and pd_isna(a["dvc_before"]) and b["dvc_before"] == 10  # a ended at 10, b started at 20
     assert b["cells"] == 3 and b["cell_train"] == 8  # the kept cell is not this run's work
-    assert b["cells_outside"] == pytest.approx(9.0 - 12.0 / 2)  # two job slots (pids)
+    assert costs.job_slots(done[:3]) == 2 and costs.job_slots(done[:1]) == 1
+    assert b["cells_outside"] == pytest.approx(9.0 - 12.0 / 2)  # two job slots
     assert b["gflops_per_thread"] == pytest.approx(1.0) and b["share_of_peak"] == pytest.approx(0.5)
     text = costs.format_table(table, 2e9)
     assert text.splitlines()[1].startswith("a ") and "35 s wall" in text and "10 s between them" in text
@@ -64,7 +67,7 @@ def test_beyond_gd_costs_reads_the_workspaces_records(tmp_path: Path, monkeypatc
         (tmp_path / "data" / stage / "run.json").write_text(json.dumps(record(start, [1, 1, 20, 1, 1])))
     kept = tmp_path / "data" / "optimizer_grid" / "cells" / "sgd-0"
     kept.mkdir(parents=True)
-    (kept / "result.json").write_text(json.dumps({**cell(1, 4.0, 3.0, 3e9), "parent_run_id": "an earlier run"}))
+    (kept / "result.json").write_text(json.dumps({**cell(0, 4.0, 3.0, 3e9), "parent_run_id": "an earlier run"}))
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "run.json").write_text(json.dumps({"mlflow_run_id": "x"}))  # recorded no timing
     records, cells = costs.read_records(tmp_path)

@@ -115,10 +115,9 @@ def stage_costs(records: Mapping[str, Mapping[str, Any]], cells: Mapping[str, li
             train = sum(c["train_seconds"] for c in done)
             row.update(cells=len(done), cell_wall=sum(c["wall_seconds"] for c in done), cell_train=train,
                        cell_cpu=sum(c.get("cpu_seconds") or 0.0 for c in done))
-            if "cells" in seconds:  # the job slots: the worker processes the cells ran in
-                jobs = len({(c.get("host"), c.get("pid")) for c in done})
+            if "cells" in seconds:
                 row["launch"] = seconds["cells"]
-                row["cells_outside"] = seconds["cells"] - row["cell_wall"] / jobs
+                row["cells_outside"] = seconds["cells"] - row["cell_wall"] / job_slots(done)
             flop = sum(c.get("train_flop") or 0.0 for c in done)
             row["gflops_per_thread"] = flop / train / 1e9 if train > 0 else None
             if peak_flops and train > 0:
@@ -130,6 +129,16 @@ def stage_costs(records: Mapping[str, Mapping[str, Any]], cells: Mapping[str, li
     table = table.sort_values("started_at", kind="stable").reset_index(drop=True)
     table["dvc_before"] = table["started_at"] - table["ended_at"].shift()
     return table
+
+
+def job_slots(cells: list[Mapping[str, Any]]) -> int:
+    """How many cells ran at once at most (from their start and end times): the launcher's job slots."""
+    events = sorted([(c["started_at"], 1) for c in cells] + [(c["finished_at"], -1) for c in cells])
+    running = most = 0
+    for _, step in events:  # an end before a start at the same instant
+        running += step
+        most = max(most, running)
+    return max(most, 1)
 
 
 def matmul_peak(n: int = 1024, repeats: int = 20) -> float:
