@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,7 +56,12 @@ def process_started_at() -> float | None:
 
 
 def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) of this process and of its children it has waited for."""
+    """CPU seconds (user + system) of this process and of its children it has waited for; where the
+    standard library has no `resource` (Windows), this process's own only."""
+    try:
+        import resource
+    except ImportError:
+        return {"self": time.process_time(), "children": 0.0}
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"self": own.ru_utime + own.ru_stime, "children": kids.ru_utime + kids.ru_stime}
 

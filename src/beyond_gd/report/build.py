@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -112,16 +113,21 @@ DRAWN = "drawn.json"
 DRAWING_LIBRARIES = ("matplotlib", "seaborn", "numpy", "pandas")
 
 
-def figure_key(spec: FigureSpec, artifacts: Artifacts, style: Style, params: FigureParams) -> str:
+def shared_key() -> dict[str, Any]:
+    """What every figure's key holds alike: the page's table rendering and the drawing libraries' versions."""
+    return {"page": provenance.code_hash(page.__name__), "libraries": provenance.library_versions(DRAWING_LIBRARIES)}
+
+
+def figure_key(spec: FigureSpec, artifacts: Artifacts, style: Style, params: FigureParams,
+               shared: Mapping[str, Any]) -> str:
     """What a figure's files and text depend on: its inputs' bytes, the style, the figures' params, the
     code of its module and of what that imports (the other figure modules aside: the figures package's
-    registry imports them all), the page's table rendering, and the drawing libraries' versions."""
+    registry imports them all), and `shared` (`shared_key`)."""
     blob = json.dumps({
         "inputs": {f"{n.artifact}/{n.file}": artifacts.sha256(n) for n in spec.needs if not artifacts.missing([n])},
-        "style": as_dict(style), "params": as_dict(params), "name": spec.name,
-        "code": [provenance.code_hash(spec.draw.__module__, skip=(*provenance.RECORDING_ONLY, FIGURES_PACKAGE)),
-                 provenance.code_hash(page.__name__)],
-        "libraries": provenance.library_versions(DRAWING_LIBRARIES)}, sort_keys=True, default=str)
+        "style": as_dict(style), "params": as_dict(params), "name": spec.name, "shared": shared,
+        "code": provenance.code_hash(spec.draw.__module__, skip=(*provenance.RECORDING_ONLY, FIGURES_PACKAGE))},
+        sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -140,7 +146,8 @@ class Drawing:
                  previous: Path | None = None) -> None:
         self._out = folder / FIGURE_DIR
         self._out.mkdir()
-        self._keys = [figure_key(spec, artifacts, style, params) for spec in FIGURES]
+        shared = shared_key()
+        self._keys = [figure_key(spec, artifacts, style, params, shared) for spec in FIGURES]
         self._kept = _kept(previous, self._out, self._keys)
         self._tasks = [(index, folder, dict(artifacts.dirs), style, params) for index in range(len(FIGURES))
                        if index not in self._kept]
