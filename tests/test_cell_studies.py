@@ -216,7 +216,8 @@ def test_momentum_speedup_stops_cells_at_the_target_and_pairs_ratios_by_seed(fak
                  "momentum_speedup.optimizers=[sgd,sgd_momentum]", "momentum_speedup.target_loss=2.28",
                  "momentum_speedup.smoothing_window=5", "momentum_speedup.stop_margin=10",
                  "momentum_speedup.eval_batch_size=512", "momentum_speedup.setups.pytorch.max_steps=300",
-                 "momentum_speedup.setups.book_first_edition.max_steps=300")
+                 "momentum_speedup.setups.book_first_edition.max_steps=300",
+                 "momentum_speedup.run_setups=[pytorch,book_first_edition]")
     c = cfg.momentum_speedup
     inputs, counted = here(fake_mnist_root, tmp_path)
     result = momentum_speedup.run(cfg, inputs)

@@ -151,7 +151,9 @@ def test_seed_stats_keep_finite_values_and_use_the_sample_std() -> None:
 # Configs
 # --------------------------------------------------------------------------
 def test_default_configs_make_their_cells() -> None:
-    cfg = config(momentum_speedup.Config)
+    # The default runs the PyTorch setup only (the thorough profile both): here both, to see each one's cells.
+    assert config(momentum_speedup.Config).momentum_speedup.run_setups == ["pytorch"]
+    cfg = config(momentum_speedup.Config, "momentum_speedup.run_setups=[pytorch,book_first_edition]")
     c = cfg.momentum_speedup
     cells = momentum_speedup.build_cells(cfg)
     assert len(cells) == (len(c.optimizers) + 1) * len(c.setups) * len(c.seeds)  # and the equal-step control
@@ -393,7 +395,8 @@ def test_momentum_speedup_writes_both_setups(tmp_path: Path, mnist_root: Path) -
                  "momentum_speedup.optimizers=[sgd,sgd_momentum]",
                  "momentum_speedup.setups.pytorch.max_steps=1200",
                  "momentum_speedup.setups.book_first_edition.max_steps=1200",
-                 "momentum_speedup.setups.book_first_edition.cost=epoch_last")
+                 "momentum_speedup.setups.book_first_edition.cost=epoch_last",
+                 "momentum_speedup.run_setups=[pytorch,book_first_edition]")
     result = momentum_speedup.run(cfg, launched_inputs(cfg, tmp_path, mnist_root))
 
     runs = result.tables["runs.csv"]

