@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from beyond_gd.errors import ConfigError
 from beyond_gd.optim import adam
@@ -58,7 +58,9 @@ class OptimizerSpec:
 
     @property
     def cls(self) -> type[torch.optim.Optimizer]:
-        return torch_optimizers()[self.target]
+        """The class `build` instantiates: from the registry, else by its path as `instantiate` finds it (a
+        spec built in code, not validated by `from_params`, may name any importable optimizer)."""
+        return torch_optimizers().get(self.target) or get_class(self.target)
 
     @property
     def class_name(self) -> str:
