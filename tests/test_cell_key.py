@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from beyond_gd import provenance
-from beyond_gd.cell_job import MODULE, cell_code, cell_key
+from beyond_gd.cell_job import MODULE, JobContext, cell_code, cell_key
 from beyond_gd.cells import CellConfig
-from beyond_gd.launch import run_cells_here
+from beyond_gd.launch import LauncherConfig, run_cells_here, write_launch_config
 from beyond_gd.studies import lbfgs, lr_adaptation, momentum_speedup, optimizer_grid
 from conftest import config
 from test_cells import cell
@@ -140,3 +141,14 @@ def test_finished_cells_are_kept_across_an_edit_of_the_tables_and_run_again_afte
     assert run("second", "first") == [True, True]
     edit(package / "training.py", *RERUN["the training loop"][1:])
     assert run("third", "second") == [False, False]
+
+
+def test_a_launch_writes_each_cell_config_as_omegaconf_saves_it_and_reads_it_back_equal(tmp_path: Path) -> None:
+    """conf/cell/<id>.yaml of a launch, for every cell of the four studies: the bytes OmegaConf.save of the
+    structured config writes, and the same CellConfig when the job merges it into the schema."""
+    for i, c in enumerate(every_cell()):  # one launch each: two studies may name a cell alike
+        write_launch_config([c], tmp_path / f"{i}", LauncherConfig("basic", 1, {}), JobContext({}, 1, "c0de"), tmp_path)
+        written = tmp_path / f"{i}" / "cell" / f"{c.id}.yaml"
+        assert written.read_text() == OmegaConf.to_yaml(OmegaConf.structured(c)), c.id
+        assert OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CellConfig), OmegaConf.load(written))) == c
+    assert OmegaConf.load(tmp_path / "0" / "cell_app.yaml").job.code == "c0de"

@@ -90,6 +90,22 @@ def test_same_seed_gives_identical_loss_curves() -> None:
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.parametrize("inductor_loaded", [False, True])
+def test_seeding_turns_on_deterministic_kernels_as_torchs_call_does(inductor_loaded: bool) -> None:
+    """In a fresh process: the ATen flag on (warn_only off) either way; TorchInductor's config not imported
+    for it, and set too where something had imported it."""
+    import subprocess
+    import sys
+    code = ("import sys, torch\n"
+            + ("import torch._inductor.config\n" if inductor_loaded else "")
+            + "from beyond_gd.runtime import seed_everything\nseed_everything(0)\n"
+            "inductor = sys.modules.get('torch._inductor.config')\n"
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " None if inductor is None else inductor.deterministic)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False", "True" if inductor_loaded else "None"]
+
+
 def test_batch_order_depends_on_the_seed_alone() -> None:
     """Same init and optimizer: the batches come from `seed`, not from the global generator's state; another
     seed draws other batches from the very first step."""
