@@ -4,6 +4,8 @@ and a training cell drawing the same batches through it."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +96,6 @@ def test_same_seed_gives_identical_loss_curves() -> None:
 def test_seeding_turns_on_deterministic_kernels_as_torchs_call_does(inductor_loaded: bool) -> None:
     """In a fresh process: the ATen flag on (warn_only off) either way; TorchInductor's config not imported
     for it, and set too where something had imported it."""
-    import subprocess
-    import sys
     code = ("import sys, torch\n"
             + ("import torch._inductor.config\n" if inductor_loaded else "")
             + "from beyond_gd.runtime import seed_everything\nseed_everything(0)\n"
