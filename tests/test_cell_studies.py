@@ -172,6 +172,19 @@ def test_averaging_runs_asgd_about_its_best_lr_at_a_constant_lr_and_averages_the
     assert ends["average_train_loss"].notna().all() and (ends["average_train_loss"] != ends["train_loss"]).all()
 
 
+def test_averaging_runs_off_run_no_cell_and_say_so(fake_mnist_root: Path, tmp_path: Path) -> None:
+    """`averaging.enabled: false` (the default profile's): ASGD in the grid, yet only the grid's cells run, and
+    summary.json records the runs as switched off, which the claim and the figure read."""
+    cfg = grid_config({"sgd": [0.1], "asgd": [0.01, 0.1]}, "optimizer_grid.long_budget.enabled=false",
+                      "optimizer_grid.extension.max_added=0", "optimizer_grid.averaging.enabled=false")
+    inputs, counted = here(fake_mnist_root, tmp_path)
+    result = optimizer_grid.run(cfg, inputs)
+    assert counted.ran == 3 * len(cfg.optimizer_grid.seeds)
+    assert result.summary["averaging"] == {"ran": False, "enabled": False, "optimizer": "asgd"}
+    assert result.tables["averaging.csv"].empty
+    assert "averaging: not run (averaging.enabled: false)" in result.lines[-1]
+
+
 def test_kept_cells_reproduce_the_tables_of_a_run_from_scratch(fake_mnist_root: Path, tmp_path: Path) -> None:
     """Growing a grid runs only its new cells, and its tables are those of the grown grid from scratch."""
     small = {"sgd": [0.1], "adam": [0.001]}

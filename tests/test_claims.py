@@ -1409,6 +1409,18 @@ def test_momentum_claims_read_inconclusive_naming_a_setup_that_did_not_run(tmp_p
     assert "not run: the first-edition setup" in row["note"] and "book_first_edition" not in row["measured"]
 
 
+def test_averaging_claim_switched_off_reads_not_measured_naming_the_profile_that_runs_it(tmp_path: Path) -> None:
+    """The default profile leaves the averaging runs out (optimizer_grid.averaging.enabled): the claim is not
+    measured, and says which switch and which profile would measure it; with them it decides (GRID agrees)."""
+    data = optimizer_grid(GRID)
+    assert verdict("asgd_averaging_helps", data, tmp_path / "on")["verdict"] == AGREES
+    data[("optimizer_grid", "averaging.csv")] = data[("optimizer_grid", "averaging.csv")].iloc[:0]
+    data[("optimizer_grid", "summary.json")]["averaging"] = {"ran": False, "enabled": False, "optimizer": "asgd"}
+    row = verdict("asgd_averaging_helps", data, tmp_path / "off")
+    assert row["verdict"] == NOT_MEASURED, (row["measured"], row["note"])
+    assert "optimizer_grid.averaging.enabled: false" in row["note"] and "thorough profile" in row["note"]
+
+
 def test_momentum_steps_are_the_km_median_not_the_mean_of_the_seeds_that_reached(tmp_path: Path) -> None:
     """Seeds at 1,900 and 2,100 steps and one that never reached the target: the mean over the two that reached
     is 2,000 (the book's number); the KM median, the third censored at the cap, is the second: 2,100."""

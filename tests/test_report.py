@@ -806,7 +806,7 @@ def test_without_the_longer_budget_its_figure_is_listed_not_drawn(built_without_
         assert "Not drawn:" in text and "long_budget.enabled is false" in text
         assert "figures/extra-long-budget." not in text
     assert "long: rank" not in page  # the grid table has no columns for a budget that did not run
-    # ASGD's figure reads its own averaging runs, which run in every profile, not the longer budget.
+    # ASGD's figure reads its own averaging runs (on in this fixture), not the longer budget.
     assert "The averaging runs (" in page.split('id="extra-asgd-average"')[1].split("</figure>")[0]
     verdicts = pd.read_csv(built_without_long / "claims.csv").set_index("id")["verdict"]
     assert verdicts["little_consensus_on_the_best"] in registry.VERDICTS

@@ -83,6 +83,8 @@ class LongBudgetConfig:
 
 @dataclass
 class AveragingConfig:
+    # Whether the averaging runs run (false: summary.json says so, averaging.csv is empty).
+    enabled: bool = required()
     # The averaging optimizer (an entry of `lrs`; absent from the grid: nothing runs).
     optimizer: str = optimizer_names(nonempty=True)
     # Its best lr and this many lrs of its search on each side of it.
@@ -236,7 +238,7 @@ def run(cfg: Config, inputs: Inputs) -> Result:
            + (f"{len(long_cells)} cells" if long_cells else "not run (long_budget.enabled: false)")
            + (f"; averaging: {tail['cells']} cells of {tail['optimizer']} at lrs "
               + ", ".join(f"{v:g}" for v in tail["lrs"]) + f", averaged from step {tail['t0']:,} of {tail['steps']:,}"
-              if tail["ran"] else "")],
+              if tail["ran"] else "" if tail["enabled"] else "; averaging: not run (averaging.enabled: false)")],
     )
 
 
@@ -247,8 +249,10 @@ def averaging_runs(cfg: Config, inputs: Inputs, ranking: pd.DataFrame,
     iterate's and the average's numbers (averaging.csv), and what ran (summary.json)."""
     c, a = cfg.optimizer_grid, cfg.optimizer_grid.averaging
     best = ranking.set_index("optimizer")["best_lr"].get(a.optimizer)
-    if best is None or pd.isna(best):  # not in the grid, or diverged at every lr: nothing to average
-        return pd.DataFrame(columns=LABELS + EPOCH_COLUMNS + ["t0"]), {"ran": False, "optimizer": a.optimizer}
+    # Off, not in the grid, or diverged at every lr: nothing to average.
+    if not a.enabled or best is None or pd.isna(best):
+        return (pd.DataFrame(columns=LABELS + EPOCH_COLUMNS + ["t0"]),
+                {"ran": False, "enabled": a.enabled, "optimizer": a.optimizer})
     search = sorted(lrs[a.optimizer])
     k = search.index(best)
     tail_lrs = search[max(0, k - a.neighbours): k + a.neighbours + 1]
@@ -258,7 +262,7 @@ def averaging_runs(cfg: Config, inputs: Inputs, ranking: pd.DataFrame,
     # lambd; without it the step is constant and `ax` is the plain average of the iterates from t0 on.
     cells = build_cells(cfg, {a.optimizer: tail_lrs}, a.seeds, steps, "averaging-", t0=t0, lambd=0.0)
     table = epochs_table(inputs.run_cells(cells), LABELS).assign(t0=t0)
-    return table, {"ran": True, "optimizer": a.optimizer, "lrs": tail_lrs, "best_lr": best, "epochs": a.epochs,
+    return table, {"ran": True, "enabled": True, "optimizer": a.optimizer, "lrs": tail_lrs, "best_lr": best, "epochs": a.epochs,
                    "window": a.window, "steps": steps, "t0": t0, "seeds": len(a.seeds), "cells": len(cells)}
 
 

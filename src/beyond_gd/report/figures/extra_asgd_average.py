@@ -45,7 +45,9 @@ STYLES = ("--", "-", ":")
         notes="Averaging starts at `optimizers.asgd.t0` in the grid, and over the last "
               "`optimizer_grid.averaging.window` epochs of the averaging runs.\n\nThe whole training set's loss "
               "and the test accuracy of ASGD's iterate and of its averaged weights, at each lr of its search, and "
-              "per epoch of the averaging runs.")
+              "per epoch of the averaging runs.\n\nThe averaging runs run where `optimizer_grid.averaging.enabled` "
+              "is true: in the thorough profile, not the default (a launch of their own, about 90 s on 2 cores); "
+              "without them the bottom row is empty and the claim on averaging is not measured.")
 def asgd_average(i: View, p: FigureParams, s: Style) -> Drawn:
     cells, tail, summary, m = (i.csv(OG, "cells.csv"), i.csv(OG, "averaging.csv"), i.csv(OG, "summary.csv"),
                                i.json(OG))
@@ -101,7 +103,8 @@ def _measured(mine: pd.DataFrame, tail: pd.DataFrame, best: float, m: dict) -> s
             + f"; ASGD is ranked by its average, at lr {best:g}. ")
     run = m["averaging"]
     if not len(tail):
-        return text + "The averaging runs did not run (ASGD is not in the grid, or diverged at every lr)."
+        return text + (not_run(run) or "The averaging runs did not run (ASGD is not in the grid, or diverged at "
+                                       "every lr).")
     end = _ends(tail).groupby("lr")[["train_loss", "average_train_loss", "test_accuracy",
                                      "average_test_accuracy"]].mean()
     wins = end.index[end["average_train_loss"] < end["train_loss"]]
@@ -111,6 +114,13 @@ def _measured(mine: pd.DataFrame, tail: pd.DataFrame, best: float, m: dict) -> s
                                f"{r.test_accuracy:.2%} against {r.average_test_accuracy:.2%}"
                                for lr, r in end.iterrows())
                    + f"; the average lower at {len(wins)} of {len(end)} lrs.")
+
+
+def not_run(run: dict) -> str:
+    """Why the averaging runs did not run where the profile turned them off ("" otherwise)."""
+    return ("" if run.get("enabled", True) else
+            "The averaging runs did not run in this profile (optimizer_grid.averaging.enabled: false, for time); "
+            "the thorough profile runs them, which would settle the claim on averaging.")
 
 
 def _ends(tail: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +133,7 @@ def _ends(tail: pd.DataFrame) -> pd.DataFrame:
               "what its average is for: Polyak & Juditsky 1992",
        book="Averaged SGD, which the chapter offers to try beside L-BFGS, is worth it for its average: the running "
             "average of the iterates it returns trains better than the iterate it steps with.",
-       needs=(Need(OG, "averaging.csv"),), uses=("tied_with_best",),
+       needs=(Need(OG, "averaging.csv"), Need(OG, "summary.json")), uses=("tied_with_best",),
        tolerance="(the iterate's training-set loss − the average's) / the iterate's, at the end of the averaging "
                  "runs (a constant lr, the average over the tail of the run), at the lr of those runs where the "
                  "average is best (picked again in every resample of the seeds). agrees: the average better by "
@@ -132,7 +142,8 @@ def asgd_averaging_helps(i: View, tol: float, near: float) -> Measured:
     tail = i.csv(OG, "averaging.csv")
     units = _ends(tail)[["seed", "lr", "train_loss", "average_train_loss"]].dropna() if len(tail) else tail
     if units.empty:
-        return Measured("–", not_measured("the averaging runs did not run or kept no averaged weights"))
+        return Measured("–", not_measured(not_run(i.json(OG)["averaging"])
+                                          or "the averaging runs did not run or kept no averaged weights"))
 
     def gain(u: pd.DataFrame) -> tuple[float, float]:
         lrs, at = np.unique(u["lr"].to_numpy(), return_inverse=True)
