@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,12 @@ def test_bad_params_name_the_key(base_params: dict[str, Any], edit: dict, messag
 def test_a_subset_larger_than_the_split_is_refused(base_params: dict[str, Any], fake_inputs: Inputs) -> None:
     with pytest.raises(ConfigError, match=r"^mode_connectivity\.subset_size: must be <= the 60 examples"):
         study.run(tiny_config(base_params, subset_size=N_TRAIN + 1), fake_inputs)
+
+
+def test_parallel_processes_give_the_same_tables(result: study.Result, base_params: dict[str, Any],
+                                                  fake_inputs: Inputs, trained_baseline: None) -> None:
+    """The solutions and the curves train as independent jobs (`Inputs.map`): in two worker processes they
+    write the same bytes as one after another in this process."""
+    again = study.run(tiny_config(base_params), dataclasses.replace(fake_inputs, jobs=2))
+    for name, table in result.tables.items():
+        pd.testing.assert_frame_equal(again.tables[name], table, check_exact=True)

@@ -19,7 +19,7 @@ from beyond_gd import cells, training
 from beyond_gd.cells import CellConfig, run_cell
 from beyond_gd.data import mnist
 from beyond_gd.model import Net, build_model, fresh_init, load_state
-from beyond_gd.runtime import seed_everything
+from beyond_gd.runtime import map_one_thread, seed_everything
 from beyond_gd.stage import write
 from beyond_gd.stages.baseline import STAGE
 from beyond_gd.studies import baseline
@@ -435,3 +435,36 @@ def test_output_units_share_positive_on_their_own_class() -> None:
     units = training.OutputUnits()
     training.evaluate(net, x2, y, batch_size=64, units=units)
     assert gap_high > gap_low and units.own_positive_share[5] == pytest.approx(0.5)
+
+
+def _short_run(seed: int) -> tuple[int, bool, list[float]]:
+    """What `map_one_thread` sees of its call: the threads, the deterministic flag, and a seeded training's
+    losses (module level: the worker processes unpickle it by reference)."""
+    seed_everything(seed)
+    model = Net(784, 16, 10)
+    x = torch.rand(256, 784)
+    y = torch.randint(0, 10, (256,))
+    res = training.train(model, torch.optim.SGD(model.parameters(), lr=0.1), x, y, batch_size=32, seed=seed,
+                         max_steps=16, divergence_loss=1e3)
+    return torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), res.step_loss.tolist()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_map_one_thread_runs_each_call_at_one_thread_and_gives_the_same_numbers_in_processes(jobs: int) -> None:
+    """In this process (jobs 1) or in worker processes (jobs 2): each call at one torch thread with
+    deterministic kernels, the results in the items' order and equal to one-thread calls here; this
+    process's thread count is left as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = map_one_thread(_short_run, [3, 1, 2], jobs)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [g[:2] for g in got] == [(1, True)] * 3
+    torch.set_num_threads(1)
+    try:
+        expected = [_short_run(s)[2] for s in (3, 1, 2)]
+    finally:
+        torch.set_num_threads(before)
+    assert [g[2] for g in got] == expected and expected[0] != expected[1]

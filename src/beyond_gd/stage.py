@@ -46,7 +46,7 @@ from beyond_gd import tracking
 from beyond_gd.config import as_dict, dvc_params, load, load_params, resolved
 from beyond_gd.costs import Clock
 from beyond_gd.errors import BeyondGDError, Interrupted, raise_interrupted
-from beyond_gd.provenance import workspace_root
+from beyond_gd.provenance import usable_cores, workspace_root
 from beyond_gd.study import METRICS, RECORD, SUMMARY, Inputs, Result, plain
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def execute(stage: Stage, argv: list[str] | None = None) -> Result:
             clock.stamp("params_and_mlflow_open")
             folders = {name: Path(getattr(args, name)) for name in stage.inputs}
             inputs = Inputs(device, folders, work, run_id=run.info.run_id, progress=not args.no_progress,
-                            previous=out if stage.keeps else None)
+                            previous=out if stage.keeps else None, jobs=usable_cores() if device == "cpu" else 1)
             cells: dict[str, Any] = {}
             if stage.launch is not None:
                 context = RunContext(stage.name, tracking.tracking_uri(), experiment, run.info.run_id,

@@ -124,11 +124,21 @@ class Inputs:
     # (the outputs its stage `keeps`, which DVC leaves in place); None: draw or compute everything.
     previous: Path | None = None
     progress: bool = False
+    # How many processes `map` may run at once (the runner: the cores this process may use, on the CPU).
+    jobs: int = 1
 
     def folder(self, name: str) -> Path:
         if name not in self.folders:
             raise DataError(f"{name}: no folder given for this input (--{name.replace('_', '-')})")
         return Path(self.folders[name])
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """`fn` over independent `items`, each call at one torch thread with deterministic kernels, in up to
+        `jobs` processes at once (`runtime.map_one_thread`): the same results for any `jobs`. `fn` and the
+        items must pickle (a module-level function, dataclasses of plain data and tensors)."""
+        from beyond_gd.runtime import map_one_thread
+
+        return map_one_thread(fn, items, self.jobs)
 
     @cached_property
     def torch_device(self) -> torch.device:

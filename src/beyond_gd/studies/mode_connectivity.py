@@ -11,7 +11,9 @@ loss and accuracy on a t grid along three paths from A to B: the straight line
 matching (`aligned`; Ainsworth et al. 2023), and a quadratic Bézier curve
 between A and B as trained whose control point is trained by SGD (`curve`;
 Garipov et al. 2018), trained epoch by epoch until its barrier stops falling,
-each with its barrier (Frankle et al. 2020) beside the endpoints' own loss. And Fig 6-3
+each with its barrier (Frankle et al. 2020) beside the endpoints' own loss. The solutions to
+train and the pairs' curves are independent jobs (`Inputs.map`: processes of one thread each, as many
+at once as the cores allow; the same numbers however many). And Fig 6-3
 "over and over": from each solution the line to its own init (and to fresh
 inits, if asked), on interpolate's alpha grid.
 
@@ -34,6 +36,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -134,6 +137,11 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     # 1. The solutions: the baseline's recipe, one seed each; the baseline's own seed is the baseline itself.
     # Seconds are machine facts: MLflow and the printed lines only, so the same seed writes the same bytes.
     base = cfg.baseline
+    key, spec, mnist = f"optimizers.{base.optimizer}", cfg.optimizers[base.optimizer], inputs.folder("mnist")
+    # The seeds to train are independent jobs: in parallel processes where the machine has the cores.
+    trained = dict(zip([s for s in c.seeds if s != base.seed], inputs.map(train_solution, [
+        SolutionJob(dataclasses.replace(base, seed=s), cfg.model, spec, key, mnist, inputs.device, inputs.progress)
+        for s in c.seeds if s != base.seed]), strict=True))
     inits, solutions, solution_rows, seconds = {}, {}, [], {}
     for seed in c.seeds:
         label = f"seed_{seed}"
@@ -142,13 +150,13 @@ def run(cfg: Config, inputs: Inputs) -> Result:
             folder = inputs.folder("baseline")
             inits[label] = load_state(folder / "init.pt", model, device)
             load_state(folder / "mnist.pt", model, device)
-            trained = json.loads((folder / "summary.json").read_text())
-            steps, diverged, reused = int(trained["steps"]), bool(trained["diverged"]), True
+            done = json.loads((folder / "summary.json").read_text())
+            steps, diverged, reused = int(done["steps"]), bool(done["diverged"]), True
         else:
-            t = fit(dataclasses.replace(base, seed=seed), cfg.model, cfg.optimizers[base.optimizer], inputs,
-                    key=f"optimizers.{base.optimizer}", desc=f"mode_connectivity {label}")
-            model, inits[label], reused = t.model, t.init_state, False
-            steps, diverged, seconds[label] = t.result.steps, t.result.diverged, t.result.seconds
+            t = trained[seed]
+            model.load_state_dict(t.state)
+            inits[label], reused = t.init, False
+            steps, diverged, seconds[label] = t.steps, t.diverged, t.seconds
         solutions[label] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         row = {"solution": label, "seed": seed, "steps": steps,
                "epochs": math.ceil(steps / steps_per_epoch(len(x_train), base.batch_size)), "diverged": diverged,
@@ -166,14 +174,13 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     pairs = list(itertools.combinations(labels, 2))
     path_frames, barrier_rows, matching_rows, curve_frames, curve_epochs = [], [], [], [], []
     gen = torch.Generator().manual_seed(c.matching_seed)
-    for k, (la, lb) in enumerate(tqdm(pairs, desc="mode_connectivity pairs", unit="pair",
-                                      disable=not inputs.progress)):
+    aligned: dict[str, dict[str, torch.Tensor]] = {}
+    for la, lb in pairs:  # the matchings in pair order: they share one generator
         a, b = solutions[la], solutions[lb]
         pair = f"{la}~{lb}"
-        finite = _finite(a) and _finite(b)
-        if finite:
+        if _finite(a) and _finite(b):
             matching = mc.weight_matching(a, b, max_sweeps=c.matching_max_sweeps, generator=gen)
-            b_aligned = mc.permute_state(b, matching.perms)
+            aligned[pair] = mc.permute_state(b, matching.perms)
             for layer, perm in enumerate(matching.perms):
                 matching_rows.append({"pair": pair, "a": la, "b": lb, "layer": layer + 1, "units": len(perm),
                                       "units_moved": int((perm != torch.arange(len(perm))).sum()),
@@ -181,35 +188,24 @@ def run(cfg: Config, inputs: Inputs) -> Result:
                                       "similarity_identity": _similarity(a, b),
                                       "similarity_matched": matching.similarity[-1]})
         else:  # a diverged solution: no assignment on NaN weights; its paths stay NaN, flagged
-            b_aligned = b
+            aligned[pair] = b
             matching_rows.append({"pair": pair, "a": la, "b": lb, "layer": 0, "units": 0, "units_moved": 0,
                                   "sweeps": 0, "converged": False, "similarity_identity": math.nan,
                                   "similarity_matched": math.nan})
-
-        curve = mc.BezierCurve(build_model(cfg.model).to(device), a, b,
-                               {n: (a[n] + b[n]) / 2 for n in a}, seed=c.curve.seed + k)
-        spec = cfg.optimizers[c.curve.optimizer]
-        opt = spec.with_lr(spec.lr * c.curve.lr_factor).build(curve.theta.parameters(),
-                                                              key=f"optimizers.{c.curve.optimizer}")
-        subset_a, subset_b = sub_state(a, PREFIX), sub_state(b, PREFIX)
-        history: list[float] = []
-
-        def until_flat(end: EpochEnd, curve: mc.BezierCurve = curve, pair: str = pair,
-                       history: list[float] = history) -> bool:
-            loss, _ = mc.curve_loss(net.classifier, subset_a, sub_state(curve.control(), PREFIX), subset_b, ts,
-                                    *data["train"], batch_size=c.eval_batch_size, t_chunk=c.t_chunk)
-            history.append(mc.barrier(t_np, loss).height)
-            curve_epochs.append({"pair": pair, "epoch": end.epoch, "step": end.step, "barrier": history[-1]})
-            return mc.stopped_falling(history, c.curve.min_decrease)
-
-        res = train(curve, opt, x_train, y_train, batch_size=base.batch_size, seed=c.curve.seed + k,
-                    max_steps=step_budget(c.curve.max_epochs, len(x_train), base.batch_size, c.curve.max_steps),
-                    divergence_loss=base.divergence_loss, on_epoch_end=until_flat, progress=inputs.progress,
-                    desc=f"curve {pair}")
+    # The curves' trainings are independent jobs too.
+    curve_spec = cfg.optimizers[c.curve.optimizer]
+    runs = inputs.map(train_curve, [
+        CurveJob(f"{la}~{lb}", k, solutions[la], solutions[lb], c, base, cfg.model,
+                 curve_spec.with_lr(curve_spec.lr * c.curve.lr_factor), f"optimizers.{c.curve.optimizer}", mnist,
+                 inputs.device, inputs.progress) for k, (la, lb) in enumerate(pairs)])
+    for (la, lb), res in zip(tqdm(pairs, desc="mode_connectivity pairs", unit="pair", disable=not inputs.progress),
+                             runs, strict=True):
+        a, b, pair = solutions[la], solutions[lb], res.pair
+        finite, b_aligned, theta = _finite(a) and _finite(b), aligned[pair], res.theta
         seconds[f"curve {pair}"] = res.seconds
-        theta = {n: v.detach().clone() for n, v in curve.control().items()}
-        curve_frames.append(pd.DataFrame({"pair": pair, "step": np.arange(1, res.steps + 1),
-                                          "t": np.asarray(curve.draws[: res.steps]), "loss": res.step_loss}))
+        curve_epochs.extend(res.epochs)
+        curve_frames.append(pd.DataFrame({"pair": pair, "step": np.arange(1, res.steps + 1), "t": res.draws,
+                                          "loss": res.step_loss}))
 
         ends = {"linear": (a, b), "aligned": (a, b_aligned)}
         for split, (x, y) in data.items():
@@ -311,6 +307,96 @@ def _result(c: ModeConnectivityConfig, base: BaselineConfig, solutions: pd.DataF
                f"{summary['over_and_over']['local_minima_max']} local minima in (0, 1), slope ratio at most "
                f"{summary['over_and_over']['slope_ratio_max']:.3g}"],
     )
+
+
+@dataclass(frozen=True)
+class SolutionJob:
+    """One solution to train (`train_solution`): the baseline's recipe at its own seed."""
+
+    base: BaselineConfig
+    model: ModelConfig
+    optimizer: OptimizerSpec
+    key: str  # the optimizer's entry, for errors
+    mnist: Path
+    device: str
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Solution:
+    state: dict[str, torch.Tensor]
+    init: dict[str, torch.Tensor]
+    steps: int
+    diverged: bool
+    seconds: float
+
+
+def train_solution(job: SolutionJob) -> Solution:
+    """`baseline.fit` of one seed: what the stage keeps of it."""
+    t = fit(job.base, job.model, job.optimizer, Inputs(job.device, {"mnist": job.mnist}, progress=job.progress),
+            key=job.key, desc=f"mode_connectivity seed_{job.base.seed}")
+    return Solution(t.model.state_dict(), t.init_state, t.result.steps, t.result.diverged, t.result.seconds)
+
+
+@dataclass(frozen=True)
+class CurveJob:
+    """One pair's curve to train (`train_curve`): its endpoints, the pair's index k (its seeds are
+    `curve.seed + k`) and the control point's optimizer, its lr already scaled by `curve.lr_factor`."""
+
+    pair: str
+    k: int
+    a: dict[str, torch.Tensor]
+    b: dict[str, torch.Tensor]
+    c: ModeConnectivityConfig
+    base: BaselineConfig
+    model: ModelConfig
+    optimizer: OptimizerSpec
+    key: str
+    mnist: Path
+    device: str
+    progress: bool
+
+
+@dataclass(frozen=True)
+class CurveRun:
+    pair: str
+    theta: dict[str, torch.Tensor]  # the trained control point
+    draws: np.ndarray  # the t of every step
+    step_loss: np.ndarray
+    steps: int
+    diverged: bool
+    seconds: float
+    epochs: list[dict]  # per epoch: pair, epoch, step, the barrier on the training subset
+
+
+def train_curve(job: CurveJob) -> CurveRun:
+    """Garipov et al.'s curve between `a` and `b`, its control point from their midpoint, trained by the
+    one loop epoch by epoch until its barrier on the training subset stops falling (`curve.min_decrease`)."""
+    c, device = job.c, torch.device(job.device)
+    x_train, y_train = load_tensors(job.mnist, train=True, device=device)
+    subset = fixed_subset(x_train, y_train, c.subset_size, c.subset_seed, "mode_connectivity.subset_size")
+    net = build_model(job.model).to(device)
+    ts = torch.linspace(0, 1, c.t_points, dtype=torch.float64)
+    curve = mc.BezierCurve(build_model(job.model).to(device), job.a, job.b,
+                           {n: (job.a[n] + job.b[n]) / 2 for n in job.a}, seed=c.curve.seed + job.k)
+    opt = job.optimizer.build(curve.theta.parameters(), key=job.key)
+    ends = sub_state(job.a, PREFIX), sub_state(job.b, PREFIX)
+    history: list[float] = []
+    epochs: list[dict] = []
+
+    def until_flat(end: EpochEnd) -> bool:
+        loss, _ = mc.curve_loss(net.classifier, ends[0], sub_state(curve.control(), PREFIX), ends[1], ts, *subset,
+                                batch_size=c.eval_batch_size, t_chunk=c.t_chunk)
+        history.append(mc.barrier(ts.numpy(), loss).height)
+        epochs.append({"pair": job.pair, "epoch": end.epoch, "step": end.step, "barrier": history[-1]})
+        return mc.stopped_falling(history, c.curve.min_decrease)
+
+    res = train(curve, opt, x_train, y_train, batch_size=job.base.batch_size, seed=c.curve.seed + job.k,
+                max_steps=step_budget(c.curve.max_epochs, len(x_train), job.base.batch_size, c.curve.max_steps),
+                divergence_loss=job.base.divergence_loss, on_epoch_end=until_flat, progress=job.progress,
+                desc=f"curve {job.pair}")
+    return CurveRun(job.pair, {n: v.detach().clone() for n, v in curve.control().items()},
+                    np.asarray(curve.draws[: res.steps]), res.step_loss, res.steps, res.diverged, res.seconds, epochs)
 
 
 def _finite(state: dict[str, torch.Tensor]) -> bool:
