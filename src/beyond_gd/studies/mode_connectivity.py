@@ -139,9 +139,10 @@ def run(cfg: Config, inputs: Inputs) -> Result:
     base = cfg.baseline
     key, spec, mnist = f"optimizers.{base.optimizer}", cfg.optimizers[base.optimizer], inputs.folder("mnist")
     # The seeds to train are independent jobs: in parallel processes where the machine has the cores.
-    trained = dict(zip([s for s in c.seeds if s != base.seed], inputs.map(train_solution, [
+    to_train = [s for s in c.seeds if s != base.seed]
+    trained = dict(zip(to_train, inputs.map(train_solution, [
         SolutionJob(dataclasses.replace(base, seed=s), cfg.model, spec, key, mnist, inputs.device, inputs.progress)
-        for s in c.seeds if s != base.seed]), strict=True))
+        for s in to_train]), strict=True))
     inits, solutions, solution_rows, seconds = {}, {}, [], {}
     for seed in c.seeds:
         label = f"seed_{seed}"

@@ -262,8 +262,9 @@ def averaging_runs(cfg: Config, inputs: Inputs, ranking: pd.DataFrame,
     # lambd; without it the step is constant and `ax` is the plain average of the iterates from t0 on.
     cells = build_cells(cfg, {a.optimizer: tail_lrs}, a.seeds, steps, "averaging-", t0=t0, lambd=0.0)
     table = epochs_table(inputs.run_cells(cells), LABELS).assign(t0=t0)
-    return table, {"ran": True, "enabled": True, "optimizer": a.optimizer, "lrs": tail_lrs, "best_lr": best, "epochs": a.epochs,
-                   "window": a.window, "steps": steps, "t0": t0, "seeds": len(a.seeds), "cells": len(cells)}
+    return table, {"ran": True, "enabled": True, "optimizer": a.optimizer, "lrs": tail_lrs, "best_lr": best,
+                   "epochs": a.epochs, "window": a.window, "steps": steps, "t0": t0, "seeds": len(a.seeds),
+                   "cells": len(cells)}
 
 
 def rank(table: pd.DataFrame, c: OptimizerGridConfig, lrs: dict[str, list[float]] | None = None,
